@@ -1,0 +1,1 @@
+"""actorq: a durable background task queue on an actor runtime."""

@@ -1,0 +1,146 @@
+"""The storage seam: the ``Journal`` protocol that actors and the API call, and its operations.
+
+Writes are *operations* (submit, claim, append a transition, promote due work, reap leases)
+handed over in batches: a backend runs a whole batch in one transaction, so many callers share
+one commit (group commit). Each operation succeeds or fails on its own: a domain error in one
+(a duplicate idempotency key, an invalid transition) leaves the others in the batch untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, Protocol
+
+import attrs
+
+from actorq.model import Event, NewTask, Page, Task, TaskFilter, TaskState
+
+
+@attrs.frozen
+class Submit:
+    """Create tasks (all or none). Result: the created tasks."""
+
+    tasks: Sequence[NewTask]
+    at: float
+    node: str
+
+
+@attrs.frozen
+class Claim:
+    """Claim up to ``limit`` ready tasks, best first, for ``workers`` (one each, in order).
+
+    Result: the claimed tasks, ``len`` at most ``min(limit, len(workers))``.
+    """
+
+    workers: Sequence[str]
+    at: float
+    node: str
+    lease_seconds: float
+    queues: Sequence[str] | None = None
+
+
+@attrs.frozen
+class Append:
+    """Apply one transition event to its task. Result: the task after it.
+
+    ``worker``/``attempt``, when given, must still match the task: an outcome reported by a
+    worker whose lease was already reaped (and the task claimed again) is refused as stale.
+    """
+
+    event: Event
+    worker: str | None = None
+    attempt: int | None = None
+
+
+@attrs.frozen
+class PromoteDue:
+    """Move scheduled tasks whose run_at has come to queued. Result: the tasks promoted."""
+
+    at: float
+    node: str
+    limit: int = 1000
+
+
+@attrs.frozen
+class ReapExpired:
+    """Re-queue (or dead-letter) running tasks whose lease has expired. Result: those tasks."""
+
+    at: float
+    node: str
+    limit: int = 1000
+
+
+@attrs.frozen
+class ExtendLeases:
+    """Heartbeat: push the leases of ``worker``-held running tasks to ``until``. Not journaled.
+
+    Result: the number of tasks extended.
+    """
+
+    task_ids: Sequence[str]
+    until: float
+
+
+Op = Submit | Claim | Append | PromoteDue | ReapExpired | ExtendLeases
+
+
+@attrs.frozen
+class Outcome:
+    """The result of one operation of a batch: a value, or the domain error it raised."""
+
+    value: Any = None
+    error: BaseException | None = None
+    events: Sequence[Event] = ()
+
+    def unwrap(self) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+@attrs.frozen
+class Head:
+    """Where the journal and the projection stand."""
+
+    journal_seq: int
+    projection_seq: int
+
+
+class Journal(Protocol):
+    """What the runtime needs from storage. SQLite and PostgreSQL both fulfil it."""
+
+    async def open(self) -> None:
+        """Connect, apply migrations, and bring the projection up to the journal's head."""
+
+    async def close(self) -> None: ...
+
+    async def run(self, ops: Sequence[Op]) -> list[Outcome]:
+        """Run a batch of operations in one transaction; one outcome per op, in order."""
+
+    async def get(self, task_id: str) -> Task: ...
+
+    async def list_tasks(self, query: TaskFilter, limit: int, cursor: str | None) -> Page: ...
+
+    async def history(self, task_id: str) -> list[Event]: ...
+
+    async def counts(self) -> dict[tuple[str, TaskState], int]:
+        """Number of tasks by (queue, state)."""
+
+    async def next_due(self) -> float | None:
+        """The earliest run_at among scheduled tasks."""
+
+    async def next_lease_expiry(self) -> float | None: ...
+
+    async def running_on(self, node: str) -> list[Task]:
+        """Running tasks whose worker id belongs to ``node``."""
+
+    async def head(self) -> Head: ...
+
+    def events(self, after_seq: int = 0, until: float | None = None) -> AsyncIterator[Event]:
+        """Every journal event after ``after_seq`` in seq order (up to time ``until``)."""
+
+    def tasks(self) -> AsyncIterator[Task]:
+        """Every row of the live projection."""
+
+    async def replace_projection(self, tasks: Sequence[Task], seq: int) -> None:
+        """Swap the live projection for ``tasks`` (rebuild from a replay) in one transaction."""

@@ -1,0 +1,191 @@
+"""Runs a batch of journal operations inside one open transaction, for any backend.
+
+A backend supplies a ``Tx``: how to read candidate rows (with whatever locking its database
+needs), how to number events, and how to write events and rows. This module decides *what*
+happens, through the shared fold in ``lifecycle``; so the SQLite and PostgreSQL journals
+cannot drift apart in meaning, only in SQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import attrs
+
+from actorq import lifecycle
+from actorq.errors import ActorqError, DuplicateTask, InvalidTransition, TaskNotFound
+from actorq.journal.base import (
+    Append,
+    Claim,
+    ExtendLeases,
+    Op,
+    Outcome,
+    PromoteDue,
+    ReapExpired,
+    Submit,
+)
+from actorq.model import LIVE_STATES, Event, EventKind, Task
+
+
+class Tx(Protocol):
+    """One open write transaction of a backend."""
+
+    async def load(self, task_ids: Sequence[str]) -> dict[str, Task]: ...
+
+    async def ready(self, limit: int, queues: Sequence[str] | None) -> list[Task]:
+        """Queued tasks, best first (priority desc, run_at, seq), locked for this tx."""
+
+    async def due(self, at: float, limit: int) -> list[Task]: ...
+
+    async def expired(self, at: float, limit: int) -> list[Task]: ...
+
+    async def live_key_owner(self, key: str) -> str | None: ...
+
+    async def extend(self, task_ids: Sequence[str], until: float) -> int: ...
+
+    async def allocate(self, n: int) -> list[int]:
+        """``n`` fresh, increasing journal sequence numbers."""
+
+    async def write(self, events: Sequence[Event], tasks: Sequence[Task], new: set[str]) -> None:
+        """Insert the events; insert the tasks whose id is in ``new``, update the others."""
+
+
+@attrs.define
+class _Staged:
+    events: list[Event] = attrs.Factory(list)
+    tasks: dict[str, Task] = attrs.Factory(dict)
+    new: set[str] = attrs.Factory(set)
+
+
+class BatchRun:
+    """State of one batch: what was staged but not yet written to the transaction."""
+
+    def __init__(self, tx: Tx) -> None:
+        self._tx = tx
+        self._staged = _Staged()
+        self._known: dict[str, Task] = {}  # current rows, as this transaction sees them
+
+    async def run(self, ops: Sequence[Op]) -> list[Outcome]:
+        # One read for every task the batch's transitions touch, not one per operation.
+        wanted = [op.event.task_id for op in ops if isinstance(op, Append)]
+        if wanted:
+            self._known.update(await self._tx.load(wanted))
+        outcomes = [await self._run_one(op) for op in ops]
+        await self.flush()
+        return outcomes
+
+    async def flush(self) -> None:
+        staged, self._staged = self._staged, _Staged()
+        if staged.events or staged.tasks:
+            await self._tx.write(staged.events, list(staged.tasks.values()), staged.new)
+
+    async def _run_one(self, op: Op) -> Outcome:
+        try:
+            match op:
+                case Submit():
+                    return await self._submit(op)
+                case Append():
+                    return await self._append(op)
+                case Claim():
+                    await self.flush()
+                    rows = await self._tx.ready(len(op.workers), op.queues)
+                    until = op.at + op.lease_seconds
+                    return await self._apply_each(
+                        rows,
+                        lambda t, i: Event(
+                            EventKind.CLAIMED,
+                            t.id,
+                            op.at,
+                            op.node,
+                            {"lease_expires_at": until},
+                            worker=op.workers[i],
+                        ),
+                    )
+                case PromoteDue():
+                    await self.flush()
+                    rows = await self._tx.due(op.at, op.limit)
+                    return await self._apply_each(
+                        rows, lambda t, _: Event(EventKind.ENQUEUED, t.id, op.at, op.node)
+                    )
+                case ReapExpired():
+                    await self.flush()
+                    rows = await self._tx.expired(op.at, op.limit)
+                    return await self._apply_each(
+                        rows, lambda t, _: lifecycle.decide_lease_expiry(t, at=op.at, node=op.node)
+                    )
+                case ExtendLeases():
+                    await self.flush()
+                    return Outcome(await self._tx.extend(op.task_ids, op.until))
+        except ActorqError as exc:
+            return Outcome(error=exc)
+        raise TypeError(f"unknown journal operation {op!r}")  # pragma: no cover
+
+    async def _current(self, task_id: str) -> Task | None:
+        if task_id not in self._known:
+            self._known.update(await self._tx.load([task_id]))
+        return self._known.get(task_id)
+
+    async def _stage(self, pairs: list[tuple[Task | None, Event]]) -> list[Task]:
+        """Number and apply events (all or none), then stage them for writing."""
+        seqs = await self._tx.allocate(len(pairs))
+        applied: list[tuple[Event, Task, bool]] = []
+        for (before, event), seq in zip(pairs, seqs, strict=True):
+            numbered = attrs.evolve(event, seq=seq)
+            applied.append((numbered, lifecycle.apply(before, numbered), before is None))
+        for event, task, is_new in applied:
+            self._staged.events.append(event)
+            self._staged.tasks[task.id] = task
+            self._known[task.id] = task
+            if is_new:
+                self._staged.new.add(task.id)
+        return [task for _, task, _ in applied]
+
+    async def _apply_each(self, rows: list[Task], make: Callable[[Task, int], Event]) -> Outcome:
+        if not rows:
+            return Outcome([])
+        tasks = await self._stage([(t, make(t, i)) for i, t in enumerate(rows)])
+        return Outcome(tasks, events=self._staged.events[-len(tasks) :])
+
+    async def _submit(self, op: Submit) -> Outcome:
+        keys: dict[str, str] = {}
+        for new in op.tasks:
+            key = new.idempotency_key
+            if key is None:
+                continue
+            owner = keys.get(key) or self._staged_key_owner(key) or await self._live_owner(key)
+            if owner is not None:
+                raise DuplicateTask(key, owner)
+            keys[key] = new.id
+        events = [lifecycle.submitted_event(n, at=op.at, node=op.node) for n in op.tasks]
+        tasks = await self._stage([(None, e) for e in events])
+        return Outcome(tasks, events=self._staged.events[-len(tasks) :])
+
+    def _staged_key_owner(self, key: str) -> str | None:
+        for task in self._staged.tasks.values():
+            if task.idempotency_key == key and task.state in LIVE_STATES:
+                return task.id
+        return None
+
+    async def _live_owner(self, key: str) -> str | None:
+        owner = await self._tx.live_key_owner(key)
+        if owner is None:
+            return None
+        known = self._known.get(owner)  # it may have finished earlier in this batch
+        return None if known is not None and known.state not in LIVE_STATES else owner
+
+    async def _append(self, op: Append) -> Outcome:
+        event = op.event
+        task = await self._current(event.task_id)
+        if task is None:
+            raise TaskNotFound(event.task_id)
+        stale = (op.worker is not None and task.worker != op.worker) or (
+            op.attempt is not None and task.attempt != op.attempt
+        )
+        if stale:
+            raise InvalidTransition(
+                f"task {task.id} is no longer held by {op.worker} (attempt {op.attempt})"
+            )
+        (after,) = await self._stage([(task, event)])
+        return Outcome(after, events=self._staged.events[-1:])
+

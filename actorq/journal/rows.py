@@ -1,0 +1,99 @@
+"""Tasks and events to and from database rows, and the named SQL blocks of each dialect.
+
+Both backends store the same columns; JSON values travel as text so one codec serves both.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from typing import Any
+
+from actorq.errors import InvalidInput
+from actorq.model import Event, EventKind, Task, TaskState
+
+TASK_COLUMNS = (
+    "id", "type", "queue", "payload", "priority", "state", "attempt", "max_attempts",
+    "timeout", "run_at", "created_at", "updated_at", "seq", "metadata", "idempotency_key",
+    "result", "error", "started_at", "finished_at", "worker", "lease_expires_at",
+)  # fmt: skip
+EVENT_COLUMNS = ("seq", "at", "task_id", "kind", "node", "worker", "data")
+
+_JSON_COLUMNS = frozenset({"payload", "metadata", "result"})
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def task_to_row(task: Task) -> tuple[Any, ...]:
+    return (
+        task.id, task.type, task.queue, dumps(task.payload), task.priority, task.state.value,
+        task.attempt, task.max_attempts, task.timeout, task.run_at, task.created_at,
+        task.updated_at, task.seq, dumps(task.metadata), task.idempotency_key,
+        dumps(task.result), task.error, task.started_at, task.finished_at, task.worker,
+        task.lease_expires_at,
+    )  # fmt: skip
+
+
+def task_from_row(row: Sequence[Any] | Mapping[str, Any]) -> Task:
+    values = row if isinstance(row, Sequence) else [row[c] for c in TASK_COLUMNS]
+    fields = dict(zip(TASK_COLUMNS, values, strict=True))
+    for name in _JSON_COLUMNS:
+        fields[name] = json.loads(fields[name])
+    fields["state"] = TaskState(fields["state"])
+    return Task(**fields)
+
+
+def event_to_row(event: Event) -> tuple[Any, ...]:
+    return (
+        event.seq, event.at, event.task_id, event.kind.value, event.node, event.worker,
+        dumps(event.data),
+    )  # fmt: skip
+
+
+def event_from_row(row: Sequence[Any] | Mapping[str, Any]) -> Event:
+    values = row if isinstance(row, Sequence) else [row[c] for c in EVENT_COLUMNS]
+    seq, at, task_id, kind, node, worker, data = values
+    return Event(EventKind(kind), task_id, at, node, json.loads(data), worker=worker, seq=seq)
+
+
+@functools.cache
+def queries(dialect: str) -> dict[str, str]:
+    """The ``-- name: x`` blocks of ``sql/<dialect>/queries.sql``."""
+    text = resources.files("actorq.journal").joinpath(f"sql/{dialect}/queries.sql").read_text()
+    blocks: dict[str, str] = {}
+    name = None
+    for line in text.splitlines():
+        if line.startswith("-- name:"):
+            name = line.removeprefix("-- name:").strip()
+            blocks[name] = ""
+        elif name is not None:
+            blocks[name] += line + "\n"
+    return {k: v.strip() for k, v in blocks.items()}
+
+
+def migrations(dialect: str) -> list[tuple[int, str]]:
+    """Numbered schema migrations ``sql/<dialect>/NNN_*.sql``, in order."""
+    folder = resources.files("actorq.journal").joinpath(f"sql/{dialect}")
+    found = [
+        (int(f.name.split("_", 1)[0]), f.read_text())
+        for f in folder.iterdir()
+        if f.name[:3].isdigit() and f.name.endswith(".sql")
+    ]
+    return sorted(found)
+
+
+def encode_cursor(task: Task) -> str:
+    """Keyset pagination over (created_at, id), newest first."""
+    return f"{task.created_at!r}~{task.id}"
+
+
+def decode_cursor(cursor: str) -> tuple[float, str]:
+    try:
+        created, task_id = cursor.split("~", 1)
+        return float(created), task_id
+    except ValueError as exc:
+        raise InvalidInput(f"invalid cursor {cursor!r}") from exc

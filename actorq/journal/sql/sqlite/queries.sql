@@ -1,0 +1,72 @@
+-- name: load
+SELECT {columns} FROM tasks WHERE id IN (SELECT value FROM json_each(?))
+
+-- name: ready_any
+SELECT {columns} FROM tasks WHERE state = 'queued'
+ORDER BY priority DESC, run_at, seq LIMIT ?
+
+-- name: ready_in
+SELECT {columns} FROM tasks WHERE state = 'queued'
+AND queue IN (SELECT value FROM json_each(?))
+ORDER BY priority DESC, run_at, seq LIMIT ?
+
+-- name: due
+SELECT {columns} FROM tasks WHERE state = 'scheduled' AND run_at <= ? ORDER BY run_at LIMIT ?
+
+-- name: expired
+SELECT {columns} FROM tasks WHERE state = 'running' AND lease_expires_at <= ?
+ORDER BY lease_expires_at LIMIT ?
+
+-- name: live_key_owner
+SELECT id FROM tasks WHERE idempotency_key = ? AND state IN ('scheduled', 'queued', 'running')
+
+-- name: extend
+UPDATE tasks SET lease_expires_at = ?
+WHERE state = 'running' AND id IN (SELECT value FROM json_each(?))
+
+-- name: insert_event
+INSERT INTO journal (seq, at, task_id, kind, node, worker, data) VALUES (?, ?, ?, ?, ?, ?, ?)
+
+-- name: insert_task
+INSERT INTO tasks ({columns}) VALUES ({placeholders})
+
+-- name: update_task
+UPDATE tasks SET state = ?, attempt = ?, run_at = ?, updated_at = ?, seq = ?, result = ?,
+error = ?, started_at = ?, finished_at = ?, worker = ?, lease_expires_at = ?
+WHERE id = ?
+
+-- name: set_watermark
+UPDATE meta SET value = ? WHERE key = 'projection_seq'
+
+-- name: watermark
+SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'projection_seq'
+
+-- name: journal_head
+SELECT coalesce(max(seq), 0) FROM journal
+
+-- name: get
+SELECT {columns} FROM tasks WHERE id = ?
+
+-- name: history
+SELECT seq, at, task_id, kind, node, worker, data FROM journal WHERE task_id = ? ORDER BY seq
+
+-- name: events
+SELECT seq, at, task_id, kind, node, worker, data FROM journal WHERE seq > ? ORDER BY seq LIMIT ?
+
+-- name: all_tasks
+SELECT {columns} FROM tasks WHERE id > ? ORDER BY id LIMIT ?
+
+-- name: counts
+SELECT queue, state, count(*) FROM tasks GROUP BY queue, state
+
+-- name: next_due
+SELECT min(run_at) FROM tasks WHERE state = 'scheduled'
+
+-- name: next_lease_expiry
+SELECT min(lease_expires_at) FROM tasks WHERE state = 'running'
+
+-- name: running_on
+SELECT {columns} FROM tasks WHERE state = 'running' AND worker LIKE ? ESCAPE '\'
+
+-- name: clear_tasks
+DELETE FROM tasks

@@ -1,0 +1,192 @@
+"""How journal events change a task: the one fold shared by the live path and by replay.
+
+``apply`` is pure, so replaying the journal from the first row gives back exactly the
+projection the live system wrote. Decisions that involve time or chance (when to retry) are
+made once, by ``decide_failure``, and recorded in the event's data; the fold only reads them.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from typing import Any
+
+import attrs
+
+from actorq.errors import InvalidTransition
+from actorq.model import Event, EventKind, NewTask, Task, TaskState
+
+_S = TaskState
+_K = EventKind
+
+
+class Backoff(enum.StrEnum):
+    EXPONENTIAL = "exponential"
+    LINEAR = "linear"
+    FIXED = "fixed"
+
+
+@attrs.frozen
+class RetryPolicy:
+    """Delay before attempt n+1 after attempt n failed. Jitter spreads a failing burst."""
+
+    backoff: Backoff = Backoff.EXPONENTIAL
+    base: float = 1.0
+    factor: float = 2.0
+    cap: float = 300.0
+    jitter: float = 0.5  # the delay is drawn from [delay * (1 - jitter), delay]
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        n = max(attempt, 1)
+        if self.backoff is Backoff.EXPONENTIAL:
+            raw = self.base * self.factor ** (n - 1)
+        elif self.backoff is Backoff.LINEAR:
+            raw = self.base * n
+        else:
+            raw = self.base
+        capped = min(raw, self.cap)
+        return capped * (1.0 - self.jitter * rng.random())
+
+
+def submitted_event(new: NewTask, *, at: float, node: str) -> Event:
+    data: dict[str, Any] = {
+        "type": new.type,
+        "queue": new.queue,
+        "payload": new.payload,
+        "priority": new.priority,
+        "max_attempts": new.max_attempts,
+        "timeout": new.timeout,
+        "run_at": at if new.run_at is None else new.run_at,
+        "metadata": new.metadata,
+        "idempotency_key": new.idempotency_key,
+    }
+    return Event(_K.SUBMITTED, new.id, at, node, data)
+
+
+def decide_failure(
+    task: Task,
+    *,
+    error: str,
+    timed_out: bool,
+    at: float,
+    node: str,
+    policy: RetryPolicy,
+    rng: random.Random,
+) -> Event:
+    """The event for a failed attempt: a retry at a chosen time, or the dead-letter queue."""
+    reason = "timed_out" if timed_out else "failed"
+    if task.attempt >= task.max_attempts:
+        data = {"error": error, "reason": reason}
+        return Event(_K.DEAD_LETTERED, task.id, at, node, data, worker=task.worker)
+    retry_at = at + policy.delay(task.attempt, rng)
+    kind = _K.TIMED_OUT if timed_out else _K.FAILED
+    return Event(kind, task.id, at, node, {"error": error, "retry_at": retry_at}, task.worker)
+
+
+def decide_lease_expiry(task: Task, *, at: float, node: str) -> Event:
+    if task.attempt >= task.max_attempts:
+        data = {"error": "lease expired: the worker running it stopped", "reason": "lease_expired"}
+        return Event(_K.DEAD_LETTERED, task.id, at, node, data, worker=task.worker)
+    return Event(_K.LEASE_EXPIRED, task.id, at, node, {}, worker=task.worker)
+
+
+def _require(task: Task | None, event: Event, *allowed: TaskState) -> Task:
+    if task is None:
+        raise InvalidTransition(f"{event.kind} for unknown task {event.task_id}")
+    if task.state not in allowed:
+        raise InvalidTransition(f"task {task.id} is {task.state}; cannot apply {event.kind}")
+    return task
+
+
+def _submit(event: Event) -> Task:
+    d = event.data
+    run_at = float(d["run_at"])
+    return Task(
+        id=event.task_id,
+        type=d["type"],
+        queue=d["queue"],
+        payload=d["payload"],
+        priority=int(d["priority"]),
+        state=_S.SCHEDULED if run_at > event.at else _S.QUEUED,
+        attempt=0,
+        max_attempts=int(d["max_attempts"]),
+        timeout=d["timeout"],
+        run_at=run_at,
+        created_at=event.at,
+        updated_at=event.at,
+        seq=event.seq,
+        metadata=d["metadata"],
+        idempotency_key=d["idempotency_key"],
+    )
+
+
+def _finish(task: Task, event: Event, state: TaskState, **changes: Any) -> Task:
+    return attrs.evolve(
+        task, state=state, finished_at=event.at, lease_expires_at=None, **changes
+    )
+
+
+def _requeue(task: Task, event: Event, **changes: Any) -> Task:
+    return attrs.evolve(
+        task, state=_S.QUEUED, run_at=event.at, worker=None, lease_expires_at=None, **changes
+    )
+
+
+def _transition(task: Task | None, e: Event) -> Task:
+    d = e.data
+    match e.kind:
+        case _K.SUBMITTED:
+            if task is not None:
+                raise InvalidTransition(f"task {e.task_id} was already submitted")
+            return _submit(e)
+        case _K.ENQUEUED:
+            return attrs.evolve(_require(task, e, _S.SCHEDULED), state=_S.QUEUED)
+        case _K.CLAIMED:
+            t = _require(task, e, _S.QUEUED)
+            return attrs.evolve(
+                t,
+                state=_S.RUNNING,
+                attempt=t.attempt + 1,
+                started_at=e.at,
+                worker=e.worker,
+                lease_expires_at=d["lease_expires_at"],
+            )
+        case _K.SUCCEEDED:
+            return _finish(_require(task, e, _S.RUNNING), e, _S.SUCCEEDED, result=d.get("result"))
+        case _K.FAILED | _K.TIMED_OUT:
+            t = _require(task, e, _S.RUNNING)
+            return attrs.evolve(
+                t,
+                state=_S.SCHEDULED,
+                run_at=float(d["retry_at"]),
+                error=d["error"],
+                worker=None,
+                lease_expires_at=None,
+            )
+        case _K.DEAD_LETTERED:
+            return _finish(_require(task, e, _S.RUNNING), e, _S.DEAD, error=d["error"])
+        case _K.LEASE_EXPIRED:
+            return _requeue(_require(task, e, _S.RUNNING), e)
+        case _K.RELEASED:
+            t = _require(task, e, _S.RUNNING)
+            return _requeue(t, e, attempt=max(t.attempt - 1, 0))
+        case _K.CANCELLED:
+            t = _require(task, e, _S.QUEUED, _S.SCHEDULED, _S.RUNNING)
+            return _finish(t, e, _S.CANCELLED, error=d.get("reason"))
+        case _K.RETRIED:
+            t = _require(task, e, _S.DEAD, _S.CANCELLED)
+            return _requeue(t, e, attempt=0, error=None, result=None, finished_at=None)
+    raise InvalidTransition(f"unknown event kind {e.kind!r}")  # pragma: no cover
+
+
+def apply(task: Task | None, event: Event) -> Task:
+    """The task after ``event``; raises InvalidTransition if the event does not fit."""
+    return attrs.evolve(_transition(task, event), seq=event.seq, updated_at=event.at)
+
+
+def fold(events: list[Event], tasks: dict[str, Task] | None = None) -> dict[str, Task]:
+    """Replay events (in seq order) onto a projection; a fresh one when ``tasks`` is None."""
+    out = {} if tasks is None else tasks
+    for event in events:
+        out[event.task_id] = apply(out.get(event.task_id), event)
+    return out

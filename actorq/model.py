@@ -1,0 +1,122 @@
+"""The domain's values: tasks, their states, journal events, and the requests that create them.
+
+Everything here is a plain attrs value; the rules for how events change a task live in
+``lifecycle.py``. Times are POSIX seconds (floats) inside the system and ISO 8601 at the edge.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from typing import Any
+
+import attrs
+import cattrs
+
+
+class TaskState(enum.StrEnum):
+    SCHEDULED = "scheduled"
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    DEAD = "dead"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in FINISHED_STATES
+
+
+FINISHED_STATES = frozenset({TaskState.SUCCEEDED, TaskState.DEAD, TaskState.CANCELLED})
+LIVE_STATES = frozenset({TaskState.SCHEDULED, TaskState.QUEUED, TaskState.RUNNING})
+
+
+class EventKind(enum.StrEnum):
+    SUBMITTED = "submitted"
+    ENQUEUED = "enqueued"  # a scheduled or retrying task became due
+    CLAIMED = "claimed"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    LEASE_EXPIRED = "lease_expired"
+    RELEASED = "released"  # a stopping node gave back a task it had not finished
+    CANCELLED = "cancelled"
+    DEAD_LETTERED = "dead_lettered"
+    RETRIED = "retried"  # manual retry of a dead or cancelled task
+
+
+@attrs.frozen
+class Task:
+    """One row of the ``tasks`` projection: the state the journal's events add up to."""
+
+    id: str
+    type: str
+    queue: str
+    payload: Any
+    priority: int
+    state: TaskState
+    attempt: int
+    max_attempts: int
+    timeout: float | None
+    run_at: float
+    created_at: float
+    updated_at: float
+    seq: int = 0  # seq of the last journal event applied
+    metadata: dict[str, Any] = attrs.field(factory=dict)
+    idempotency_key: str | None = None
+    result: Any = None
+    error: str | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    worker: str | None = None
+    # Lease of a running task. Heartbeats move it without an event, so a replay cannot
+    # reproduce it and comparisons leave it out (see ``Task.audit_view``).
+    lease_expires_at: float | None = None
+
+    def audit_view(self) -> Task:
+        return attrs.evolve(self, lease_expires_at=None)
+
+
+@attrs.frozen
+class Event:
+    """One journal row. ``seq`` is 0 until the journal assigns it."""
+
+    kind: EventKind
+    task_id: str
+    at: float
+    node: str
+    data: dict[str, Any] = attrs.field(factory=dict)
+    worker: str | None = None
+    seq: int = 0
+
+
+@attrs.frozen
+class NewTask:
+    """A validated submission; ``run_at`` of None means now."""
+
+    type: str
+    payload: Any = None
+    queue: str = "default"
+    priority: int = 0
+    max_attempts: int = 3
+    timeout: float | None = None
+    run_at: float | None = None
+    metadata: dict[str, Any] = attrs.field(factory=dict)
+    idempotency_key: str | None = None
+    id: str = attrs.field(factory=lambda: str(uuid.uuid4()))
+
+
+@attrs.frozen
+class TaskFilter:
+    state: TaskState | None = None
+    queue: str | None = None
+    type: str | None = None
+
+
+@attrs.frozen
+class Page:
+    tasks: list[Task]
+    next_cursor: str | None
+
+
+converter = cattrs.Converter()
