@@ -121,9 +121,7 @@ def _submit(event: Event) -> Task:
 
 
 def _finish(task: Task, event: Event, state: TaskState, **changes: Any) -> Task:
-    return attrs.evolve(
-        task, state=state, finished_at=event.at, lease_expires_at=None, **changes
-    )
+    return attrs.evolve(task, state=state, finished_at=event.at, lease_expires_at=None, **changes)
 
 
 def _requeue(task: Task, event: Event, **changes: Any) -> Task:

@@ -8,7 +8,7 @@ one commit (group commit). Each operation succeeds or fails on its own: a domain
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Protocol
 
 import attrs
@@ -85,17 +85,36 @@ Op = Submit | Claim | Append | PromoteDue | ReapExpired | ExtendLeases
 
 
 @attrs.frozen
+class Change:
+    """One applied event with the task's state before it and the task after it."""
+
+    event: Event
+    before: TaskState | None
+    after: Task
+
+
+@attrs.frozen
 class Outcome:
     """The result of one operation of a batch: a value, or the domain error it raised."""
 
     value: Any = None
     error: BaseException | None = None
-    events: Sequence[Event] = ()
+    changes: Sequence[Change] = ()
 
     def unwrap(self) -> Any:
         if self.error is not None:
             raise self.error
         return self.value
+
+
+@attrs.frozen
+class Notice:
+    """Word from another process sharing the journal: ``ready`` (new work in ``queue``) or
+    ``cancel`` (``task_id`` was cancelled while running, possibly here)."""
+
+    kind: str
+    queue: str | None = None
+    task_id: str | None = None
 
 
 @attrs.frozen
@@ -113,6 +132,13 @@ class Journal(Protocol):
         """Connect, apply migrations, and bring the projection up to the journal's head."""
 
     async def close(self) -> None: ...
+
+    async def subscribe(self, on_notice: Callable[[Notice], None]) -> None:
+        """Call ``on_notice`` for notices from other processes (PostgreSQL: LISTEN/NOTIFY).
+
+        A backend with a single process per journal (SQLite) never calls it; the runtime's
+        slow fallback poll covers work added by another process there.
+        """
 
     async def run(self, ops: Sequence[Op]) -> list[Outcome]:
         """Run a batch of operations in one transaction; one outcome per op, in order."""

@@ -13,10 +13,11 @@ from typing import Protocol
 
 import attrs
 
-from actorq import lifecycle
+import actorq.lifecycle as lifecycle
 from actorq.errors import ActorqError, DuplicateTask, InvalidTransition, TaskNotFound
 from actorq.journal.base import (
     Append,
+    Change,
     Claim,
     ExtendLeases,
     Op,
@@ -53,7 +54,7 @@ class Tx(Protocol):
 
 @attrs.define
 class _Staged:
-    events: list[Event] = attrs.Factory(list)
+    changes: list[Change] = attrs.Factory(list)
     tasks: dict[str, Task] = attrs.Factory(dict)
     new: set[str] = attrs.Factory(set)
 
@@ -77,8 +78,9 @@ class BatchRun:
 
     async def flush(self) -> None:
         staged, self._staged = self._staged, _Staged()
-        if staged.events or staged.tasks:
-            await self._tx.write(staged.events, list(staged.tasks.values()), staged.new)
+        if staged.changes or staged.tasks:
+            events = [c.event for c in staged.changes]
+            await self._tx.write(events, list(staged.tasks.values()), staged.new)
 
     async def _run_one(self, op: Op) -> Outcome:
         try:
@@ -126,26 +128,27 @@ class BatchRun:
             self._known.update(await self._tx.load([task_id]))
         return self._known.get(task_id)
 
-    async def _stage(self, pairs: list[tuple[Task | None, Event]]) -> list[Task]:
+    async def _stage(self, pairs: list[tuple[Task | None, Event]]) -> Outcome:
         """Number and apply events (all or none), then stage them for writing."""
         seqs = await self._tx.allocate(len(pairs))
-        applied: list[tuple[Event, Task, bool]] = []
+        changes = []
         for (before, event), seq in zip(pairs, seqs, strict=True):
             numbered = attrs.evolve(event, seq=seq)
-            applied.append((numbered, lifecycle.apply(before, numbered), before is None))
-        for event, task, is_new in applied:
-            self._staged.events.append(event)
+            after = lifecycle.apply(before, numbered)
+            changes.append(Change(numbered, None if before is None else before.state, after))
+        for change in changes:
+            task = change.after
+            self._staged.changes.append(change)
             self._staged.tasks[task.id] = task
             self._known[task.id] = task
-            if is_new:
+            if change.before is None:
                 self._staged.new.add(task.id)
-        return [task for _, task, _ in applied]
+        return Outcome([c.after for c in changes], changes=changes)
 
     async def _apply_each(self, rows: list[Task], make: Callable[[Task, int], Event]) -> Outcome:
         if not rows:
             return Outcome([])
-        tasks = await self._stage([(t, make(t, i)) for i, t in enumerate(rows)])
-        return Outcome(tasks, events=self._staged.events[-len(tasks) :])
+        return await self._stage([(t, make(t, i)) for i, t in enumerate(rows)])
 
     async def _submit(self, op: Submit) -> Outcome:
         keys: dict[str, str] = {}
@@ -158,8 +161,7 @@ class BatchRun:
                 raise DuplicateTask(key, owner)
             keys[key] = new.id
         events = [lifecycle.submitted_event(n, at=op.at, node=op.node) for n in op.tasks]
-        tasks = await self._stage([(None, e) for e in events])
-        return Outcome(tasks, events=self._staged.events[-len(tasks) :])
+        return await self._stage([(None, e) for e in events])
 
     def _staged_key_owner(self, key: str) -> str | None:
         for task in self._staged.tasks.values():
@@ -186,6 +188,5 @@ class BatchRun:
             raise InvalidTransition(
                 f"task {task.id} is no longer held by {op.worker} (attempt {op.attempt})"
             )
-        (after,) = await self._stage([(task, event)])
-        return Outcome(after, events=self._staged.events[-1:])
-
+        staged = await self._stage([(task, event)])
+        return Outcome(staged.value[0], changes=staged.changes)

@@ -9,16 +9,17 @@ everything in the batch.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from typing import Any, TypeVar, cast
 
 import aiosqlite
 
-from actorq import lifecycle
+import actorq.lifecycle as lifecycle
 from actorq.errors import StorageError, TaskNotFound
-from actorq.journal.base import Head, Op, Outcome
+from actorq.journal.base import Head, Notice, Op, Outcome
 from actorq.journal.batch import BatchRun
 from actorq.journal.rows import (
     TASK_COLUMNS,
@@ -57,16 +58,29 @@ async def _guard(call: Awaitable[T]) -> T:
         raise StorageError(f"sqlite: {exc}") from exc
 
 
-class _Tx:
-    """The open write transaction of one batch (see ``batch.Tx``)."""
+def drive(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine that never suspends (all its awaits are on ``_Tx``) to completion."""
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return cast("T", done.value)
+    coro.close()
+    raise RuntimeError("a journal batch tried to suspend inside the writer thread")
 
-    def __init__(self, db: aiosqlite.Connection) -> None:
+
+class _Tx:
+    """The open write transaction of one batch (see ``batch.Tx``).
+
+    Its methods are coroutines only to share ``BatchRun`` with the PostgreSQL journal: they
+    run synchronously on the writer thread, so a whole batch costs one thread hop.
+    """
+
+    def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
         self._next_seq: int | None = None
 
     async def _tasks(self, sql: str, *args: Any) -> list[Task]:
-        async with self._db.execute(sql, args) as cur:
-            return [task_from_row(r) for r in await cur.fetchall()]
+        return [task_from_row(r) for r in self._db.execute(sql, args).fetchall()]
 
     async def load(self, task_ids: Sequence[str]) -> dict[str, Task]:
         found = await self._tasks(_Q["load"], json.dumps(list(task_ids)))
@@ -84,32 +98,39 @@ class _Tx:
         return await self._tasks(_Q["expired"], at, limit)
 
     async def live_key_owner(self, key: str) -> str | None:
-        async with self._db.execute(_Q["live_key_owner"], (key,)) as cur:
-            row = await cur.fetchone()
+        row = self._db.execute(_Q["live_key_owner"], (key,)).fetchone()
         return None if row is None else str(row[0])
 
     async def extend(self, task_ids: Sequence[str], until: float) -> int:
-        cur = await self._db.execute(_Q["extend"], (until, json.dumps(list(task_ids))))
-        return cur.rowcount
+        return self._db.execute(_Q["extend"], (until, json.dumps(list(task_ids)))).rowcount
 
     async def allocate(self, n: int) -> list[int]:
         if self._next_seq is None:  # we hold the write lock: nobody else can append meanwhile
-            async with self._db.execute(_Q["journal_head"]) as cur:
-                row = await cur.fetchone()
+            row = self._db.execute(_Q["journal_head"]).fetchone()
             self._next_seq = int(row[0]) + 1 if row else 1
         first, self._next_seq = self._next_seq, self._next_seq + n
         return list(range(first, first + n))
 
     async def write(self, events: Sequence[Event], tasks: Sequence[Task], new: set[str]) -> None:
-        await self._db.executemany(_Q["insert_event"], [event_to_row(e) for e in events])
+        self.write_now(events, tasks, new)
+
+    def write_now(self, events: Sequence[Event], tasks: Sequence[Task], new: set[str]) -> None:
+        if events:
+            self._db.executemany(_Q["insert_event"], [event_to_row(e) for e in events])
         inserts = [task_to_row(t) for t in tasks if t.id in new]
         if inserts:
-            await self._db.executemany(_Q["insert_task"], inserts)
+            self._db.executemany(_Q["insert_task"], inserts)
         updates = [_update_row(t) for t in tasks if t.id not in new]
         if updates:
-            await self._db.executemany(_Q["update_task"], updates)
+            self._db.executemany(_Q["update_task"], updates)
         if events:
-            await self._db.execute(_Q["set_watermark"], (str(max(e.seq for e in events)),))
+            self.set_watermark(max(e.seq for e in events))
+
+    def set_watermark(self, seq: int) -> None:
+        self._db.execute(_Q["set_watermark"], (str(seq),))
+
+    def clear(self) -> None:
+        self._db.execute(_Q["clear_tasks"])
 
 
 def _update_row(t: Task) -> tuple[Any, ...]:
@@ -120,46 +141,70 @@ def _update_row(t: Task) -> tuple[Any, ...]:
 
 
 class SqliteJournal:
-    """``Journal`` on a SQLite file."""
+    """``Journal`` on a SQLite file.
+
+    Writes run on one dedicated thread with its own connection: a whole batch (BEGIN, every
+    statement, COMMIT) is one hop to that thread, instead of one hop per statement. Reads go
+    through aiosqlite on a second connection, which WAL lets run beside the writer.
+    """
 
     def __init__(self, path: str, *, busy_timeout: float = 10.0) -> None:
         self.path = path
         self._busy_ms = int(busy_timeout * 1000)
-        self._writer: aiosqlite.Connection | None = None
+        self._writer: sqlite3.Connection | None = None
+        self._thread: concurrent.futures.ThreadPoolExecutor | None = None
         self._reader: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
 
-    async def _connect(self) -> aiosqlite.Connection:
-        db = await aiosqlite.connect(self.path, isolation_level=None)
-        for pragma in (
-            "journal_mode = WAL",
-            "synchronous = FULL",  # fsync at every commit: acknowledged means durable
-            f"busy_timeout = {self._busy_ms}",
-            "cache_size = -65536",
-            "temp_store = MEMORY",
-        ):
-            await db.execute(f"PRAGMA {pragma}")
+    def _pragmas(self) -> list[str]:
+        return [
+            "PRAGMA journal_mode = WAL",
+            "PRAGMA synchronous = FULL",  # fsync at every commit: acknowledged means durable
+            f"PRAGMA busy_timeout = {self._busy_ms}",
+            "PRAGMA cache_size = -65536",
+            "PRAGMA temp_store = MEMORY",
+        ]
+
+    def _open_writer(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        for pragma in self._pragmas():
+            db.execute(pragma)
         return db
 
     async def open(self) -> None:
         try:
-            self._writer = await self._connect()
-            await self._migrate(self._writer)
-            self._reader = await self._connect()
-            await self._reader.execute("PRAGMA query_only = ON")
+            self._thread = concurrent.futures.ThreadPoolExecutor(1, "actorq-sqlite-writer")
+            self._writer = await self._on_writer(self._open_writer)
+            await self._on_writer(self._migrate)
+            self._reader = await aiosqlite.connect(self.path, isolation_level=None)
+            for pragma in [*self._pragmas()[1:], "PRAGMA query_only = ON"]:
+                await self._reader.execute(pragma)
         except sqlite3.Error as exc:
             await self.close()
             raise StorageError(f"cannot open {self.path}: {exc}") from exc
         await self._catch_up()
 
+    async def subscribe(self, on_notice: Callable[[Notice], None]) -> None:
+        """One process owns a SQLite journal: there is nobody to hear from."""
+
     async def close(self) -> None:
-        for db in (self._reader, self._writer):
-            if db is not None:
-                await db.close()
-        self._reader = self._writer = None
+        if self._reader is not None:
+            await self._reader.close()
+            self._reader = None
+        if self._writer is not None:
+            await self._on_writer(self._writer.close)
+            self._writer = None
+        if self._thread is not None:
+            self._thread.shutdown(wait=True)
+            self._thread = None
+
+    async def _on_writer(self, fn: Callable[[], T]) -> T:
+        if self._thread is None:
+            raise StorageError("the journal is not open")
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn)
 
     @property
-    def _w(self) -> aiosqlite.Connection:
+    def _w(self) -> sqlite3.Connection:
         if self._writer is None:
             raise StorageError("the journal is not open")
         return self._writer
@@ -170,37 +215,38 @@ class SqliteJournal:
             raise StorageError("the journal is not open")
         return self._reader
 
-    async def _migrate(self, db: aiosqlite.Connection) -> None:
-        await db.execute("BEGIN IMMEDIATE")
-        try:
-            await db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER)")
-            async with db.execute("SELECT max(version) FROM schema_version") as cur:
-                row = await cur.fetchone()
+    def _migrate(self) -> None:
+        def body(db: sqlite3.Connection) -> None:
+            db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER)")
+            row = db.execute("SELECT max(version) FROM schema_version").fetchone()
             current = int(row[0]) if row and row[0] is not None else 0
             for number, sql in migrations("sqlite"):
                 if number > current:
                     for statement in _statements(sql):
-                        await db.execute(statement)
-                    await db.execute("INSERT INTO schema_version VALUES (?)", (number,))
-            await db.execute("COMMIT")
-        except BaseException:
-            await db.execute("ROLLBACK")
-            raise
+                        db.execute(statement)
+                    db.execute("INSERT INTO schema_version VALUES (?)", (number,))
 
-    async def _transaction(self, body: Callable[[_Tx], Awaitable[T]]) -> T:
+        self._in_transaction(body)
+
+    def _in_transaction(self, body: Callable[[sqlite3.Connection], T]) -> T:
+        """On the writer thread: run ``body`` in one IMMEDIATE transaction."""
+        db = self._w
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            result = body(db)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return result
+
+    async def _transaction(self, body: Callable[[_Tx], T]) -> T:
         async with self._write_lock:
-            db = self._w
-            await _guard(db.execute("BEGIN IMMEDIATE"))
-            try:
-                result = await body(_Tx(db))
-                await _guard(db.execute("COMMIT"))
-            except BaseException:
-                await db.execute("ROLLBACK")
-                raise
-            return result
+            return await _guard(self._on_writer(lambda: self._in_transaction(
+                lambda db: body(_Tx(db)))))  # fmt: skip
 
     async def run(self, ops: Sequence[Op]) -> list[Outcome]:
-        return await _guard(self._transaction(lambda tx: BatchRun(tx).run(ops)))
+        return await self._transaction(lambda tx: drive(BatchRun(tx).run(ops)))
 
     async def _catch_up(self) -> None:
         """Apply journal events the projection has not seen (a projection left behind)."""
@@ -209,11 +255,11 @@ class SqliteJournal:
             return
         events = [e async for e in self.events(head.projection_seq)]
 
-        async def body(tx: _Tx) -> None:
-            before = await tx.load(list({e.task_id for e in events}))
+        def body(tx: _Tx) -> None:
+            before = drive(tx.load(list({e.task_id for e in events})))
             after = lifecycle.fold(events, dict(before))
-            await tx.write([], list(after.values()), set(after) - set(before))
-            await self._w.execute(_Q["set_watermark"], (str(head.journal_seq),))
+            tx.write_now([], list(after.values()), set(after) - set(before))
+            tx.set_watermark(head.journal_seq)
 
         await self._transaction(body)
 
@@ -307,12 +353,12 @@ class SqliteJournal:
             last = batch[-1].id
 
     async def replace_projection(self, tasks: Sequence[Task], seq: int) -> None:
-        async def body(tx: _Tx) -> None:
-            await self._w.execute(_Q["clear_tasks"])
-            await tx.write([], tasks, {t.id for t in tasks})
-            await self._w.execute(_Q["set_watermark"], (str(seq),))
+        def body(tx: _Tx) -> None:
+            tx.clear()
+            tx.write_now([], tasks, {t.id for t in tasks})
+            tx.set_watermark(seq)
 
-        await _guard(self._transaction(body))
+        await self._transaction(body)
 
 
 def _statements(script: str) -> list[str]:
@@ -328,4 +374,3 @@ def _statements(script: str) -> list[str]:
     if buf.strip():
         out.append(buf.strip())
     return out
-

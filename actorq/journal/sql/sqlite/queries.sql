@@ -2,19 +2,22 @@
 SELECT {columns} FROM tasks WHERE id IN (SELECT value FROM json_each(?))
 
 -- name: ready_any
-SELECT {columns} FROM tasks WHERE state = 'queued'
+-- INDEXED BY: the planner would otherwise pick tasks_state_created and sort every queued row.
+SELECT {columns} FROM tasks INDEXED BY tasks_ready WHERE state = 'queued'
 ORDER BY priority DESC, run_at, seq LIMIT ?
 
 -- name: ready_in
-SELECT {columns} FROM tasks WHERE state = 'queued'
+SELECT {columns} FROM tasks INDEXED BY tasks_ready WHERE state = 'queued'
 AND queue IN (SELECT value FROM json_each(?))
 ORDER BY priority DESC, run_at, seq LIMIT ?
 
 -- name: due
-SELECT {columns} FROM tasks WHERE state = 'scheduled' AND run_at <= ? ORDER BY run_at LIMIT ?
+SELECT {columns} FROM tasks INDEXED BY tasks_due
+WHERE state = 'scheduled' AND run_at <= ? ORDER BY run_at LIMIT ?
 
 -- name: expired
-SELECT {columns} FROM tasks WHERE state = 'running' AND lease_expires_at <= ?
+SELECT {columns} FROM tasks INDEXED BY tasks_lease
+WHERE state = 'running' AND lease_expires_at <= ?
 ORDER BY lease_expires_at LIMIT ?
 
 -- name: live_key_owner

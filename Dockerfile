@@ -1,0 +1,12 @@
+# One image for every role: `actorq serve` (API + workers) by default, `actorq worker` too.
+FROM python:3.11-slim
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY actorq ./actorq
+RUN pip install --no-cache-dir . && useradd --create-home actorq
+USER actorq
+WORKDIR /home/actorq
+ENV ACTORQ_HOST=0.0.0.0 ACTORQ_PORT=8080
+EXPOSE 8080
+ENTRYPOINT ["actorq"]
+CMD ["serve"]

@@ -1,0 +1,7 @@
+"""``python -m actorq`` runs the command line."""
+
+import sys
+
+from actorq.cli import main
+
+sys.exit(main())

@@ -1,0 +1,197 @@
+"""Dispatcher: decides what runs next, and where.
+
+Workers report when they are free; the Dispatcher claims exactly that many ready tasks in one
+journal operation and hands one to each. It also keeps the leases of running tasks alive
+(one batched heartbeat per interval), routes cancellations to the worker running the task,
+and, when the node drains, stops claiming and tells who is still busy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+import attrs
+
+from actorq.actors.core import Actor, ActorRef, MailboxFull
+from actorq.actors.journal_writer import Committed, Write, write
+from actorq.actors.ticker import Ticker
+from actorq.errors import ActorqError
+from actorq.journal.base import Claim, ExtendLeases
+from actorq.model import Task, TaskState
+
+log = logging.getLogger("actorq.dispatcher")
+
+
+@attrs.frozen
+class WorkerIdle:
+    worker_id: str
+    ref: ActorRef
+
+
+@attrs.frozen
+class RunTask:
+    task: Task
+
+
+@attrs.frozen
+class CancelRunning:
+    task_id: str
+
+
+@attrs.frozen
+class CancelTask:
+    """To a worker: stop the handler of this task (it was cancelled)."""
+
+    task_id: str
+
+
+@attrs.frozen
+class WorkAvailable:
+    """Ready work may exist: a wake-up from a timer, another node, or the fallback poll."""
+
+
+@attrs.frozen
+class Heartbeat:
+    pass
+
+
+@attrs.frozen
+class Claimed:
+    """The answer to the Dispatcher's own claim (it never blocks its loop on the journal)."""
+
+    workers: tuple[str, ...]
+    tasks: tuple[Task, ...] = ()
+    error: BaseException | None = None
+
+
+@attrs.frozen
+class Drain:
+    """Stop claiming. Answer: a future that resolves when no task runs on this node."""
+
+
+@attrs.frozen
+class Running:
+    """Answer: the ids of the tasks running on this node."""
+
+
+@attrs.frozen
+class DispatcherSettings:
+    node: str
+    lease_seconds: float
+    heartbeat_seconds: float
+    poll_seconds: float
+    queues: tuple[str, ...] | None = None
+    write_timeout: float = 30.0
+
+
+class Dispatcher(Actor):
+    def __init__(
+        self, settings: DispatcherSettings, writer: ActorRef, clock: Callable[[], float]
+    ) -> None:
+        self._s = settings
+        self._writer = writer
+        self._clock = clock
+        self._idle: dict[str, ActorRef] = {}
+        self._running: dict[str, tuple[str, ActorRef]] = {}  # task id -> (worker id, ref)
+        self._maybe_work = True
+        self._claim: asyncio.Task[None] | None = None  # at most one claim in flight
+        self._draining = False
+        self._drained: asyncio.Future[None] | None = None
+        self._tickers: list[Ticker] = []
+
+    async def on_start(self) -> None:
+        self._tickers = [
+            Ticker(self.ref, Heartbeat(), self._s.heartbeat_seconds),
+            Ticker(self.ref, WorkAvailable(), self._s.poll_seconds),
+        ]
+        for ticker in self._tickers:
+            ticker.start()
+
+    async def on_stop(self) -> None:
+        for ticker in self._tickers:
+            await ticker.stop()
+        if self._claim is not None:
+            self._claim.cancel()
+
+    async def receive(self, message: object) -> object:
+        match message:
+            case WorkerIdle(worker_id, ref):
+                self._worker_idle(worker_id, ref)
+                self._dispatch()
+            case Committed(changes):
+                if any(c.after.state is TaskState.QUEUED for c in changes):
+                    self._maybe_work = True
+                    self._dispatch()
+            case WorkAvailable():
+                self._maybe_work = True
+                self._dispatch()
+            case Claimed():
+                await self._claimed(message)
+            case Heartbeat():
+                self._heartbeat()
+            case CancelRunning(task_id):
+                held = self._running.get(task_id)
+                if held is not None:
+                    await held[1].tell(CancelTask(task_id))
+            case Drain():
+                return self._drain()
+            case Running():
+                return sorted(self._running)
+        return None
+
+    def _worker_idle(self, worker_id: str, ref: ActorRef) -> None:
+        # A restarted worker reports idle too: whatever it held is left to its lease.
+        for task_id, (holder, _) in list(self._running.items()):
+            if holder == worker_id:
+                del self._running[task_id]
+        self._idle[worker_id] = ref
+        if self._draining and not self._running and self._drained and not self._drained.done():
+            self._drained.set_result(None)
+
+    def _dispatch(self) -> None:
+        if self._claim is not None or not self._idle or not self._maybe_work or self._draining:
+            return
+        workers = tuple(self._idle)
+        claim = Claim(workers, self._clock(), self._s.node, self._s.lease_seconds, self._s.queues)
+        self._claim = asyncio.create_task(self._run_claim(claim), name="dispatcher:claim")
+
+    async def _run_claim(self, claim: Claim) -> None:
+        workers = tuple(claim.workers)
+        try:
+            outcome = await write(self._writer, claim, timeout=self._s.write_timeout)
+            reply = Claimed(workers, tuple(outcome.unwrap()))
+        except (ActorqError, TimeoutError) as exc:
+            reply = Claimed(workers, error=exc)
+        await self.ref.tell(reply)
+
+    async def _claimed(self, claimed: Claimed) -> None:
+        self._claim = None
+        if claimed.error is not None:
+            log.warning("claiming work failed; retrying at the next wake-up: %s", claimed.error)
+            return
+        for task in claimed.tasks:
+            assert task.worker is not None
+            ref = self._idle.pop(task.worker)
+            self._running[task.id] = (task.worker, ref)
+            await ref.tell(RunTask(task))
+        # A full claim means more may be waiting; a short one means the queue is empty for now.
+        self._maybe_work = len(claimed.tasks) == len(claimed.workers)
+        self._dispatch()
+
+    def _heartbeat(self) -> None:
+        if not self._running:
+            return
+        until = self._clock() + self._s.lease_seconds
+        try:
+            self._writer.tell_nowait(Write(ExtendLeases(sorted(self._running), until)))
+        except MailboxFull:
+            log.warning("journal writer is saturated; heartbeat skipped")
+
+    def _drain(self) -> asyncio.Future[None]:
+        self._draining = True
+        self._drained = asyncio.get_running_loop().create_future()
+        if not self._running:
+            self._drained.set_result(None)
+        return self._drained

@@ -1,0 +1,123 @@
+"""JournalWriter: the one door to the journal for writes, batching them into group commits.
+
+Operations queue up in the writer's mailbox while a batch is being committed; the next batch
+takes all of them at once, so under load many submits, claims and completions share one
+transaction and one fsync. After each commit it tells its subscribers what changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+import attrs
+
+from actorq.actors.core import Actor, ActorRef, MailboxFull
+from actorq.journal.base import Change, Journal, Op, Outcome
+
+log = logging.getLogger("actorq.journal_writer")
+
+
+@attrs.frozen
+class Write:
+    """Run ``op`` in the next batch; ``reply`` (if any) gets its Outcome once durable."""
+
+    op: Op
+    reply: asyncio.Future[Outcome] | None = None
+
+
+@attrs.frozen
+class Flush:
+    """Commit what has been collected (sent by the writer to itself)."""
+
+
+@attrs.frozen
+class Committed:
+    """Published after each commit: every applied event, in journal order."""
+
+    changes: Sequence[Change]
+
+
+@attrs.frozen
+class Subscriber:
+    ref: ActorRef
+    # A lossy subscriber only needs a hint ("something changed"); dropping it when its mailbox
+    # is full avoids a cycle where the writer waits on an actor that waits on the writer.
+    lossy: bool = False
+
+
+class JournalWriter(Actor):
+    mailbox_size = 8192
+    drain_on_stop = True  # the releases of a stopping node arrive last; they must be written
+
+    def __init__(self, journal: Journal, subscribers: Sequence[Subscriber], max_batch: int) -> None:
+        self._journal = journal
+        self._subscribers = subscribers
+        self._max_batch = max_batch
+        self._pending: list[Write] = []
+        self._flush_queued = False
+
+    async def receive(self, message: object) -> object:
+        match message:
+            case Write():
+                self._pending.append(message)
+                if len(self._pending) >= self._max_batch:
+                    await self._flush()
+                elif not self._flush_queued:
+                    self._queue_flush()
+            case Flush():
+                self._flush_queued = False
+                await self._flush()
+        return None
+
+    def _queue_flush(self) -> None:
+        # The Flush lands behind every Write already in the mailbox: they join this batch.
+        try:
+            self.ref.tell_nowait(Flush())
+            self._flush_queued = True
+        except MailboxFull:
+            pass  # the mailbox is full of writes; max_batch or the next Write will flush
+
+    async def on_stop(self) -> None:
+        await self._flush()
+
+    async def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        if not batch:
+            return
+        try:
+            outcomes = await self._journal.run([w.op for w in batch])
+        except Exception as exc:  # noqa: BLE001 - every caller gets the error; the writer lives on
+            log.error("journal batch of %d operations failed: %s", len(batch), exc)
+            for write in batch:
+                if write.reply is not None and not write.reply.done():
+                    write.reply.set_exception(exc)
+            return
+        changes: list[Change] = []
+        for write, outcome in zip(batch, outcomes, strict=True):
+            changes.extend(outcome.changes)
+            if write.reply is not None and not write.reply.done():
+                write.reply.set_result(outcome)
+            elif outcome.error is not None:
+                log.debug("unanswered %s refused: %s", type(write.op).__name__, outcome.error)
+        if changes:
+            await self._publish(Committed(changes))
+
+    async def _publish(self, message: Committed) -> None:
+        for sub in self._subscribers:
+            if sub.lossy:
+                try:
+                    sub.ref.tell_nowait(message)
+                except MailboxFull:
+                    log.debug("%s is busy; hint dropped", sub.ref.name)
+            else:
+                await sub.ref.tell(message)
+
+
+async def write(writer: ActorRef, op: Op, *, timeout: float) -> Outcome:
+    """Hand ``op`` to the writer and wait until it is committed (or refused)."""
+    reply: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+    async with asyncio.timeout(timeout):
+        await writer.tell(Write(op, reply))
+        return await reply

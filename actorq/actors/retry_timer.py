@@ -1,0 +1,115 @@
+"""RetryTimer: wakes scheduled work when it becomes due.
+
+It keeps one timer, set for the earliest run_at among scheduled tasks (delayed submissions and
+retries in backoff). When it fires, due tasks are promoted to queued in one journal operation
+and the Dispatcher hears of it through the writer's commit notice. A slow refresh from the
+journal covers scheduled work that another process added.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+import attrs
+
+from actorq.actors.core import Actor, ActorRef, ActorStopped, MailboxFull
+from actorq.actors.journal_writer import Committed, write
+from actorq.actors.ticker import Ticker
+from actorq.errors import ActorqError
+from actorq.journal.base import Journal, PromoteDue
+from actorq.model import TaskState
+
+log = logging.getLogger("actorq.retry_timer")
+
+
+@attrs.frozen
+class Fire:
+    pass
+
+
+@attrs.frozen
+class Refresh:
+    pass
+
+
+class RetryTimer(Actor):
+    def __init__(
+        self,
+        journal: Journal,
+        writer: ActorRef,
+        node: str,
+        clock: Callable[[], float],
+        refresh_seconds: float,
+    ) -> None:
+        self._journal = journal
+        self._writer = writer
+        self._node = node
+        self._clock = clock
+        self._refresh = refresh_seconds
+        self._due: float | None = None
+        self._handle: asyncio.TimerHandle | None = None
+        self._ticker: Ticker | None = None
+
+    async def on_start(self) -> None:
+        self._ticker = Ticker(self.ref, Refresh(), self._refresh)
+        self._ticker.start()
+        await self._rearm()
+
+    async def on_stop(self) -> None:
+        if self._ticker is not None:
+            await self._ticker.stop()
+        self._cancel()
+
+    async def receive(self, message: object) -> object:
+        match message:
+            case Committed(changes):
+                for change in changes:
+                    if change.after.state is TaskState.SCHEDULED:
+                        self._arm(change.after.run_at)
+            case Fire():
+                self._due = None
+                await self._promote()
+            case Refresh():
+                await self._rearm()
+        return None
+
+    async def _promote(self) -> None:
+        try:
+            outcome = await write(self._writer, PromoteDue(self._clock(), self._node), timeout=30)
+            outcome.unwrap()
+        except (ActorqError, TimeoutError) as exc:
+            log.warning("promoting due tasks failed; retrying at the next refresh: %s", exc)
+            return
+        await self._rearm()
+
+    async def _rearm(self) -> None:
+        try:
+            due = await self._journal.next_due()
+        except ActorqError as exc:
+            log.warning("cannot read the next due time: %s", exc)
+            return
+        if due is not None:
+            self._arm(due)
+
+    def _arm(self, at: float) -> None:
+        if self._due is not None and self._due <= at:
+            return
+        self._cancel()
+        self._due = at
+        delay = max(0.0, at - self._clock())
+        self._handle = asyncio.get_running_loop().call_later(delay, self._fire)
+
+    def _fire(self) -> None:
+        self._handle = None
+        try:
+            self.ref.tell_nowait(Fire())
+        except (MailboxFull, ActorStopped):
+            self._due = None  # the next refresh re-arms
+
+    def _cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        self._due = None

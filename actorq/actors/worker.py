@@ -1,0 +1,183 @@
+"""Worker: runs one task at a time and reports how it ended; WorkerSupervisor keeps N of them.
+
+The handler runs in its own asyncio task, owned by the worker, so the worker's loop stays free
+to hear a cancellation while the handler runs. A handler that raises or passes its timeout is
+a failed attempt, never a crash of the worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+import actorq.lifecycle as lifecycle
+from actorq.actors.core import Actor, ActorRef, ChildSpec, Restart, Supervisor
+from actorq.actors.dispatcher import CancelTask, RunTask, WorkerIdle
+from actorq.actors.journal_writer import Write
+from actorq.errors import ActorqError
+from actorq.journal.base import Append
+from actorq.lifecycle import RetryPolicy
+from actorq.model import Event, EventKind, Task
+from actorq.tasks import Registry, TaskContext
+
+log = logging.getLogger("actorq.worker")
+_MAX_TRACEBACK = 4000
+
+
+@attrs.frozen
+class Succeeded:
+    result: Any
+
+
+@attrs.frozen
+class Failed:
+    error: str
+    traceback: str | None = None
+    timed_out: bool = False
+
+
+@attrs.frozen
+class Cancelled:
+    """The handler was stopped because its task was cancelled (already journaled)."""
+
+
+@attrs.frozen
+class HandlerDone:
+    task_id: str
+    outcome: Succeeded | Failed | Cancelled
+
+
+@attrs.frozen
+class WorkerDeps:
+    node: str
+    registry: Registry
+    writer: ActorRef
+    dispatcher: ActorRef
+    clock: Callable[[], float]
+    rng: random.Random
+    default_retry: RetryPolicy = RetryPolicy()
+
+
+class Worker(Actor):
+    mailbox_size = 16
+
+    def __init__(self, worker_id: str, deps: WorkerDeps) -> None:
+        self.worker_id = worker_id
+        self._d = deps
+        self._task: Task | None = None
+        self._job: asyncio.Task[None] | None = None
+
+    async def on_start(self) -> None:
+        await self._d.dispatcher.tell(WorkerIdle(self.worker_id, self.ref))
+
+    async def on_stop(self) -> None:
+        task, job = self._task, self._job
+        if task is None or job is None:
+            return
+        # Stopping mid-task: give the task back so the next start runs it without waiting
+        # for its lease, and without counting this attempt.
+        job.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await asyncio.wait_for(job, timeout=1.0)
+        released = Event(
+            EventKind.RELEASED, task.id, self._d.clock(), self._d.node, {}, self.worker_id
+        )
+        await self._d.writer.tell(Write(Append(released, self.worker_id, task.attempt)))
+        self._task = self._job = None
+
+    async def receive(self, message: object) -> object:
+        match message:
+            case RunTask(task):
+                self._task = task
+                self._job = asyncio.create_task(self._execute(task), name=f"task:{task.id}")
+            case CancelTask(task_id):
+                if self._task is not None and self._task.id == task_id and self._job:
+                    self._job.cancel()
+            case HandlerDone(task_id, outcome):
+                await self._finish(task_id, outcome)
+        return None
+
+    async def _execute(self, task: Task) -> None:
+        outcome: Succeeded | Failed | Cancelled
+        try:
+            outcome = await self._call(task)
+        except asyncio.CancelledError:
+            outcome = Cancelled()
+        await self.ref.tell(HandlerDone(task.id, outcome))
+
+    async def _call(self, task: Task) -> Succeeded | Failed:
+        try:
+            task_type = self._d.registry.get(task.type)
+            ctx = TaskContext(task, self._d.node)
+            async with asyncio.timeout(task.timeout):
+                result = await task_type.call(task.payload, ctx)
+            json.dumps(result)  # the result is journaled: refuse what JSON cannot carry
+            return Succeeded(result)
+        except TimeoutError:
+            return Failed(f"timed out after {task.timeout}s", timed_out=True)
+        except ActorqError as exc:
+            return Failed(str(exc))
+        except Exception as exc:  # noqa: BLE001 - a handler's error is a failed attempt
+            tb = "".join(traceback.format_exception(exc))[-_MAX_TRACEBACK:]
+            return Failed(f"{type(exc).__name__}: {exc}", tb)
+
+    async def _finish(self, task_id: str, outcome: Succeeded | Failed | Cancelled) -> None:
+        task = self._task
+        if task is None or task.id != task_id:
+            return
+        self._task = self._job = None
+        event = self._event(task, outcome)
+        if event is not None:
+            await self._d.writer.tell(Write(Append(event, self.worker_id, task.attempt)))
+        await self._d.dispatcher.tell(WorkerIdle(self.worker_id, self.ref))
+
+    def _event(self, task: Task, outcome: Succeeded | Failed | Cancelled) -> Event | None:
+        now, node = self._d.clock(), self._d.node
+        match outcome:
+            case Succeeded(result):
+                data = {"result": result}
+                return Event(EventKind.SUCCEEDED, task.id, now, node, data, self.worker_id)
+            case Failed(error, tb, timed_out):
+                policy = self._retry_policy(task)
+                event = lifecycle.decide_failure(
+                    task,
+                    error=error,
+                    timed_out=timed_out,
+                    at=now,
+                    node=node,
+                    policy=policy,
+                    rng=self._d.rng,
+                )
+                if tb:
+                    event = attrs.evolve(event, data={**event.data, "traceback": tb})
+                return attrs.evolve(event, worker=self.worker_id)
+        return None  # cancelled: the cancellation itself was journaled
+
+    def _retry_policy(self, task: Task) -> RetryPolicy:
+        if task.type in self._d.registry:
+            return self._d.registry.get(task.type).retry
+        return self._d.default_retry
+
+
+def worker_supervisor(deps: WorkerDeps, concurrency: int) -> Supervisor:
+    """One-for-one over ``concurrency`` workers named ``<node>/w<i>``."""
+    specs = []
+    for i in range(concurrency):
+        worker_id = f"{deps.node}/w{i}"
+        specs.append(
+            ChildSpec(
+                name=worker_id,
+                factory=lambda wid=worker_id: Worker(wid, deps),  # type: ignore[misc]
+                restart=Restart.PERMANENT,
+                shutdown_timeout=5.0,
+            )
+        )
+    return Supervisor(specs, max_restarts=max(3, concurrency), within=5.0)

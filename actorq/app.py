@@ -1,0 +1,128 @@
+"""App: what a Python user holds. Register handlers with ``@app.task``, enqueue with
+``await app.enqueue(...)``, and run workers with ``await app.run()`` or ``actorq serve --app``.
+
+In a process that runs the node, enqueue goes through the node's journal writer (shared
+commits, instant pickup). Elsewhere (a web app that only submits) it writes to the journal
+directly; the node finds the work through its wake-ups or its fallback poll.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any
+
+from actorq.config import Config
+from actorq.errors import ActorqError
+from actorq.journal import journal_from_url
+from actorq.journal.base import Journal, Submit
+from actorq.lifecycle import RetryPolicy
+from actorq.model import NewTask, Task, TaskState
+from actorq.runtime import Runtime
+from actorq.tasks import Handler, Registry, parse_submission, task_decorator
+
+
+class App:
+    def __init__(self, database_url: str | None = None, **settings: Any) -> None:
+        """``settings`` are ``Config`` fields (concurrency, lease_seconds...); flags and
+        ``ACTORQ_*`` variables override them."""
+        self.settings: dict[str, Any] = dict(settings)
+        if database_url is not None:
+            self.settings["database_url"] = database_url
+        self.registry = Registry()
+        self.runtime: Runtime | None = None
+        self._journal: Journal | None = None
+
+    def task(
+        self,
+        name: str | None = None,
+        *,
+        max_attempts: int = 3,
+        timeout: float | None = None,
+        queue: str = "default",
+        priority: int = 0,
+        retry: RetryPolicy | None = None,
+    ) -> Callable[[Handler], Handler]:
+        """Register the decorated function as the handler of task type ``name``."""
+        return task_decorator(
+            self.registry,
+            name,
+            max_attempts=max_attempts,
+            timeout=timeout,
+            queue=queue,
+            priority=priority,
+            retry=retry or RetryPolicy(),
+        )
+
+    def config(self, flags: Mapping[str, Any] | None = None) -> Config:
+        return Config.load(flags, base=self.settings)
+
+    # -- running a node ------------------------------------------------------------------
+
+    async def start(self, flags: Mapping[str, Any] | None = None, **kwargs: Any) -> Runtime:
+        """Start a node in this process (workers, timers, reaper) and return it."""
+        if self.runtime is not None:
+            raise ActorqError("this App already runs a node")
+        runtime = Runtime(self.config(flags), self.registry, **kwargs)
+        await runtime.start()
+        self.runtime = runtime
+        return runtime
+
+    async def stop(self) -> None:
+        runtime, self.runtime = self.runtime, None
+        if runtime is not None:
+            await runtime.stop()
+        journal, self._journal = self._journal, None
+        if journal is not None:
+            await journal.close()
+
+    async def __aenter__(self) -> App:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- submitting ----------------------------------------------------------------------
+
+    async def enqueue(self, task_type: str, payload: Any = None, **options: Any) -> Task:
+        """Submit one task; returns it once its ``submitted`` event is durable.
+
+        Options: queue, priority, max_attempts, timeout, delay (seconds), scheduled_at
+        (ISO 8601 or POSIX time), metadata, idempotency_key.
+        """
+        (task,) = await self.enqueue_many([{"type": task_type, "payload": payload, **options}])
+        return task
+
+    async def enqueue_many(self, items: Sequence[Mapping[str, Any]]) -> list[Task]:
+        """Submit many tasks in one transaction: all of them, or none."""
+        now = time.time()
+        tasks = [parse_submission(dict(item), self.registry, now) for item in items]
+        return await self.submit(tasks)
+
+    async def submit(self, tasks: Sequence[NewTask]) -> list[Task]:
+        if self.runtime is not None:
+            return await self.runtime.submit(tasks)
+        journal = await self._client_journal()
+        node = f"client:{self.settings.get('node', 'app')}"
+        (outcome,) = await journal.run([Submit(tasks, time.time(), node)])
+        created: list[Task] = outcome.unwrap()
+        return created
+
+    async def get(self, task_id: str) -> Task:
+        if self.runtime is not None:
+            return await self.runtime.get(task_id)
+        return await (await self._client_journal()).get(task_id)
+
+    async def wait_for(
+        self, task_id: str, states: Collection[TaskState] | None = None, *, timeout: float = 30.0
+    ) -> Task:
+        if self.runtime is None:
+            raise ActorqError("wait_for needs a node running in this process (app.start())")
+        return await self.runtime.wait_for(task_id, states, timeout=timeout)
+
+    async def _client_journal(self) -> Journal:
+        if self._journal is None:
+            journal = journal_from_url(self.config().database_url)
+            await journal.open()
+            self._journal = journal
+        return self._journal

@@ -1,0 +1,254 @@
+"""Runtime: the composition root. It opens the journal, builds the actor tree, and offers the
+operations that the HTTP API and the ``App`` call on a running node.
+
+Only this module wires concrete parts together; actors know each other by ref only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from typing import Any
+
+from actorq.actors.core import ActorError, ActorSystem, ChildSpec, Strategy, Supervisor
+from actorq.actors.dispatcher import (
+    CancelRunning,
+    Dispatcher,
+    DispatcherSettings,
+    Drain,
+    WorkAvailable,
+)
+from actorq.actors.journal_writer import JournalWriter, Subscriber, write
+from actorq.actors.lock_reaper import LockReaper
+from actorq.actors.retry_timer import RetryTimer
+from actorq.actors.stats import Snapshot, StatsAggregator, Subscribe, Unsubscribe
+from actorq.actors.worker import WorkerDeps, worker_supervisor
+from actorq.config import Config
+from actorq.errors import InvalidTransition, Overloaded
+from actorq.journal import journal_from_url
+from actorq.journal.base import Append, Journal, Notice, Submit
+from actorq.model import Event, EventKind, NewTask, Page, Task, TaskFilter, TaskState
+from actorq.tasks import Registry
+
+log = logging.getLogger("actorq.runtime")
+
+WRITER, STATS, DISPATCHER, WORKERS, TIMER, REAPER = (
+    "journal_writer", "stats", "dispatcher", "workers", "retry_timer", "lock_reaper",
+)  # fmt: skip
+
+
+class Runtime:
+    """One actorq node: journal, actors, and the operations on them."""
+
+    def __init__(
+        self,
+        config: Config,
+        registry: Registry,
+        *,
+        journal: Journal | None = None,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+        write_timeout: float = 30.0,
+    ) -> None:
+        self.config = config
+        self.registry = registry
+        self.journal = journal or journal_from_url(config.database_url)
+        self.clock = clock
+        self._rng = rng or random.Random()
+        self._write_timeout = write_timeout
+        self._root = self._build_tree()
+        self.system = ActorSystem(self._root, name=f"actorq:{config.node}")
+        self._stats_actor: StatsAggregator | None = None
+        self._started = False
+
+    # -- the actor tree ------------------------------------------------------------------
+
+    def _build_tree(self) -> Supervisor:
+        c = self.config
+        root_ref = self._ref
+
+        def make_stats() -> StatsAggregator:
+            self._stats_actor = StatsAggregator(self.journal, c.node, self.clock)
+            return self._stats_actor
+
+        settings = DispatcherSettings(
+            node=c.node,
+            lease_seconds=c.lease_seconds,
+            heartbeat_seconds=c.heartbeat_interval,
+            poll_seconds=c.poll_seconds,
+            queues=c.queues,
+        )
+
+        # Factories run at (re)start, when the refs they look up exist.
+        def subscribers() -> list[Subscriber]:
+            return [
+                Subscriber(root_ref(STATS)),
+                Subscriber(root_ref(DISPATCHER), lossy=True),
+                Subscriber(root_ref(TIMER), lossy=True),
+            ]
+
+        def deps() -> WorkerDeps:
+            return WorkerDeps(
+                node=c.node,
+                registry=self.registry,
+                writer=root_ref(WRITER),
+                dispatcher=root_ref(DISPATCHER),
+                clock=self.clock,
+                rng=self._rng,
+            )
+
+        reap_every = max(0.05, min(c.lease_seconds / 4, 5.0))
+        specs = [
+            ChildSpec(WRITER, lambda: JournalWriter(self.journal, subscribers(), c.max_batch)),
+            ChildSpec(STATS, make_stats),
+            ChildSpec(DISPATCHER, lambda: Dispatcher(settings, root_ref(WRITER), self.clock)),
+            ChildSpec(
+                WORKERS,
+                lambda: worker_supervisor(deps(), c.concurrency),
+                shutdown_timeout=c.shutdown_grace + 5,
+            ),
+            ChildSpec(
+                TIMER,
+                lambda: RetryTimer(
+                    self.journal, root_ref(WRITER), c.node, self.clock, c.poll_seconds
+                ),
+            ),
+            ChildSpec(REAPER, lambda: LockReaper(root_ref(WRITER), c.node, self.clock, reap_every)),
+        ]
+        return Supervisor(specs, strategy=Strategy.ONE_FOR_ONE, max_restarts=5, within=10.0)
+
+    def _ref(self, name: str) -> Any:
+        return self._root.child(name)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.journal.open()
+        try:
+            await self.system.start()
+            await self.journal.subscribe(self._on_notice)
+        except BaseException:
+            await self.system.stop()
+            await self.journal.close()
+            raise
+        self._started = True
+        log.info(
+            "node %s started: %d workers on %s", self.config.node, self.config.concurrency,
+            _redact(self.config.database_url),
+        )  # fmt: skip
+
+    async def stop(self) -> None:
+        """Stop claiming, let running tasks finish within the grace period, then shut down.
+
+        Tasks still running after the grace period are released back to the queue.
+        """
+        if not self._started:
+            return
+        self._started = False
+        with contextlib.suppress(ActorError, TimeoutError):
+            drained = await self._ref(DISPATCHER).ask(Drain(), timeout=5.0)
+            try:
+                await asyncio.wait_for(asyncio.shield(drained), self.config.shutdown_grace)
+            except TimeoutError:
+                log.warning("grace period over: releasing tasks still running")
+        await self.system.stop()
+        await self.journal.close()
+        log.info("node %s stopped", self.config.node)
+
+    async def wait(self) -> None:
+        """Return when the actor system stops (a root failure included)."""
+        await self.system.wait()
+
+    def _on_notice(self, notice: Notice) -> None:
+        if notice.kind == "ready":
+            self._ref(DISPATCHER).tell_nowait(WorkAvailable())
+        elif notice.kind == "cancel" and notice.task_id:
+            self._ref(DISPATCHER).tell_nowait(CancelRunning(notice.task_id))
+
+    # -- operations ----------------------------------------------------------------------
+
+    async def _write(self, op: Any) -> Any:
+        try:
+            outcome = await write(self._ref(WRITER), op, timeout=self._write_timeout)
+        except TimeoutError:
+            raise Overloaded("the journal did not accept the write in time") from None
+        return outcome.unwrap()
+
+    async def submit(self, tasks: Sequence[NewTask]) -> list[Task]:
+        """Create tasks; returns once their ``submitted`` events are durable."""
+        result: list[Task] = await self._write(Submit(tasks, self.clock(), self.config.node))
+        return result
+
+    async def cancel(self, task_id: str, reason: str = "cancelled") -> Task:
+        task = await self.journal.get(task_id)
+        if task.state.finished:
+            raise InvalidTransition(f"task {task_id} is already {task.state}")
+        event = Event(EventKind.CANCELLED, task_id, self.clock(), self.config.node,
+                      {"reason": reason})  # fmt: skip
+        cancelled: Task = await self._write(Append(event))
+        if task.state is TaskState.RUNNING or cancelled.worker:
+            with contextlib.suppress(ActorError):
+                await self._ref(DISPATCHER).tell(CancelRunning(task_id))
+        return cancelled
+
+    async def retry(self, task_id: str) -> Task:
+        event = Event(EventKind.RETRIED, task_id, self.clock(), self.config.node)
+        task: Task = await self._write(Append(event))
+        return task
+
+    async def get(self, task_id: str) -> Task:
+        return await self.journal.get(task_id)
+
+    async def list_tasks(self, query: TaskFilter, limit: int, cursor: str | None) -> Page:
+        return await self.journal.list_tasks(query, limit, cursor)
+
+    async def history(self, task_id: str) -> list[Event]:
+        return await self.journal.history(task_id)
+
+    async def stats(self) -> dict[str, Any]:
+        snapshot: dict[str, Any] = await self._ref(STATS).ask(Snapshot(), timeout=5.0)
+        return snapshot
+
+    @property
+    def metrics_registry(self) -> Any:
+        return None if self._stats_actor is None else self._stats_actor.metrics.registry
+
+    @contextlib.asynccontextmanager
+    async def live_events(self, size: int = 1000) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
+        """A queue that receives every committed event while the context is open."""
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(size)
+        await self._ref(STATS).tell(Subscribe(queue))
+        try:
+            yield queue
+        finally:
+            with contextlib.suppress(ActorError):
+                await self._ref(STATS).tell(Unsubscribe(queue))
+
+    async def wait_for(
+        self, task_id: str, states: Collection[TaskState] | None = None, *, timeout: float
+    ) -> Task:
+        """Wait until the task is in one of ``states`` (default: any finished state)."""
+        wanted = frozenset(states or (TaskState.SUCCEEDED, TaskState.DEAD, TaskState.CANCELLED))
+        async with asyncio.timeout(timeout):
+            while True:  # subscribe again if the feed dropped us for lagging behind
+                async with self.live_events() as feed:
+                    task = await self.journal.get(task_id)
+                    while task.state not in wanted:
+                        item = await feed.get()
+                        if item.get("kind") == "lagged":
+                            break
+                        if item.get("task_id") == task_id:
+                            task = await self.journal.get(task_id)
+                    else:
+                        return task
+
+
+def _redact(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url

@@ -1,0 +1,247 @@
+"""`actorq serve` as a real process: crash recovery after SIGKILL, graceful SIGTERM, --app.
+
+These tests run the command line exactly as a user would, on a real SQLite file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from actorq import audit
+from actorq.journal.sqlite import SqliteJournal
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """One `actorq serve` process on a given database file."""
+
+    def __init__(self, db: Path, cwd: Path, *extra: str) -> None:
+        self.db = db
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = cwd / f"server-{self.port}.log"
+        args = [
+            sys.executable,
+            "-m",
+            "actorq",
+            "serve",
+            "--port",
+            str(self.port),
+            "--database-url",
+            f"sqlite:///{db}",
+            *extra,
+        ]
+        env = {**os.environ, "PYTHONPATH": str(cwd), "ACTORQ_POLL_SECONDS": "0.2"}
+        with self.log.open("w") as log:
+            self.proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=log, stderr=log)
+
+    async def ready(self, timeout: float = 20.0) -> None:
+        async def up() -> bool:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited: {self.log.read_text()}")
+            try:
+                async with aiohttp.ClientSession() as s, s.get(f"{self.url}/ready") as r:
+                    return r.status == 200
+            except aiohttp.ClientConnectionError:
+                return False
+
+        await until(up, timeout)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+
+
+async def until(check: Callable[[], Awaitable[bool]], timeout: float) -> None:
+    """Await a condition of another process, checking every 50 ms, failing after timeout."""
+    async with asyncio.timeout(timeout):
+        while not await check():  # noqa: ASYNC110 - another process: nothing to await
+            await asyncio.sleep(0.05)
+
+
+async def api(method: str, url: str, body: Any = None) -> Any:
+    async with aiohttp.ClientSession() as s, s.request(method, url, json=body) as r:
+        assert r.status < 300, await r.text()
+        return await r.json()
+
+
+async def open_states(server: Server) -> dict[str, int]:
+    stats = await api("GET", f"{server.url}/api/v1/stats")
+    tasks: dict[str, int] = stats["tasks"]
+    return tasks
+
+
+@pytest.fixture
+def servers(tmp_path: Path) -> Iterator[list[Server]]:
+    started: list[Server] = []
+    yield started
+    for server in started:
+        server.stop()
+
+
+async def test_sigkill_mid_run_loses_nothing_and_reruns_what_was_running(
+    tmp_path: Path, servers: list[Server]
+) -> None:
+    db = tmp_path / "crash.db"
+    first = Server(db, tmp_path, "--concurrency", "4", "--lease-seconds", "1.5")
+    servers.append(first)
+    await first.ready()
+    quick = [{"type": "sleep", "payload": {"seconds": 0.05}} for _ in range(150)]
+    long = [{"type": "sleep", "payload": {"seconds": 0.5}, "priority": 9} for _ in range(4)]
+    later = [{"type": "echo", "payload": i, "delay": 1.0} for i in range(20)]
+    ids = [
+        t["id"]
+        for batch in (long, quick, later)
+        for t in (await api("POST", f"{first.url}/api/v1/tasks", batch))["tasks"]
+    ]
+
+    async def some_running_some_done() -> bool:
+        s = await open_states(first)
+        return s["running"] > 0 and s["succeeded"] >= 4
+
+    await until(some_running_some_done, 20)
+    first.proc.send_signal(signal.SIGKILL)
+    first.proc.wait(10)
+
+    journal = SqliteJournal(str(db))
+    await journal.open()
+    try:
+        at_kill = {t.id: t.state.value async for t in journal.tasks()}
+    finally:
+        await journal.close()
+    assert set(at_kill) == set(ids), "every acknowledged task is in the journal"
+    running_at_kill = [tid for tid, state in at_kill.items() if state == "running"]
+    assert running_at_kill
+
+    second = Server(db, tmp_path, "--concurrency", "4", "--lease-seconds", "1.5")
+    servers.append(second)
+    await second.ready()
+
+    async def all_done() -> bool:
+        s = await open_states(second)
+        return s["queued"] + s["scheduled"] + s["running"] == 0
+
+    await until(all_done, 60)
+    second.proc.send_signal(signal.SIGTERM)
+    assert second.proc.wait(20) == 0
+
+    journal = SqliteJournal(str(db))
+    await journal.open()
+    try:
+        final = {t.id: t async for t in journal.tasks()}
+        assert {t.state.value for t in final.values()} == {"succeeded"}
+        assert len(final) == len(ids)
+        for tid in running_at_kill:
+            kinds = [e.kind.value for e in await journal.history(tid)]
+            assert "lease_expired" in kinds, kinds
+            assert kinds.count("claimed") == 2
+            assert final[tid].attempt == 2
+        report = await audit.verify_projection(journal)
+        assert report.matches, report
+    finally:
+        await journal.close()
+
+
+async def test_sigterm_finishes_short_tasks_and_releases_long_ones_for_the_next_start(
+    tmp_path: Path, servers: list[Server]
+) -> None:
+    db = tmp_path / "term.db"
+    first = Server(db, tmp_path, "--concurrency", "4", "--shutdown-grace", "1.5")
+    servers.append(first)
+    await first.ready()
+    body = [{"type": "sleep", "payload": {"seconds": 0.3}} for _ in range(2)] + [
+        {"type": "sleep", "payload": {"seconds": 4}} for _ in range(2)
+    ]
+    ids = [t["id"] for t in (await api("POST", f"{first.url}/api/v1/tasks", body))["tasks"]]
+
+    async def four_running() -> bool:
+        return (await open_states(first))["running"] == 4
+
+    await until(four_running, 20)
+    first.proc.send_signal(signal.SIGTERM)
+    assert first.proc.wait(15) == 0
+
+    journal = SqliteJournal(str(db))
+    await journal.open()
+    try:
+        states = [(await journal.get(tid)).state.value for tid in ids]
+        assert states == ["succeeded", "succeeded", "queued", "queued"]
+        for tid in ids[2:]:
+            kinds = [e.kind.value for e in await journal.history(tid)]
+            assert kinds[-1] == "released"
+            assert (await journal.get(tid)).attempt == 0
+    finally:
+        await journal.close()
+
+    second = Server(db, tmp_path, "--concurrency", "4")
+    servers.append(second)
+    await second.ready()
+
+    async def all_succeeded() -> bool:
+        return (await open_states(second))["succeeded"] == 4
+
+    await until(all_succeeded, 30)
+
+
+async def test_serve_runs_the_users_own_app_module(tmp_path: Path, servers: list[Server]) -> None:
+    (tmp_path / "myjobs.py").write_text(
+        textwrap.dedent(
+            """
+            import actorq
+
+            app = actorq.App(concurrency=2)
+
+            @app.task("add", max_attempts=2)
+            def add(payload):
+                return payload["a"] + payload["b"]
+
+            @app.task("shout")
+            async def shout(payload, ctx):
+                return {"text": payload.upper(), "attempt": ctx.attempt}
+            """
+        )
+    )
+    server = Server(tmp_path / "app.db", tmp_path, "--app", "myjobs:app")
+    servers.append(server)
+    await server.ready()
+    created = await api(
+        "POST",
+        f"{server.url}/api/v1/tasks",
+        [
+            {"type": "add", "payload": {"a": 2, "b": 3}},
+            {"type": "shout", "payload": "hi"},
+        ],
+    )
+    results = []
+    for task in created["tasks"]:
+        url = f"{server.url}/api/v1/tasks/{task['id']}"
+
+        async def done(url: str = url) -> bool:
+            return (await api("GET", url))["state"] == "succeeded"
+
+        await until(done, 20)
+        results.append((await api("GET", url))["result"])
+    assert results == [5, {"text": "HI", "attempt": 1}]
+    async with aiohttp.ClientSession() as s:
+        r = await s.post(f"{server.url}/api/v1/tasks", json={"type": "echo"})
+        assert r.status == 422, "built-in examples are not loaded with --app"
