@@ -133,7 +133,8 @@ class BatchRun:
         seqs = await self._tx.allocate(len(pairs))
         changes = []
         for (before, event), seq in zip(pairs, seqs, strict=True):
-            numbered = attrs.evolve(event, seq=seq)
+            numbered = Event(event.kind, event.task_id, event.at, event.node, event.data,
+                             event.worker, seq)  # fmt: skip
             after = lifecycle.apply(before, numbered)
             changes.append(Change(numbered, None if before is None else before.state, after))
         for change in changes:
