@@ -32,8 +32,8 @@ class Config:
     lease_seconds: float = attrs.field(default=30.0, validator=_positive)
     # Leases are renewed this often; a third of the lease survives two lost heartbeats.
     heartbeat_seconds: float | None = None
-    # Claimed tasks held beyond the free workers, so a worker that finishes finds work at once.
-    prefetch: int = 0
+    # Tasks each worker holds claimed beside the one it runs, so it finds work at once.
+    prefetch: int = 1
     shutdown_grace: float = attrs.field(default=10.0, validator=_positive)
     # Slow fallback for work that no wake-up announced (another process wrote the journal).
     poll_seconds: float = attrs.field(default=1.0, validator=_positive)

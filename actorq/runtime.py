@@ -99,6 +99,7 @@ class Runtime:
                 dispatcher=root_ref(DISPATCHER),
                 clock=self.clock,
                 rng=self._rng,
+                slots=1 + c.prefetch,
             )
 
         reap_every = max(0.05, min(c.lease_seconds / 4, 5.0))

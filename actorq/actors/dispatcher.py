@@ -1,9 +1,10 @@
 """Dispatcher: decides what runs next, and where.
 
-Workers report when they are free; the Dispatcher claims exactly that many ready tasks in one
-journal operation and hands one to each. It also keeps the leases of running tasks alive
-(one batched heartbeat per interval), routes cancellations to the worker running the task,
-and, when the node drains, stops claiming and tells who is still busy.
+Workers report free slots (one running task plus a small prefetch each); the Dispatcher claims
+that many ready tasks in one journal operation and hands them out, so a worker that finishes
+finds its next task waiting instead of waiting for a claim. It also keeps the leases of its
+tasks alive (one batched heartbeat per interval), routes cancellations to the worker holding
+the task, and, when the node drains, stops claiming and tells who is still busy.
 """
 
 from __future__ import annotations
@@ -25,9 +26,20 @@ log = logging.getLogger("actorq.dispatcher")
 
 
 @attrs.frozen
-class WorkerIdle:
+class WorkerReady:
+    """From a worker: it (re)started with ``slots`` free, and holds nothing."""
+
     worker_id: str
     ref: ActorRef
+    slots: int
+
+
+@attrs.frozen
+class TaskDone:
+    """From a worker: it is done with ``task_id`` (finished, cancelled or released)."""
+
+    worker_id: str
+    task_id: str
 
 
 @attrs.frozen
@@ -93,7 +105,8 @@ class Dispatcher(Actor):
         self._s = settings
         self._writer = writer
         self._clock = clock
-        self._idle: dict[str, ActorRef] = {}
+        self._workers: dict[str, ActorRef] = {}
+        self._free: dict[str, int] = {}  # worker id -> free slots
         self._running: dict[str, tuple[str, ActorRef]] = {}  # task id -> (worker id, ref)
         self._maybe_work = True
         self._claim: asyncio.Task[None] | None = None  # at most one claim in flight
@@ -117,9 +130,8 @@ class Dispatcher(Actor):
 
     async def receive(self, message: object) -> object:
         match message:
-            case WorkerIdle(worker_id, ref):
-                self._worker_idle(worker_id, ref)
-                self._dispatch()
+            case WorkerReady() | TaskDone():
+                self._worker_news(message)
             case Committed(changes):
                 if any(c.after.state is TaskState.QUEUED for c in changes):
                     self._maybe_work = True
@@ -141,19 +153,42 @@ class Dispatcher(Actor):
                 return sorted(self._running)
         return None
 
-    def _worker_idle(self, worker_id: str, ref: ActorRef) -> None:
-        # A restarted worker reports idle too: whatever it held is left to its lease.
-        for task_id, (holder, _) in list(self._running.items()):
-            if holder == worker_id:
-                del self._running[task_id]
-        self._idle[worker_id] = ref
+    def _worker_news(self, message: WorkerReady | TaskDone) -> None:
+        match message:
+            case WorkerReady(worker_id, ref, slots):
+                # A restarted worker holds nothing: what it held is left to its lease.
+                for task_id, (holder, _) in list(self._running.items()):
+                    if holder == worker_id:
+                        del self._running[task_id]
+                self._workers[worker_id] = ref
+                self._free[worker_id] = slots
+            case TaskDone(worker_id, task_id):
+                if self._running.pop(task_id, None) is not None:
+                    self._free[worker_id] += 1
+        self._after_done()
+
+    def _after_done(self) -> None:
         if self._draining and not self._running and self._drained and not self._drained.done():
             self._drained.set_result(None)
+        self._dispatch()
+
+    def _slots(self) -> list[str]:
+        """Free slots, one entry each, round-robin: the best tasks go to idle workers first."""
+        free = dict(self._free)
+        order: list[str] = []
+        while any(free.values()):
+            for worker_id, n in free.items():
+                if n:
+                    order.append(worker_id)
+                    free[worker_id] = n - 1
+        return order
 
     def _dispatch(self) -> None:
-        if self._claim is not None or not self._idle or not self._maybe_work or self._draining:
+        if self._claim is not None or not self._maybe_work or self._draining:
             return
-        workers = tuple(self._idle)
+        workers = self._slots()
+        if not workers:
+            return
         claim = Claim(workers, self._clock(), self._s.node, self._s.lease_seconds, self._s.queues)
         self._claim = asyncio.create_task(self._run_claim(claim), name="dispatcher:claim")
 
@@ -173,7 +208,8 @@ class Dispatcher(Actor):
             return
         for task in claimed.tasks:
             assert task.worker is not None
-            ref = self._idle.pop(task.worker)
+            ref = self._workers[task.worker]
+            self._free[task.worker] -= 1
             self._running[task.id] = (task.worker, ref)
             await ref.tell(RunTask(task))
         # A full claim means more may be waiting; a short one means the queue is empty for now.

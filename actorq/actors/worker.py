@@ -1,5 +1,8 @@
 """Worker: runs one task at a time and reports how it ended; WorkerSupervisor keeps N of them.
 
+A worker may hold a prefetched task beside the running one, so it never waits for a claim
+between two tasks.
+
 The handler runs in its own asyncio task, owned by the worker, so the worker's loop stays free
 to hear a cancellation while the handler runs. A handler that raises or passes its timeout is
 a failed attempt, never a crash of the worker.
@@ -8,6 +11,7 @@ a failed attempt, never a crash of the worker.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -20,7 +24,7 @@ import attrs
 
 import actorq.lifecycle as lifecycle
 from actorq.actors.core import Actor, ActorRef, ChildSpec, Restart, Supervisor
-from actorq.actors.dispatcher import CancelTask, RunTask, WorkerIdle
+from actorq.actors.dispatcher import CancelTask, RunTask, TaskDone, WorkerReady
 from actorq.actors.journal_writer import Write
 from actorq.errors import ActorqError
 from actorq.journal.base import Append
@@ -63,6 +67,7 @@ class WorkerDeps:
     dispatcher: ActorRef
     clock: Callable[[], float]
     rng: random.Random
+    slots: int = 2  # the running task plus one prefetched
     default_retry: RetryPolicy = RetryPolicy()
 
 
@@ -74,36 +79,53 @@ class Worker(Actor):
         self._d = deps
         self._task: Task | None = None
         self._job: asyncio.Task[None] | None = None
+        self._next: collections.deque[Task] = collections.deque()
 
     async def on_start(self) -> None:
-        await self._d.dispatcher.tell(WorkerIdle(self.worker_id, self.ref))
+        await self._d.dispatcher.tell(WorkerReady(self.worker_id, self.ref, self._d.slots))
 
     async def on_stop(self) -> None:
-        task, job = self._task, self._job
-        if task is None or job is None:
-            return
-        # Stopping mid-task: give the task back so the next start runs it without waiting
-        # for its lease, and without counting this attempt.
-        job.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await asyncio.wait_for(job, timeout=1.0)
-        released = Event(
-            EventKind.RELEASED, task.id, self._d.clock(), self._d.node, {}, self.worker_id
-        )
-        await self._d.writer.tell(Write(Append(released, self.worker_id, task.attempt)))
+        # Stopping with tasks in hand: give them back so the next start runs them without
+        # waiting for their lease, and without counting this attempt.
+        held = list(self._next)
+        if self._task is not None and self._job is not None:
+            self._job.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(self._job, timeout=1.0)
+            held.insert(0, self._task)
+        for task in held:
+            released = Event(
+                EventKind.RELEASED, task.id, self._d.clock(), self._d.node, {}, self.worker_id
+            )
+            await self._d.writer.tell(Write(Append(released, self.worker_id, task.attempt)))
         self._task = self._job = None
+        self._next.clear()
 
     async def receive(self, message: object) -> object:
         match message:
             case RunTask(task):
-                self._task = task
-                self._job = asyncio.create_task(self._execute(task), name=f"task:{task.id}")
+                self._next.append(task)
+                self._start_next()
             case CancelTask(task_id):
-                if self._task is not None and self._task.id == task_id and self._job:
-                    self._job.cancel()
+                await self._cancel(task_id)
             case HandlerDone(task_id, outcome):
                 await self._finish(task_id, outcome)
+                self._start_next()
         return None
+
+    def _start_next(self) -> None:
+        if self._task is None and self._next:
+            task = self._task = self._next.popleft()
+            self._job = asyncio.create_task(self._execute(task), name=f"task:{task.id}")
+
+    async def _cancel(self, task_id: str) -> None:
+        if self._task is not None and self._task.id == task_id and self._job:
+            self._job.cancel()  # HandlerDone(Cancelled) follows
+            return
+        for task in list(self._next):
+            if task.id == task_id:  # prefetched, never started: drop it
+                self._next.remove(task)
+                await self._d.dispatcher.tell(TaskDone(self.worker_id, task_id))
 
     async def _execute(self, task: Task) -> None:
         outcome: Succeeded | Failed | Cancelled
@@ -137,7 +159,7 @@ class Worker(Actor):
         event = self._event(task, outcome)
         if event is not None:
             await self._d.writer.tell(Write(Append(event, self.worker_id, task.attempt)))
-        await self._d.dispatcher.tell(WorkerIdle(self.worker_id, self.ref))
+        await self._d.dispatcher.tell(TaskDone(self.worker_id, task_id))
 
     def _event(self, task: Task, outcome: Succeeded | Failed | Cancelled) -> Event | None:
         now, node = self._d.clock(), self._d.node
