@@ -5,84 +5,19 @@ These tests run the command line exactly as a user would, on a real SQLite file.
 
 from __future__ import annotations
 
-import asyncio
-import os
 import signal
-import socket
-import subprocess
-import sys
 import textwrap
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
+from procs import Server, api, until
 
 from actorq import audit
 from actorq.journal.sqlite import SqliteJournal
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    """One `actorq serve` process on a given database file."""
-
-    def __init__(self, db: Path, cwd: Path, *extra: str) -> None:
-        self.db = db
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = cwd / f"server-{self.port}.log"
-        args = [
-            sys.executable,
-            "-m",
-            "actorq",
-            "serve",
-            "--port",
-            str(self.port),
-            "--database-url",
-            f"sqlite:///{db}",
-            *extra,
-        ]
-        env = {**os.environ, "PYTHONPATH": str(cwd), "ACTORQ_POLL_SECONDS": "0.2"}
-        with self.log.open("w") as log:
-            self.proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=log, stderr=log)
-
-    async def ready(self, timeout: float = 20.0) -> None:
-        async def up() -> bool:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"server exited: {self.log.read_text()}")
-            try:
-                async with aiohttp.ClientSession() as s, s.get(f"{self.url}/ready") as r:
-                    return r.status == 200
-            except aiohttp.ClientConnectionError:
-                return False
-
-        await until(up, timeout)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(10)
-
-
-async def until(check: Callable[[], Awaitable[bool]], timeout: float) -> None:
-    """Await a condition of another process, checking every 50 ms, failing after timeout."""
-    async with asyncio.timeout(timeout):
-        while not await check():  # noqa: ASYNC110 - another process: nothing to await
-            await asyncio.sleep(0.05)
-
-
-async def api(method: str, url: str, body: Any = None) -> Any:
-    async with aiohttp.ClientSession() as s, s.request(method, url, json=body) as r:
-        assert r.status < 300, await r.text()
-        return await r.json()
 
 
 async def open_states(server: Server) -> dict[str, int]:

@@ -1,0 +1,102 @@
+"""A cluster on one PostgreSQL: three `actorq worker` processes and one `actorq serve`.
+
+One worker is SIGKILLed mid-run. Afterwards every task has succeeded, and the only tasks that
+ran more than once are those whose lease expired with the killed node, as the journal says.
+"""
+
+from __future__ import annotations
+
+import collections
+import signal
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from procs import Server, api, until
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+TASKS = 5000
+
+
+def pg_connect_args(url: str) -> tuple[str, str]:
+    """The DSN without actorq's ``schema`` parameter, and the schema."""
+    parts = urllib.parse.urlsplit(url)
+    query = dict(urllib.parse.parse_qsl(parts.query))
+    schema = query.pop("schema")
+    dsn = urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
+    return dsn, schema
+
+
+@pytest.fixture
+def nodes() -> Iterator[list[Server]]:
+    started: list[Server] = []
+    yield started
+    for node in started:
+        node.stop()
+
+
+async def test_cluster_survives_a_sigkilled_worker_without_losing_or_doubling_work(
+    postgres_url: str, tmp_path: Path, nodes: list[Server]
+) -> None:
+    common = ("--database-url", postgres_url, "--lease-seconds", "2", "--concurrency", "4")
+    serve = Server.command(tmp_path, "serve", "api", *common)
+    nodes.append(serve)
+    await serve.ready()
+    workers = [Server.command(tmp_path, "worker", f"w{i}", *common) for i in range(3)]
+    nodes.extend(workers)
+
+    batch = [{"type": "sleep", "payload": {"seconds": 0.002}}] * 500
+    for _ in range(TASKS // len(batch)):
+        await api("POST", f"{serve.url}/api/v1/tasks", batch)
+
+    dsn, schema = pg_connect_args(postgres_url)
+    conn = await asyncpg.connect(dsn, server_settings={"search_path": schema})
+    try:
+
+        async def count(state: str) -> int:
+            n: int = await conn.fetchval("SELECT count(*) FROM tasks WHERE state = $1", state)
+            return n
+
+        async def w0_has_run_some() -> bool:
+            n: int = await conn.fetchval(
+                "SELECT count(*) FROM journal WHERE kind = 'succeeded' AND worker LIKE 'w0/%'"
+            )
+            return n >= 50
+
+        await until(w0_has_run_some, 60)
+        assert await count("succeeded") < TASKS, "the kill must happen mid-run"
+        workers[0].proc.send_signal(signal.SIGKILL)
+        workers[0].proc.wait(10)
+
+        async def all_finished() -> bool:
+            live = await conn.fetchval(
+                "SELECT count(*) FROM tasks WHERE state IN ('queued', 'scheduled', 'running')"
+            )
+            return int(live) == 0
+
+        await until(all_finished, 120)
+        assert await count("succeeded") == TASKS
+
+        rows = await conn.fetch("SELECT task_id, kind, worker FROM journal ORDER BY seq")
+        claims: collections.Counter[str] = collections.Counter()
+        expired_with_w0: set[str] = set()
+        holder: dict[str, str] = {}
+        for row in rows:
+            if row["kind"] == "claimed":
+                claims[row["task_id"]] += 1
+                holder[row["task_id"]] = row["worker"]
+            elif row["kind"] == "lease_expired":
+                assert holder[row["task_id"]].startswith("w0/"), "only the dead node's leases"
+                expired_with_w0.add(row["task_id"])
+        ran_twice = {tid for tid, n in claims.items() if n > 1}
+        assert ran_twice == expired_with_w0
+        assert all(n <= 2 for n in claims.values())
+        assert len(claims) == TASKS
+    finally:
+        await conn.close()
+    for node in [serve, *workers[1:]]:
+        node.proc.send_signal(signal.SIGTERM)
+        assert node.proc.wait(30) == 0
