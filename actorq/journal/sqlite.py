@@ -19,7 +19,16 @@ import aiosqlite
 
 import actorq.lifecycle as lifecycle
 from actorq.errors import StorageError, TaskNotFound
-from actorq.journal.base import Head, Notice, Op, Outcome
+from actorq.journal.base import (
+    Claim,
+    ExtendLeases,
+    Head,
+    Notice,
+    Op,
+    Outcome,
+    PromoteDue,
+    ReapExpired,
+)
 from actorq.journal.batch import BatchRun
 from actorq.journal.rows import (
     TASK_COLUMNS,
@@ -41,6 +50,7 @@ _Q = {
     for name, sql in queries("sqlite").items()
 }
 _CHUNK = 1000
+_RELAXED = (Claim, ExtendLeases, PromoteDue, ReapExpired)
 
 
 def path_from_url(url: str) -> str:
@@ -155,6 +165,7 @@ class SqliteJournal:
         self._thread: concurrent.futures.ThreadPoolExecutor | None = None
         self._reader: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
+        self._durable = True  # the writer connection's synchronous mode: FULL or NORMAL
 
     def _pragmas(self) -> list[str]:
         return [
@@ -228,9 +239,12 @@ class SqliteJournal:
 
         self._in_transaction(body)
 
-    def _in_transaction(self, body: Callable[[sqlite3.Connection], T]) -> T:
+    def _in_transaction(self, body: Callable[[sqlite3.Connection], T], durable: bool = True) -> T:
         """On the writer thread: run ``body`` in one IMMEDIATE transaction."""
         db = self._w
+        if durable != self._durable:
+            db.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
+            self._durable = durable
         db.execute("BEGIN IMMEDIATE")
         try:
             result = body(db)
@@ -240,13 +254,17 @@ class SqliteJournal:
             raise
         return result
 
-    async def _transaction(self, body: Callable[[_Tx], T]) -> T:
+    async def _transaction(self, body: Callable[[_Tx], T], durable: bool = True) -> T:
         async with self._write_lock:
             return await _guard(self._on_writer(lambda: self._in_transaction(
-                lambda db: body(_Tx(db)))))  # fmt: skip
+                lambda db: body(_Tx(db)), durable)))  # fmt: skip
 
     async def run(self, ops: Sequence[Op]) -> list[Outcome]:
-        return await self._transaction(lambda tx: drive(BatchRun(tx).run(ops)))
+        # A batch of only claims, promotions, reaps and heartbeats skips the fsync: losing it
+        # in a power cut loses nothing acknowledged (the tasks are claimed or reaped again),
+        # and WAL order means no later, fsync'd commit can survive without it.
+        durable = not all(isinstance(op, _RELAXED) for op in ops)
+        return await self._transaction(lambda tx: drive(BatchRun(tx).run(ops)), durable)
 
     async def _catch_up(self) -> None:
         """Apply journal events the projection has not seen (a projection left behind)."""
