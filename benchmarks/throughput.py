@@ -7,7 +7,9 @@ Each run, on a fresh database:
      API (sequential awaits, then 64 concurrent callers), in bulk (batches of 1000), and
      through HTTP (single-task POSTs from 32 concurrent clients);
   2. drain all of them with C workers: tasks per second from the node's start until every
-     task's ``succeeded`` event is committed;
+     task's ``succeeded`` event is committed; with ``--nodes K``, K separate ``actorq worker``
+     processes of C workers each drain them, timed from the first ``claimed`` to the last
+     ``succeeded`` event in the journal (so process start-up is not counted);
   3. pickup latency on an idle node: enqueue one task, wait for its handler to start, repeat;
      p50/p95/p99 of (handler start - enqueue call).
 """
@@ -19,6 +21,7 @@ import asyncio
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -33,6 +36,7 @@ from aiohttp import web
 
 from actorq import App
 from actorq.http.app import make_app
+from actorq.journal import journal_from_url
 from actorq.runtime import Runtime
 
 BULK = 1000
@@ -168,6 +172,41 @@ async def drain_phase(url: str, n: int, concurrency: int) -> float:
         return n / (time.perf_counter() - t0)
 
 
+async def drain_processes(url: str, n: int, concurrency: int, nodes: int) -> float:
+    """Drain with ``nodes`` worker processes; the rate comes from the journal's own times."""
+    env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.abspath(__file__))}
+    argv = [sys.executable, "-m", "actorq", "worker", "--app", "throughput:app",
+            "--database-url", url, "--concurrency", str(concurrency)]  # fmt: skip
+    procs = [
+        subprocess.Popen([*argv, "--node", f"bench{i}"], env=env, stderr=subprocess.DEVNULL)
+        for i in range(nodes)
+    ]
+    journal = journal_from_url(url)
+    await journal.open()
+    try:
+        async with asyncio.timeout(600):
+            while True:
+                counts = await journal.counts()
+                if sum(v for (_, state), v in counts.items() if state.value == "succeeded") >= n:
+                    break
+                await asyncio.sleep(0.05)
+        first_claim = last_success = None
+        async for event in journal.events():
+            if event.kind.value == "claimed" and first_claim is None:
+                first_claim = event.at
+            elif event.kind.value == "succeeded":
+                last_success = event.at if last_success is None else max(last_success, event.at)
+        if first_claim is None or last_success is None:
+            raise RuntimeError("the journal shows no drain")
+        return n / (last_success - first_claim)
+    finally:
+        await journal.close()
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            proc.wait(30)
+
+
 async def pickup_phase(url: str, concurrency: int, samples: int) -> dict[str, float]:
     app, probe = build_app(url, concurrency)
     latencies = []
@@ -185,6 +224,10 @@ async def pickup_phase(url: str, concurrency: int, samples: int) -> dict[str, fl
                 latencies.append(started - t0)
             await asyncio.sleep(0.002)  # an idle node between samples
     return percentiles(latencies)
+
+
+# The App the worker processes of --nodes serve (`actorq worker --app throughput:app`).
+app, _ = build_app(os.environ.get("ACTORQ_DATABASE_URL", "sqlite:///bench.db"), 10)
 
 
 def git_rev() -> str:
@@ -211,7 +254,11 @@ async def one_run(args: argparse.Namespace, workdir: str) -> dict[str, Any]:
             "concurrency": args.concurrency,
         }
         result.update(await enqueue_phase(url, args.n))
-        result["drain_per_s"] = await drain_phase(url, args.n, args.concurrency)
+        if args.nodes:
+            result["nodes"] = args.nodes
+            result["drain_per_s"] = await drain_processes(url, args.n, args.concurrency, args.nodes)
+        else:
+            result["drain_per_s"] = await drain_phase(url, args.n, args.concurrency)
         result["pickup_ms"] = await pickup_phase(url, args.concurrency, args.samples)
     finally:
         await drop()
@@ -233,6 +280,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--samples", type=int, default=500, help="pickup latency samples")
     parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--nodes", type=int, default=0, help="drain with K worker processes")
     parser.add_argument("--database-url", help="default: a fresh SQLite file per run")
     parser.add_argument("--workdir", default=None, help="where SQLite files go (default: tmp)")
     args = parser.parse_args()
