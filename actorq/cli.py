@@ -85,7 +85,13 @@ async def _run_node(config: Config, registry: Registry, *, http: bool) -> int:
     if http:
         runner = web.AppRunner(make_app(runtime), access_log=None)
         await runner.setup()
-        await web.TCPSite(runner, config.host, config.port).start()
+        try:
+            await web.TCPSite(runner, config.host, config.port).start()
+        except OSError as exc:
+            log.error("cannot listen on %s:%d: %s", config.host, config.port, exc.strerror)
+            await runner.cleanup()
+            await runtime.stop()
+            return 1
         log.info("API on http://%s:%d (dashboard at /)", config.host, config.port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

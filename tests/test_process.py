@@ -180,3 +180,15 @@ async def test_serve_runs_the_users_own_app_module(tmp_path: Path, servers: list
     async with aiohttp.ClientSession() as s:
         r = await s.post(f"{server.url}/api/v1/tasks", json={"type": "echo"})
         assert r.status == 422, "built-in examples are not loaded with --app"
+
+
+async def test_a_taken_port_is_a_clear_error_and_a_clean_exit(
+    tmp_path: Path, servers: list[Server]
+) -> None:
+    first = Server(tmp_path / "a.db", tmp_path)
+    servers.append(first)
+    await first.ready()
+    second = Server(tmp_path / "b.db", tmp_path, "--port", str(first.port))
+    servers.append(second)
+    assert second.proc.wait(20) == 1
+    assert "cannot listen on 127.0.0.1" in second.log.read_text()
