@@ -49,9 +49,12 @@ class TaskType:
     queue: str = "default"
     priority: int = 0
     retry: RetryPolicy = RetryPolicy()
+    # Read from the signature once, at registration: calls happen for every task.
+    wants_context: bool = attrs.field(init=False)
+    is_async: bool = attrs.field(init=False)
 
-    @property
-    def wants_context(self) -> bool:
+    @wants_context.default
+    def _wants_context(self) -> bool:
         params = [
             p
             for p in inspect.signature(self.handler).parameters.values()
@@ -59,9 +62,13 @@ class TaskType:
         ]
         return len(params) >= 2
 
+    @is_async.default
+    def _is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.handler)
+
     def call(self, payload: Any, ctx: TaskContext) -> Awaitable[Any]:
         args = (payload, ctx) if self.wants_context else (payload,)
-        if inspect.iscoroutinefunction(self.handler):
+        if self.is_async:
             coro: Awaitable[Any] = self.handler(*args)
             return coro
         return asyncio.to_thread(self.handler, *args)

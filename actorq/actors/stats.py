@@ -86,6 +86,8 @@ class StatsAggregator(Actor):
         self._subscribers: dict[asyncio.Queue[dict[str, Any]], bool] = {}
         self._started = time.monotonic()
         self._last_seq = 0
+        self._gauges: dict[tuple[str, TaskState], Any] = {}
+        self._kind_counters: dict[EventKind, Any] = {}
 
     async def on_start(self) -> None:
         self._counts = collections.Counter(await self._journal.counts())
@@ -110,7 +112,10 @@ class StatsAggregator(Actor):
         e, after = change.event, change.after
         self._last_seq = max(self._last_seq, e.seq)
         self._kinds[e.kind] += 1
-        self.metrics.events.labels(e.kind.value).inc()
+        counter = self._kind_counters.get(e.kind)
+        if counter is None:
+            counter = self._kind_counters[e.kind] = self.metrics.events.labels(e.kind.value)
+        counter.inc()
         if change.before is not None:
             self._count(after.queue, change.before, -1)
         self._count(after.queue, after.state, +1)
@@ -124,8 +129,12 @@ class StatsAggregator(Actor):
             self._finished.append(e.at)
 
     def _count(self, queue: str, state: TaskState, delta: int) -> None:
-        self._counts[(queue, state)] += delta
-        self.metrics.tasks.labels(queue, state.value).set(self._counts[(queue, state)])
+        key = (queue, state)
+        self._counts[key] += delta
+        gauge = self._gauges.get(key)
+        if gauge is None:  # labels() is a lookup with locks: once per series, not per event
+            gauge = self._gauges[key] = self.metrics.tasks.labels(queue, state.value)
+        gauge.set(self._counts[key])
 
     def _fan_out(self, changes: Any) -> None:
         if not self._subscribers:

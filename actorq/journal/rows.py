@@ -21,11 +21,19 @@ TASK_COLUMNS = (
 )  # fmt: skip
 EVENT_COLUMNS = ("seq", "at", "task_id", "kind", "node", "worker", "data")
 
-_JSON_COLUMNS = frozenset({"payload", "metadata", "result"})
+
+# One encoder, built once: json.dumps with options builds a new encoder on every call.
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_loads = json.loads
 
 
 def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    # No payload, no metadata, no result: the common case, spared the encoder.
+    if value is None:
+        return "null"
+    if value == {} and isinstance(value, dict):
+        return "{}"
+    return _encode(value)
 
 
 def task_to_row(task: Task) -> tuple[Any, ...]:
@@ -39,12 +47,15 @@ def task_to_row(task: Task) -> tuple[Any, ...]:
 
 
 def task_from_row(row: Sequence[Any] | Mapping[str, Any]) -> Task:
-    values = row if isinstance(row, Sequence) else [row[c] for c in TASK_COLUMNS]
-    fields = dict(zip(TASK_COLUMNS, values, strict=True))
-    for name in _JSON_COLUMNS:
-        fields[name] = json.loads(fields[name])
-    fields["state"] = TaskState(fields["state"])
-    return Task(**fields)
+    r = row if isinstance(row, Sequence) else [row[c] for c in TASK_COLUMNS]
+    # Positional, in TASK_COLUMNS order (which is Task's field order): this runs per row read.
+    return Task(
+        r[0], r[1], r[2], _loads(r[3]), r[4], _STATES[r[5]], r[6], r[7], r[8], r[9], r[10],
+        r[11], r[12], _loads(r[13]), r[14], _loads(r[15]), r[16], r[17], r[18], r[19], r[20],
+    )  # fmt: skip
+
+
+_STATES = {s.value: s for s in TaskState}
 
 
 def event_to_row(event: Event) -> tuple[Any, ...]:
