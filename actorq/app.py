@@ -84,27 +84,43 @@ class App:
 
     # -- submitting ----------------------------------------------------------------------
 
-    async def enqueue(self, task_type: str, payload: Any = None, **options: Any) -> Task:
+    async def enqueue(
+        self, task_type: str, payload: Any = None, *, connection: Any = None, **options: Any
+    ) -> Task:
         """Submit one task; returns it once its ``submitted`` event is durable.
 
         Options: queue, priority, max_attempts, timeout, delay (seconds), scheduled_at
-        (ISO 8601 or POSIX time), metadata, idempotency_key.
+        (ISO 8601 or POSIX time), metadata, idempotency_key. With ``connection`` (an asyncpg
+        connection inside a transaction, PostgreSQL only) the task is written in that
+        transaction: it exists if and only if the caller commits.
         """
-        (task,) = await self.enqueue_many([{"type": task_type, "payload": payload, **options}])
+        item = {"type": task_type, "payload": payload, **options}
+        (task,) = await self.enqueue_many([item], connection=connection)
         return task
 
-    async def enqueue_many(self, items: Sequence[Mapping[str, Any]]) -> list[Task]:
+    async def enqueue_many(
+        self, items: Sequence[Mapping[str, Any]], *, connection: Any = None
+    ) -> list[Task]:
         """Submit many tasks in one transaction: all of them, or none."""
         now = time.time()
         tasks = [parse_submission(dict(item), self.registry, now) for item in items]
-        return await self.submit(tasks)
+        return await self.submit(tasks, connection=connection)
 
-    async def submit(self, tasks: Sequence[NewTask]) -> list[Task]:
+    async def submit(self, tasks: Sequence[NewTask], *, connection: Any = None) -> list[Task]:
+        node = (
+            self.runtime.config.node
+            if self.runtime
+            else f"client:{self.settings.get('node', 'app')}"
+        )
+        op = Submit(tasks, time.time(), node)
+        if connection is not None:
+            journal = self.runtime.journal if self.runtime else await self._client_journal()
+            (outcome,) = await journal.run_in(connection, [op])
+            in_transaction: list[Task] = outcome.unwrap()
+            return in_transaction
         if self.runtime is not None:
             return await self.runtime.submit(tasks)
-        journal = await self._client_journal()
-        node = f"client:{self.settings.get('node', 'app')}"
-        (outcome,) = await journal.run([Submit(tasks, time.time(), node)])
+        (outcome,) = await (await self._client_journal()).run([op])
         created: list[Task] = outcome.unwrap()
         return created
 

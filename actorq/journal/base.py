@@ -143,6 +143,13 @@ class Journal(Protocol):
     async def run(self, ops: Sequence[Op]) -> list[Outcome]:
         """Run a batch of operations in one transaction; one outcome per op, in order."""
 
+    async def run_in(self, connection: Any, ops: Sequence[Op]) -> list[Outcome]:
+        """Run ``ops`` inside the caller's own open transaction on ``connection``.
+
+        Nothing is committed here: the operations take effect if and only if the caller
+        commits. PostgreSQL only; SQLite raises InvalidInput.
+        """
+
     async def get(self, task_id: str) -> Task: ...
 
     async def list_tasks(self, query: TaskFilter, limit: int, cursor: str | None) -> Page: ...

@@ -189,5 +189,11 @@ class BatchRun:
             raise InvalidTransition(
                 f"task {task.id} is no longer held by {op.worker} (attempt {op.attempt})"
             )
+        key = task.idempotency_key
+        if event.kind is EventKind.RETRIED and key is not None:
+            # A retry makes the task live again: its key may belong to a newer task by now.
+            owner = self._staged_key_owner(key) or await self._live_owner(key)
+            if owner is not None and owner != task.id:
+                raise DuplicateTask(key, owner)
         staged = await self._stage([(task, event)])
         return Outcome(staged.value[0], changes=staged.changes)

@@ -18,7 +18,7 @@ from typing import Any, TypeVar, cast
 import aiosqlite
 
 import actorq.lifecycle as lifecycle
-from actorq.errors import StorageError, TaskNotFound
+from actorq.errors import InvalidInput, StorageError, TaskNotFound
 from actorq.journal.base import (
     Claim,
     ExtendLeases,
@@ -127,12 +127,14 @@ class _Tx:
     def write_now(self, events: Sequence[Event], tasks: Sequence[Task], new: set[str]) -> None:
         if events:
             self._db.executemany(_Q["insert_event"], [event_to_row(e) for e in events])
-        inserts = [task_to_row(t) for t in tasks if t.id in new]
-        if inserts:
-            self._db.executemany(_Q["insert_task"], inserts)
+        # Updates first: a task that finished in this batch frees its idempotency key for a
+        # task submitted after it in the same batch.
         updates = [_update_row(t) for t in tasks if t.id not in new]
         if updates:
             self._db.executemany(_Q["update_task"], updates)
+        inserts = [task_to_row(t) for t in tasks if t.id in new]
+        if inserts:
+            self._db.executemany(_Q["insert_task"], inserts)
         if events:
             self.set_watermark(max(e.seq for e in events))
 
@@ -265,6 +267,12 @@ class SqliteJournal:
         # and WAL order means no later, fsync'd commit can survive without it.
         durable = not all(isinstance(op, _RELAXED) for op in ops)
         return await self._transaction(lambda tx: drive(BatchRun(tx).run(ops)), durable)
+
+    async def run_in(self, connection: Any, ops: Sequence[Op]) -> list[Outcome]:
+        raise InvalidInput(
+            "enqueue in the caller's transaction needs PostgreSQL: a SQLite journal is "
+            "written by its node alone"
+        )
 
     async def _catch_up(self) -> None:
         """Apply journal events the projection has not seen (a projection left behind)."""

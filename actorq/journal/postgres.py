@@ -1,0 +1,594 @@
+"""The journal on PostgreSQL: the cluster backend, shared by every node through one database.
+
+Each batch is one transaction on a pooled connection, run by the same ``BatchRun`` as SQLite
+over a ``Tx`` whose reads lock rows: ``FOR UPDATE SKIP LOCKED`` where nodes compete for work
+(claim, promote, reap), plain ``FOR UPDATE`` where a batch changes a task it names. Writes
+are set-based (arrays through ``unnest``), so a flush costs one round trip whatever its size.
+Nodes wake each other with one ``NOTIFY`` per batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import urllib.parse
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+import asyncpg
+
+import actorq.lifecycle as lifecycle
+from actorq.errors import ActorqError, DuplicateTask, InvalidInput, StorageError, TaskNotFound
+from actorq.journal.base import Head, Notice, Op, Outcome
+from actorq.journal.batch import BatchRun
+from actorq.journal.rows import (
+    TASK_COLUMNS,
+    decode_cursor,
+    dumps,
+    encode_cursor,
+    event_from_row,
+    event_to_row,
+    migrations,
+    queries,
+    task_from_row,
+    task_to_row,
+)
+from actorq.model import Event, EventKind, Page, Task, TaskFilter, TaskState
+
+log = logging.getLogger("actorq.journal.postgres")
+
+_COLUMNS = ", ".join(TASK_COLUMNS)
+_Q = {name: sql.format(columns=_COLUMNS) for name, sql in queries("postgres").items()}
+_CHUNK = 1000
+_SCHEMA = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,55}")  # leaves room in a 63-byte channel name
+_RETRIES = 3  # a batch that lost a deadlock or a key race runs again from the start
+_PREFETCH = 64  # at most this many journal numbers are taken ahead of need
+
+
+def split_url(url: str) -> tuple[str, str | None]:
+    """The DSN for asyncpg and the ``schema`` query parameter taken out of ``url``."""
+    parts = urllib.parse.urlsplit(url)
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    schemas = [value for key, value in query if key == "schema"]
+    kept = [(key, value) for key, value in query if key != "schema"]
+    dsn = urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(kept)))
+    if not schemas:
+        return dsn, None
+    if len(schemas) > 1 or not _SCHEMA.fullmatch(schemas[0]):
+        raise ValueError(f"schema must be one plain identifier of at most 56 characters: {url!r}")
+    return dsn, schemas[0]
+
+
+def _translate(exc: Exception) -> ActorqError:
+    if isinstance(exc, asyncpg.UniqueViolationError) and exc.constraint_name == "tasks_live_key":
+        found = re.search(r"\)=\((.*)\) already exists", exc.detail or "")
+        return DuplicateTask(found.group(1) if found else "?")
+    if isinstance(exc, asyncpg.PostgresError | asyncpg.InterfaceError):
+        return StorageError(f"postgres: {exc}")
+    return StorageError(f"postgres unreachable: {exc!r}")
+
+
+_DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+
+
+class _Tx:
+    """The open write transaction of one batch (see ``batch.Tx``).
+
+    Journal numbers are taken only after the rows they describe are locked: the batch that
+    changed a task before us committed before we got its lock, so its numbers are smaller, and
+    replaying by seq applies each task's events in the order they happened.
+    """
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+        self._spare: list[int] = []  # numbers taken since the last lock, not handed out yet
+        self._ahead = 0  # how many to take at the next fetch, at least
+
+    async def _tasks(self, name: str, *args: Any) -> list[Task]:
+        rows = await self._conn.fetch(_Q[name], *args)
+        # Numbers taken before these locks may not be used for them; the batch is about to
+        # want one per row it just locked (one event per claimed, reaped, appended task).
+        self._spare, self._ahead = [], len(rows)
+        return [task_from_row(r) for r in rows]
+
+    async def load(self, task_ids: Sequence[str]) -> dict[str, Task]:
+        return {t.id: t for t in await self._tasks("load", list(task_ids))}
+
+    async def ready(self, limit: int, queues: Sequence[str] | None) -> list[Task]:
+        if queues is None:
+            return await self._tasks("ready_any", limit)
+        return await self._tasks("ready_in", list(queues), limit)
+
+    async def due(self, at: float, limit: int) -> list[Task]:
+        return await self._tasks("due", at, limit)
+
+    async def expired(self, at: float, limit: int) -> list[Task]:
+        return await self._tasks("expired", at, limit)
+
+    async def live_key_owner(self, key: str) -> str | None:
+        owner: str | None = await self._conn.fetchval(_Q["live_key_owner"], key)
+        return owner
+
+    async def extend(self, task_ids: Sequence[str], until: float) -> int:
+        status: str = await self._conn.execute(_Q["extend"], until, list(task_ids))
+        return int(status.rsplit(" ", 1)[1])
+
+    async def allocate(self, n: int) -> list[int]:
+        if len(self._spare) < n:
+            # BatchRun asks once per operation: taking numbers ahead (one per locked row, or
+            # twice the last fetch) serves a batch of appends or submits in a few round trips.
+            size = max(n - len(self._spare), self._ahead)
+            fresh = await self._conn.fetch(_Q["allocate"], size)
+            self._spare += sorted(r[0] for r in fresh)
+            self._ahead = min(size * 2, _PREFETCH)
+        taken, self._spare = self._spare[:n], self._spare[n:]
+        return taken
+
+    async def write(self, events: Sequence[Event], tasks: Sequence[Task], new: set[str]) -> None:
+        inserts = [task_to_row(t) for t in tasks if t.id in new]
+        updates = [_update_row(t) for t in tasks if t.id not in new]
+        await self._conn.execute(
+            _Q["write"],
+            *_arrays([event_to_row(e) for e in events], 7),
+            *_arrays(inserts, len(TASK_COLUMNS)),
+            *_arrays(updates, 12),
+        )
+
+
+def _update_row(t: Task) -> tuple[Any, ...]:
+    return (
+        t.id, t.state.value, t.attempt, t.run_at, t.updated_at, t.seq, dumps(t.result),
+        t.error, t.started_at, t.finished_at, t.worker, t.lease_expires_at,
+    )  # fmt: skip
+
+
+def _arrays(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Rows as one list per column, the shape ``unnest`` takes."""
+    if not rows:
+        return [[] for _ in range(width)]
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
+def _notices(outcomes: Sequence[Outcome], origin: str) -> list[str]:
+    """What other nodes must hear about a batch: new ready work per queue, running tasks
+    cancelled (a node runs a cancelled task until it hears)."""
+    queues: dict[str, None] = {}
+    cancelled: dict[str, None] = {}
+    for outcome in outcomes:
+        for change in outcome.changes:
+            task = change.after
+            if task.state is TaskState.QUEUED and change.before is not TaskState.QUEUED:
+                queues[task.queue] = None
+            elif change.event.kind is EventKind.CANCELLED and change.before is TaskState.RUNNING:
+                cancelled[task.id] = None
+    return [dumps({"kind": "ready", "queue": q, "origin": origin}) for q in queues] + [
+        dumps({"kind": "cancel", "task_id": t, "origin": origin}) for t in cancelled
+    ]
+
+
+def _deliver(on_notice: Callable[[Notice], None], notice: Notice) -> None:
+    try:
+        on_notice(notice)
+    except Exception:
+        log.exception("the notice handler failed on %r", notice)
+
+
+def _safe_prefix(groups: list[list[Event]], floor: int | None) -> int:
+    """How many leading transactions (in xid order) can be handed out now.
+
+    A prefix may go out only if each of its seqs is below every seq still held back (later
+    transactions of ``groups`` and ``floor``, the lowest seq committed past them): else a task
+    whose events span two transactions could be seen out of order.
+    """
+    above = [0] * len(groups)
+    lowest = floor
+    for k in range(len(groups) - 1, -1, -1):
+        above[k] = lowest if lowest is not None else 1 << 62
+        first = groups[k][0].seq
+        lowest = first if lowest is None else min(lowest, first)
+    best, highest = 0, 0
+    for k, group in enumerate(groups):
+        highest = max(highest, group[-1].seq)
+        if highest < above[k]:
+            best = k + 1
+    return best
+
+
+_SET_PATH = "SELECT set_config('search_path', $1, true)"
+
+
+class PostgresJournal:
+    """``Journal`` on PostgreSQL, for several nodes sharing one database.
+
+    ``url`` is a libpq URL, ``postgresql://user:password@host:port/dbname?...``; an extra
+    ``schema=NAME`` query parameter puts every table in that schema (created if missing; it
+    becomes the connections' ``search_path``), so several deployments or test runs can share
+    a database. The other query parameters go to asyncpg as they are. Notices travel on the
+    channel ``actorq``, or ``actorq.NAME`` with a schema.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        min_connections: int = 1,
+        max_connections: int = 10,
+        command_timeout: float = 60.0,
+        keepalive: float = 30.0,
+        reconnect_delay: tuple[float, float] = (0.1, 30.0),
+    ) -> None:
+        self._dsn, self.schema = split_url(url)
+        self.channel = "actorq" if self.schema is None else f"actorq.{self.schema}"
+        settings = {"application_name": "actorq", "jit": "off"}  # JIT only slows short queries
+        if self.schema is not None:
+            settings["search_path"] = f'"{self.schema}"'
+        self._connect: dict[str, Any] = {
+            "server_settings": settings,
+            "command_timeout": command_timeout,
+        }
+        self._sizes = (min_connections, max_connections)
+        self._timeout = command_timeout
+        self._keepalive = keepalive
+        self._delays = reconnect_delay
+        self._origin = uuid.uuid4().hex  # tells our own notices apart from other nodes'
+        self._pool: asyncpg.Pool | None = None
+        self._listen_conn: asyncpg.Connection | None = None
+        self._listener: asyncio.Task[None] | None = None
+
+    # -- connections ---------------------------------------------------------------------
+
+    async def open(self) -> None:
+        try:
+            self._pool = await asyncpg.create_pool(
+                self._dsn, min_size=self._sizes[0], max_size=self._sizes[1], **self._connect
+            )
+            async with self._acquire() as conn, conn.transaction():
+                # Nodes starting together take turns: the first migrates, the others find
+                # the schema current.
+                key = self.schema or await conn.fetchval("SELECT current_schema()")
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                                   f"actorq.migrate:{key}")  # fmt: skip
+                await self._migrate(conn)
+                await self._catch_up(conn)
+        except _DRIVER_ERRORS as exc:
+            await self.close()
+            raise _translate(exc) from exc
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+            self._listener = None
+        await self._drop_listen_conn()
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            try:
+                await asyncio.wait_for(pool.close(), self._timeout)
+            except TimeoutError:
+                log.warning("connections still busy after %.0fs: closing them", self._timeout)
+                pool.terminate()
+
+    def _acquire(self) -> Any:
+        if self._pool is None:
+            raise StorageError("the journal is not open")
+        return self._pool.acquire(timeout=self._timeout)
+
+    async def _migrate(self, conn: asyncpg.Connection) -> None:
+        if self.schema is not None:
+            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+        await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer)")
+        current = await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_version")
+        for number, sql in migrations("postgres"):
+            if number > current:
+                await conn.execute(sql)
+                await conn.execute("INSERT INTO schema_version VALUES ($1)", number)
+
+    async def _catch_up(self, conn: asyncpg.Connection) -> None:
+        """Apply journal events the projection has not seen (a projection left behind).
+
+        Events and projection are written in one transaction, so this finds work only after
+        the projection was damaged or replaced by hand.
+        """
+        journal_seq, projection_seq = await conn.fetchrow(_Q["head"])
+        if journal_seq <= projection_seq:
+            return
+        rows = await conn.fetch(_Q["events"], projection_seq, None)  # LIMIT NULL: all of them
+        events = [event_from_row(r) for r in rows]
+        tx = _Tx(conn)
+        before = await tx.load(list({e.task_id for e in events}))
+        after = lifecycle.fold(events, dict(before))
+        await tx.write([], list(after.values()), set(after) - set(before))
+        await conn.execute(_Q["set_floor"], str(journal_seq))
+
+    # -- writes --------------------------------------------------------------------------
+
+    async def run(self, ops: Sequence[Op]) -> list[Outcome]:
+        for attempt in range(1, _RETRIES + 1):
+            try:
+                async with self._acquire() as conn, conn.transaction():
+                    outcomes = await BatchRun(_Tx(conn)).run(ops)
+                    notices = _notices(outcomes, self._origin)
+                    if notices:
+                        await conn.execute(_Q["notify"], self.channel, notices)
+                return outcomes
+            except asyncpg.TransactionRollbackError as exc:  # deadlock, serialization
+                if attempt == _RETRIES:
+                    raise _translate(exc) from exc
+            except asyncpg.UniqueViolationError as exc:
+                # Another node took the same key between our check and our insert: run the
+                # batch again, and its check now turns it into that one submit's error.
+                if attempt == _RETRIES or exc.constraint_name != "tasks_live_key":
+                    raise _translate(exc) from exc
+            except _DRIVER_ERRORS as exc:
+                raise _translate(exc) from exc
+            log.debug("batch of %d operations lost a race with another node; again", len(ops))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def run_in(self, connection: Any, ops: Sequence[Op]) -> list[Outcome]:
+        """Run ``ops`` in the caller's open transaction on ``connection`` (an asyncpg
+        connection); they take effect, notices included, only if the caller commits."""
+        if not isinstance(connection, asyncpg.Connection):
+            raise InvalidInput("connection must be an asyncpg connection")
+        if not connection.is_in_transaction():
+            raise InvalidInput("connection must be inside a transaction (conn.transaction())")
+        try:
+            async with connection.transaction():  # a savepoint: a failure leaves theirs usable
+                path = await connection.fetchval("SELECT current_setting('search_path')")
+                if self.schema is not None:  # for this transaction only, then put back
+                    await connection.execute(_SET_PATH, f'"{self.schema}"')
+                outcomes = await BatchRun(_Tx(connection)).run(ops)
+                # "txn" as origin: this node must hear it too, it did not write it itself.
+                notices = _notices(outcomes, "txn")
+                if notices:
+                    await connection.execute(_Q["notify"], self.channel, notices)
+                if self.schema is not None:
+                    await connection.execute(_SET_PATH, path)
+        except _DRIVER_ERRORS as exc:
+            raise _translate(exc) from exc
+        return outcomes
+
+    async def replace_projection(self, tasks: Sequence[Task], seq: int) -> None:
+        try:
+            async with self._acquire() as conn, conn.transaction():
+                await conn.execute(_Q["lock_tasks"])
+                await conn.execute(_Q["clear_tasks"])
+                tx = _Tx(conn)
+                for start in range(0, len(tasks), _CHUNK):
+                    chunk = tasks[start : start + _CHUNK]
+                    await tx.write([], chunk, {t.id for t in chunk})
+                await conn.execute(_Q["set_floor"], str(seq))
+        except _DRIVER_ERRORS as exc:
+            raise _translate(exc) from exc
+
+    # -- notices -------------------------------------------------------------------------
+
+    async def subscribe(self, on_notice: Callable[[Notice], None]) -> None:
+        """LISTEN on a connection of its own; if it drops, reconnect with backoff and tell
+        ``on_notice`` to look for work (what was said meanwhile is lost)."""
+        if self._listener is not None:
+            raise StorageError("this journal already has a subscriber")
+        lost = await self._listen(on_notice)
+        self._listener = asyncio.create_task(self._keep_listening(on_notice, lost),
+                                             name="actorq-postgres-listener")  # fmt: skip
+
+    async def _listen(self, on_notice: Callable[[Notice], None]) -> asyncio.Event:
+        lost = asyncio.Event()
+        try:
+            conn = await asyncpg.connect(self._dsn, timeout=self._timeout, **self._connect)
+        except _DRIVER_ERRORS as exc:
+            raise _translate(exc) from exc
+        self._listen_conn = conn
+        try:
+            conn.add_termination_listener(lambda _conn: lost.set())
+            await conn.add_listener(self.channel, lambda *a: self._heard(on_notice, a[-1]))
+        except _DRIVER_ERRORS as exc:
+            await self._drop_listen_conn()
+            raise _translate(exc) from exc
+        return lost
+
+    async def _keep_listening(
+        self, on_notice: Callable[[Notice], None], lost: asyncio.Event
+    ) -> None:
+        delay = self._delays[0]
+        while True:
+            try:
+                while not lost.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(lost.wait(), self._keepalive)
+                    if not lost.is_set() and self._listen_conn is not None:
+                        await self._listen_conn.fetchval("SELECT 1", timeout=self._keepalive)
+            except _DRIVER_ERRORS as exc:
+                log.warning("LISTEN connection failed: %r", exc)
+            log.warning("lost the LISTEN connection on %s; reconnecting", self.channel)
+            await self._drop_listen_conn()
+            while True:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._delays[1])
+                try:
+                    lost = await self._listen(on_notice)
+                    break
+                except StorageError as exc:
+                    log.warning("cannot LISTEN yet (retrying in %.1fs): %s", delay, exc)
+            delay = self._delays[0]
+            log.info("listening on %s again", self.channel)
+            _deliver(on_notice, Notice("ready"))
+
+    def _heard(self, on_notice: Callable[[Notice], None], payload: str) -> None:
+        try:
+            data = json.loads(payload)
+            notice = Notice(str(data["kind"]), data.get("queue"), data.get("task_id"))
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignoring a malformed notice: %r", payload)
+            return
+        if data.get("origin") != self._origin:
+            _deliver(on_notice, notice)
+
+    async def _drop_listen_conn(self) -> None:
+        conn, self._listen_conn = self._listen_conn, None
+        if conn is None or conn.is_closed():
+            return
+        try:
+            await asyncio.wait_for(conn.close(), 5.0)
+        except _DRIVER_ERRORS:
+            conn.terminate()
+
+    # -- reads ---------------------------------------------------------------------------
+
+    async def _fetch(self, name_or_sql: str, *args: Any) -> list[Any]:
+        try:
+            async with self._acquire() as conn:
+                rows: list[Any] = await conn.fetch(_Q.get(name_or_sql, name_or_sql), *args)
+        except _DRIVER_ERRORS as exc:
+            raise _translate(exc) from exc
+        return rows
+
+    async def _tasks(self, name_or_sql: str, *args: Any) -> list[Task]:
+        return [task_from_row(r) for r in await self._fetch(name_or_sql, *args)]
+
+    async def get(self, task_id: str) -> Task:
+        found = await self._tasks("get", task_id)
+        if not found:
+            raise TaskNotFound(task_id)
+        return found[0]
+
+    async def list_tasks(self, query: TaskFilter, limit: int, cursor: str | None) -> Page:
+        where: list[str] = []
+        args: list[Any] = []
+        for column, value in (("state", query.state), ("queue", query.queue), ("type", query.type)):
+            if value is not None:
+                args.append(str(value))
+                where.append(f"{column} = ${len(args)}")
+        if cursor is not None:
+            args += decode_cursor(cursor)
+            where.append(f"(created_at, id) < (${len(args) - 1}, ${len(args)})")
+        sql = f"SELECT {_COLUMNS} FROM tasks"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += f" ORDER BY created_at DESC, id DESC LIMIT ${len(args) + 1}"
+        tasks = await self._tasks(sql, *args, limit + 1)
+        more = len(tasks) > limit
+        tasks = tasks[:limit]
+        return Page(tasks, encode_cursor(tasks[-1]) if more else None)
+
+    async def history(self, task_id: str) -> list[Event]:
+        rows = await self._fetch("history", task_id)
+        if not rows:
+            await self.get(task_id)  # raises TaskNotFound for an unknown id
+        return [event_from_row(r) for r in rows]
+
+    async def counts(self) -> dict[tuple[str, TaskState], int]:
+        return {(q, TaskState(s)): n for q, s, n in await self._fetch("counts")}
+
+    async def next_due(self) -> float | None:
+        (row,) = await self._fetch("next_due")
+        return None if row[0] is None else float(row[0])
+
+    async def next_lease_expiry(self) -> float | None:
+        (row,) = await self._fetch("next_lease_expiry")
+        return None if row[0] is None else float(row[0])
+
+    async def running_on(self, node: str) -> list[Task]:
+        pattern = node.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "/%"
+        return await self._tasks("running_on", pattern)
+
+    async def head(self) -> Head:
+        (row,) = await self._fetch("head")
+        return Head(int(row[0]), int(row[1]))
+
+    async def events(self, after_seq: int = 0, until: float | None = None) -> AsyncIterator[Event]:
+        """Events in seq order. Numbers commit out of order while nodes write: for a replay or
+        an export this wants quiet writers; to follow the journal live, use ``tail``."""
+        while True:
+            rows = await self._fetch("events", after_seq, _CHUNK)
+            for row in rows:
+                event = event_from_row(row)
+                if until is not None and event.at > until:
+                    return
+                yield event
+            if len(rows) < _CHUNK:
+                return
+            after_seq = int(rows[-1][0])
+
+    async def tail(self, after: int = 0, limit: int = _CHUNK) -> tuple[list[Event], int]:
+        """Events committed since position ``after``, and the position to pass next time.
+
+        Start with 0; positions are transaction ids (xid8), not seqs. Following by
+        ``seq > last seen`` would skip rows: a transaction can take seq 10, another take 11
+        and commit, and the first commit 10 afterwards. Here a row is handed out only once
+        every transaction older than its own has ended (its xid is below
+        ``pg_snapshot_xmin(pg_current_snapshot())``): no row can appear behind the
+        position any more, so none is skipped and none is handed out twice.
+
+        Each call returns whole transactions (at least one, even past ``limit``), ordered by
+        seq. A transaction is held back while one with a lower seq that committed later is
+        not final yet, so each task's events arrive in the order they happened (that is,
+        by seq). Across calls the global seq order is not kept: a low seq that commits late
+        comes late. The price of safety is lag: any long transaction in the cluster (even in
+        another database) holds the tail back until it ends.
+        """
+        try:
+            async with (
+                self._acquire() as conn,
+                conn.transaction(isolation="repeatable_read", readonly=True),
+            ):
+                horizon = int(await conn.fetchval(_Q["horizon"]))
+                while True:
+                    window, end, more = await _tail_window(conn, after, horizon, limit)
+                    floor = await conn.fetchval(_Q["tail_floor"], end)
+                    ready = _safe_prefix([events for _, events in window], floor)
+                    if ready or not more:
+                        break
+                    limit *= 2  # the seq that holds everything back lies further on
+        except _DRIVER_ERRORS as exc:
+            raise _translate(exc) from exc
+        if ready == len(window):
+            position = end  # everything below the end was handed out
+        elif ready:
+            position = window[ready][0]  # the first transaction held back
+        else:
+            position = after
+        events = sorted((e for _, group in window[:ready] for e in group), key=lambda e: e.seq)
+        return events, position
+
+    async def tasks(self) -> AsyncIterator[Task]:
+        last = ""
+        while True:
+            batch = await self._tasks("all_tasks", last, _CHUNK)
+            for task in batch:
+                yield task
+            if len(batch) < _CHUNK:
+                return
+            last = batch[-1].id
+
+
+_Window = list[tuple[int, list[Event]]]  # (xid, its events in seq order), in xid order
+
+
+async def _tail_window(
+    conn: asyncpg.Connection, after: int, horizon: int, limit: int
+) -> tuple[_Window, int, bool]:
+    """Whole transactions with an xid in [after, horizon): at most ``limit`` rows, unless the
+    first transaction alone is larger. Also the xid the window ends at, and whether it was cut
+    short of the horizon."""
+    rows = await conn.fetch(_Q["tail"], after, horizon, limit + 1)
+    more = len(rows) > limit
+    end = horizon
+    if more:
+        end = int(rows[limit][0])  # that transaction may go on past the limit: leave it out
+        rows = [r for r in rows if r[0] < end]
+        if not rows:
+            rows = await conn.fetch(_Q["tail"], end, end + 1, None)
+            end += 1
+    window: _Window = []
+    for row in rows:
+        event = event_from_row(tuple(row)[1:])
+        if window and window[-1][0] == row[0]:
+            window[-1][1].append(event)
+        else:
+            window.append((int(row[0]), [event]))
+    return window, end, more

@@ -1,0 +1,128 @@
+-- name: load
+-- FOR UPDATE, in id order: the batch's view of these tasks cannot go stale before it commits,
+-- and two batches locking overlapping sets lock them in the same order.
+SELECT {columns} FROM tasks WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE
+
+-- name: ready_any
+-- SKIP LOCKED: rows another node is claiming right now are passed over, never claimed twice.
+SELECT {columns} FROM tasks WHERE state = 'queued'
+ORDER BY priority DESC, run_at, seq LIMIT $1 FOR UPDATE SKIP LOCKED
+
+-- name: ready_in
+SELECT {columns} FROM tasks WHERE state = 'queued' AND queue = ANY($1::text[])
+ORDER BY priority DESC, run_at, seq LIMIT $2 FOR UPDATE SKIP LOCKED
+
+-- name: due
+SELECT {columns} FROM tasks WHERE state = 'scheduled' AND run_at <= $1
+ORDER BY run_at LIMIT $2 FOR UPDATE SKIP LOCKED
+
+-- name: expired
+SELECT {columns} FROM tasks WHERE state = 'running' AND lease_expires_at <= $1
+ORDER BY lease_expires_at LIMIT $2 FOR UPDATE SKIP LOCKED
+
+-- name: live_key_owner
+SELECT id FROM tasks WHERE idempotency_key = $1 AND state IN ('scheduled', 'queued', 'running')
+
+-- name: extend
+UPDATE tasks SET lease_expires_at = $1
+WHERE id IN (
+    SELECT id FROM tasks WHERE id = ANY($2::text[]) AND state = 'running'
+    ORDER BY id FOR UPDATE
+)
+
+-- name: allocate
+SELECT nextval('journal_seq') FROM generate_series(1, $1)
+
+-- name: write
+-- A whole flush in one statement (one round trip): the new events, the changed tasks, then
+-- the new tasks, each as one set-based statement over arrays. The new tasks go in only after
+-- the updates (the one-time filter reads "changed" first): a task that finished earlier in the
+-- batch must have given up its idempotency key before a new task takes it.
+WITH new_events AS (
+    INSERT INTO journal (seq, at, task_id, kind, node, worker, data)
+    SELECT * FROM unnest(
+        $1::bigint[], $2::float8[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[]
+    )
+), changed AS (
+    UPDATE tasks AS t SET
+        state = u.state, attempt = u.attempt, run_at = u.run_at, updated_at = u.updated_at,
+        seq = u.seq, result = u.result, error = u.error, started_at = u.started_at,
+        finished_at = u.finished_at, worker = u.worker, lease_expires_at = u.lease_expires_at
+    FROM unnest(
+        $29::text[], $30::text[], $31::int[], $32::float8[], $33::float8[], $34::bigint[],
+        $35::text[], $36::text[], $37::float8[], $38::float8[], $39::text[], $40::float8[]
+    ) AS u (id, state, attempt, run_at, updated_at, seq, result, error, started_at,
+            finished_at, worker, lease_expires_at)
+    WHERE t.id = u.id
+    RETURNING 1
+), new_tasks AS (
+    INSERT INTO tasks ({columns})
+    SELECT * FROM unnest(
+        $8::text[], $9::text[], $10::text[], $11::text[], $12::bigint[], $13::text[],
+        $14::int[], $15::int[], $16::float8[], $17::float8[], $18::float8[], $19::float8[],
+        $20::bigint[], $21::text[], $22::text[], $23::text[], $24::text[], $25::float8[],
+        $26::float8[], $27::text[], $28::float8[]
+    )
+    WHERE (SELECT count(*) FROM changed) >= 0
+)
+SELECT 1
+
+-- name: notify
+SELECT pg_notify($1, n) FROM unnest($2::text[]) AS n
+
+-- name: set_floor
+UPDATE meta SET value = $1 WHERE key = 'projection_floor'
+
+-- name: head
+-- One statement, one snapshot: both numbers describe the same moment.
+SELECT
+    (SELECT coalesce(max(seq), 0) FROM journal),
+    greatest(
+        (SELECT coalesce(max(seq), 0) FROM tasks),
+        (SELECT value::bigint FROM meta WHERE key = 'projection_floor')
+    )
+
+-- name: get
+SELECT {columns} FROM tasks WHERE id = $1
+
+-- name: history
+SELECT seq, at, task_id, kind, node, worker, data FROM journal WHERE task_id = $1 ORDER BY seq
+
+-- name: events
+SELECT seq, at, task_id, kind, node, worker, data FROM journal WHERE seq > $1
+ORDER BY seq LIMIT $2
+
+-- name: all_tasks
+SELECT {columns} FROM tasks WHERE id > $1 ORDER BY id LIMIT $2
+
+-- name: counts
+SELECT queue, state, count(*) FROM tasks GROUP BY queue, state
+
+-- name: next_due
+SELECT min(run_at) FROM tasks WHERE state = 'scheduled'
+
+-- name: next_lease_expiry
+SELECT min(lease_expires_at) FROM tasks WHERE state = 'running'
+
+-- name: running_on
+SELECT {columns} FROM tasks WHERE state = 'running' AND worker LIKE $1 ESCAPE '\'
+
+-- name: clear_tasks
+DELETE FROM tasks
+
+-- name: lock_tasks
+-- A rebuild swaps the whole projection: writers wait, readers go on.
+LOCK TABLE tasks IN EXCLUSIVE MODE
+
+-- name: horizon
+-- Every transaction with a smaller xid has finished: rows below it can no longer appear.
+SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+
+-- name: tail
+SELECT xid::text::bigint, seq, at, task_id, kind, node, worker, data FROM journal
+WHERE xid >= $1::bigint::text::xid8 AND xid < $2::bigint::text::xid8
+ORDER BY xid, seq LIMIT $3
+
+-- name: tail_floor
+-- The lowest seq committed by a transaction the caller has not been handed yet.
+SELECT min(seq) FROM journal WHERE xid >= $1::bigint::text::xid8

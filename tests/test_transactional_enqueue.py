@@ -1,0 +1,92 @@
+"""Enqueue inside the caller's own PostgreSQL transaction: the task exists iff it commits."""
+
+from __future__ import annotations
+
+import urllib.parse
+from typing import Any
+
+import asyncpg
+import pytest
+
+import actorq
+from actorq.errors import TaskNotFound
+
+pytestmark = pytest.mark.postgres
+
+
+def plain_dsn(url: str) -> tuple[str, str]:
+    parts = urllib.parse.urlsplit(url)
+    query = dict(urllib.parse.parse_qsl(parts.query))
+    schema = query.pop("schema")
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query))), schema
+
+
+def make_app(url: str) -> actorq.App:
+    app = actorq.App(database_url=url, concurrency=2, node="txn-node")
+
+    @app.task("welcome")
+    async def welcome(payload: Any) -> str:
+        return f"welcome {payload['user']}"
+
+    return app
+
+
+async def test_a_task_enqueued_in_a_committed_transaction_runs(postgres_url: str) -> None:
+    app = make_app(postgres_url)
+    dsn, _ = plain_dsn(postgres_url)
+    async with app:
+        await app.start()
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute("CREATE TEMP TABLE users (name text)")
+            async with conn.transaction():
+                await conn.execute("INSERT INTO users VALUES ('ada')")
+                task = await app.enqueue("welcome", {"user": "ada"}, connection=conn)
+                # not visible to anyone else before the commit
+                with pytest.raises(TaskNotFound):
+                    await app.get(task.id)
+            done = await app.wait_for(task.id, timeout=10)
+            assert done.result == "welcome ada"
+            assert await conn.fetchval("SHOW search_path") == '"$user", public'
+        finally:
+            await conn.close()
+
+
+async def test_a_task_enqueued_in_a_rolled_back_transaction_never_exists(
+    postgres_url: str,
+) -> None:
+    app = make_app(postgres_url)
+    dsn, _ = plain_dsn(postgres_url)
+    async with app:
+        await app.start()
+        conn = await asyncpg.connect(dsn)
+        try:
+            tx = conn.transaction()
+            await tx.start()
+            task = await app.enqueue("welcome", {"user": "bob"}, connection=conn)
+            await tx.rollback()
+            with pytest.raises(TaskNotFound):
+                await app.get(task.id)
+            head = await app.runtime.journal.head()  # type: ignore[union-attr]
+            assert head.journal_seq == 0, "nothing of it reached the journal"
+        finally:
+            await conn.close()
+
+
+async def test_transactional_enqueue_outside_a_transaction_is_refused(postgres_url: str) -> None:
+    app = make_app(postgres_url)
+    dsn, _ = plain_dsn(postgres_url)
+    async with app:
+        conn = await asyncpg.connect(dsn)
+        try:
+            with pytest.raises(actorq.InvalidInput, match="transaction"):
+                await app.enqueue("welcome", {"user": "x"}, connection=conn)
+        finally:
+            await conn.close()
+
+
+async def test_transactional_enqueue_on_sqlite_is_refused(tmp_path: Any) -> None:
+    app = make_app(f"sqlite:///{tmp_path}/x.db")
+    async with app:
+        with pytest.raises(actorq.InvalidInput, match="PostgreSQL"):
+            await app.enqueue("welcome", {"user": "x"}, connection=object())
