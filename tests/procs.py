@@ -23,8 +23,9 @@ def free_port() -> int:
 class Server:
     """One `actorq serve` (or `actorq worker`) process, its log in ``cwd``."""
 
-    def __init__(self, db: Path, cwd: Path, *extra: str) -> None:
-        self._spawn(cwd, "serve", "--database-url", f"sqlite:///{db}", *extra)
+    def __init__(self, db: Path | str, cwd: Path, *extra: str) -> None:
+        url = db if isinstance(db, str) else f"sqlite:///{db}"
+        self._spawn(cwd, "serve", "--database-url", url, *extra)
 
     @classmethod
     def command(cls, cwd: Path, cmd: str, node: str, *extra: str) -> Server:

@@ -1,6 +1,7 @@
 """`actorq serve` as a real process: crash recovery after SIGKILL, graceful SIGTERM, --app.
 
-These tests run the command line exactly as a user would, on a real SQLite file.
+These tests run the command line exactly as a user would, on a real SQLite file or a real
+PostgreSQL.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pytest
 from procs import Server, api, until
 
 from actorq import audit
-from actorq.journal.sqlite import SqliteJournal
+from actorq.journal import journal_from_url
 
 pytestmark = pytest.mark.slow
 
@@ -35,9 +36,9 @@ def servers(tmp_path: Path) -> Iterator[list[Server]]:
 
 
 async def test_sigkill_mid_run_loses_nothing_and_reruns_what_was_running(
-    tmp_path: Path, servers: list[Server]
+    database_url: str, tmp_path: Path, servers: list[Server]
 ) -> None:
-    db = tmp_path / "crash.db"
+    db = database_url
     first = Server(db, tmp_path, "--concurrency", "4", "--lease-seconds", "1.5")
     servers.append(first)
     await first.ready()
@@ -58,7 +59,7 @@ async def test_sigkill_mid_run_loses_nothing_and_reruns_what_was_running(
     first.proc.send_signal(signal.SIGKILL)
     first.proc.wait(10)
 
-    journal = SqliteJournal(str(db))
+    journal = journal_from_url(db)
     await journal.open()
     try:
         at_kill = {t.id: t.state.value async for t in journal.tasks()}
@@ -80,7 +81,7 @@ async def test_sigkill_mid_run_loses_nothing_and_reruns_what_was_running(
     second.proc.send_signal(signal.SIGTERM)
     assert second.proc.wait(20) == 0
 
-    journal = SqliteJournal(str(db))
+    journal = journal_from_url(db)
     await journal.open()
     try:
         final = {t.id: t async for t in journal.tasks()}
@@ -98,9 +99,9 @@ async def test_sigkill_mid_run_loses_nothing_and_reruns_what_was_running(
 
 
 async def test_sigterm_finishes_short_tasks_and_releases_long_ones_for_the_next_start(
-    tmp_path: Path, servers: list[Server]
+    database_url: str, tmp_path: Path, servers: list[Server]
 ) -> None:
-    db = tmp_path / "term.db"
+    db = database_url
     first = Server(db, tmp_path, "--concurrency", "4", "--shutdown-grace", "1.5")
     servers.append(first)
     await first.ready()
@@ -116,7 +117,7 @@ async def test_sigterm_finishes_short_tasks_and_releases_long_ones_for_the_next_
     first.proc.send_signal(signal.SIGTERM)
     assert first.proc.wait(15) == 0
 
-    journal = SqliteJournal(str(db))
+    journal = journal_from_url(db)
     await journal.open()
     try:
         states = [(await journal.get(tid)).state.value for tid in ids]
