@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import asyncpg
 import pytest
+from conftest import PG_DSN
 from nodes import Gates, make_registry, node_config
 
-from actorq.errors import InvalidTransition
+from actorq.errors import InvalidTransition, StorageError
 from actorq.model import NewTask, TaskState
 from actorq.runtime import Runtime
 
@@ -52,3 +54,35 @@ async def test_cancel_on_one_node_reaches_the_handler_running_on_another(
     await gates.wait_cancelled("x")
     with pytest.raises(InvalidTransition):
         await a.cancel(task.id)
+
+
+async def test_dropped_connections_are_survived_and_no_acknowledged_task_is_lost(
+    postgres_url: str, gates: Gates
+) -> None:
+    node = Runtime(node_config(postgres_url, node="solo", lease_seconds=1.5, poll_seconds=0.3),
+                   make_registry(gates))  # fmt: skip
+    await node.start()
+    try:
+        acked = [t.id for t in await node.submit([NewTask("slow", {"seconds": 0.01})] * 40)]
+        admin = await asyncpg.connect(PG_DSN)
+        try:
+            killed = await admin.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE application_name = 'actorq' AND pid <> pg_backend_pid()"
+            )
+        finally:
+            await admin.close()
+        assert killed >= 1
+        refused = 0
+        for _ in range(40):
+            try:
+                (task,) = await node.submit([NewTask("echo", "after")])
+                acked.append(task.id)
+            except StorageError:
+                refused += 1  # not acknowledged: the caller knows it must try again
+        assert len(acked) > 40, "the node carried on once the connections were back"
+        for task_id in acked:
+            done = await node.wait_for(task_id, timeout=30)
+            assert done.state is TaskState.SUCCEEDED
+    finally:
+        await node.stop()
