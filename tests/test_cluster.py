@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import collections
 import signal
-import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,18 +15,11 @@ import asyncpg
 import pytest
 from procs import Server, api, until
 
+from actorq.journal.postgres import split_url
+
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 TASKS = 5000
-
-
-def pg_connect_args(url: str) -> tuple[str, str]:
-    """The DSN without actorq's ``schema`` parameter, and the schema."""
-    parts = urllib.parse.urlsplit(url)
-    query = dict(urllib.parse.parse_qsl(parts.query))
-    schema = query.pop("schema")
-    dsn = urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
-    return dsn, schema
 
 
 @pytest.fixture
@@ -52,7 +44,7 @@ async def test_cluster_survives_a_sigkilled_worker_without_losing_or_doubling_wo
     for _ in range(TASKS // len(batch)):
         await api("POST", f"{serve.url}/api/v1/tasks", batch)
 
-    dsn, schema = pg_connect_args(postgres_url)
+    dsn, schema = split_url(postgres_url)
     conn = await asyncpg.connect(dsn, server_settings={"search_path": schema})
     try:
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import urllib.parse
 from typing import Any
 
 import asyncpg
@@ -10,15 +9,9 @@ import pytest
 
 import actorq
 from actorq.errors import TaskNotFound
+from actorq.journal.postgres import split_url
 
 pytestmark = pytest.mark.postgres
-
-
-def plain_dsn(url: str) -> tuple[str, str]:
-    parts = urllib.parse.urlsplit(url)
-    query = dict(urllib.parse.parse_qsl(parts.query))
-    schema = query.pop("schema")
-    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query))), schema
 
 
 def make_app(url: str) -> actorq.App:
@@ -33,7 +26,7 @@ def make_app(url: str) -> actorq.App:
 
 async def test_a_task_enqueued_in_a_committed_transaction_runs(postgres_url: str) -> None:
     app = make_app(postgres_url)
-    dsn, _ = plain_dsn(postgres_url)
+    dsn, _ = split_url(postgres_url)
     async with app:
         await app.start()
         conn = await asyncpg.connect(dsn)
@@ -56,7 +49,7 @@ async def test_a_task_enqueued_in_a_rolled_back_transaction_never_exists(
     postgres_url: str,
 ) -> None:
     app = make_app(postgres_url)
-    dsn, _ = plain_dsn(postgres_url)
+    dsn, _ = split_url(postgres_url)
     async with app:
         await app.start()
         conn = await asyncpg.connect(dsn)
@@ -75,7 +68,7 @@ async def test_a_task_enqueued_in_a_rolled_back_transaction_never_exists(
 
 async def test_transactional_enqueue_outside_a_transaction_is_refused(postgres_url: str) -> None:
     app = make_app(postgres_url)
-    dsn, _ = plain_dsn(postgres_url)
+    dsn, _ = split_url(postgres_url)
     async with app:
         conn = await asyncpg.connect(dsn)
         try:
