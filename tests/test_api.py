@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 from nodes import Gates
 
@@ -305,3 +306,31 @@ async def test_unknown_task_id_is_404_everywhere(client: TestClient) -> None:
         assert (await resp.json())["error"]["code"] == "task_not_found"
     resp = await client.post(f"{TASKS}/nope/retry")
     assert resp.status == 404
+
+
+async def test_webhook_example_posts_for_real_and_fails_on_an_error_status(
+    node: Runtime, client: TestClient, aiohttp_server: Any
+) -> None:
+    received: list[Any] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        status = 500 if request.query.get("fail") else 200
+        return web.json_response({"ok": status == 200}, status=status)
+
+    target = web.Application()
+    target.router.add_post("/hook", hook)
+    server = await aiohttp_server(target)
+    url = str(server.make_url("/hook"))
+    ok = await post(client, {"type": "webhook", "payload": {"url": url, "body": {"n": 1}}})
+    done = await finished(node, ok["id"])
+    assert done["state"] == "succeeded"
+    assert done["result"]["status"] == 200
+    assert received == [{"n": 1}]
+
+    bad = await post(client, {"type": "webhook", "max_attempts": 1,
+                              "payload": {"url": url + "?fail=1", "body": {"n": 2}}})  # fmt: skip
+    done = await finished(node, bad["id"])
+    assert done["state"] == "dead"
+    assert "answered 500" in done["error"]
+    assert received == [{"n": 1}, {"n": 2}]
