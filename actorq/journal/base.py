@@ -84,6 +84,20 @@ class ExtendLeases:
 Op = Submit | Claim | Append | PromoteDue | ReapExpired | ExtendLeases
 
 
+def needs_flush(ops: Sequence[Op]) -> bool:
+    """Whether committing ``ops`` must wait for the disk.
+
+    Claims, promotions, reaps and heartbeats may skip it: lost in a crash, they lose nothing
+    acknowledged (the tasks are claimed, promoted or reaped again), and the log's order means
+    no later, flushed commit survives without them. Anything else carries a submission, an
+    outcome or a cancellation that someone was told about.
+    """
+    return not all(isinstance(op, _RELAXED) for op in ops)
+
+
+_RELAXED = (Claim, ExtendLeases, PromoteDue, ReapExpired)
+
+
 @attrs.frozen
 class Change:
     """One applied event with the task's state before it and the task after it."""

@@ -23,7 +23,7 @@ import asyncpg
 
 import actorq.lifecycle as lifecycle
 from actorq.errors import ActorqError, DuplicateTask, InvalidInput, StorageError, TaskNotFound
-from actorq.journal.base import Head, Notice, Op, Outcome
+from actorq.journal.base import Head, Notice, Op, Outcome, needs_flush
 from actorq.journal.batch import BatchRun
 from actorq.journal.rows import (
     TASK_COLUMNS,
@@ -72,7 +72,34 @@ def _translate(exc: Exception) -> ActorqError:
     return StorageError(f"postgres unreachable: {exc!r}")
 
 
-_DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+_DRIVER_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,  # a connection the server dropped, used before asyncpg saw it
+    OSError,
+    TimeoutError,
+)
+
+# Claims, promotions, reaps and heartbeats commit without waiting for the WAL flush (see
+# ``needs_flush``): the server's WAL is written in order, so any later, flushed commit (an
+# outcome, a submission) makes them durable too.
+_BEGIN_RELAXED = "BEGIN; SET LOCAL synchronous_commit = off"
+
+
+class _Unsent(Exception):
+    """A batch failed before any of it reached the server."""
+
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+def _healthy_after(exc: Exception) -> bool:
+    """Whether the connection is still fit to use after ``exc`` (an error of the server's
+    about one statement, not of the connection)."""
+    return isinstance(exc, asyncpg.PostgresError) and not isinstance(
+        exc, asyncpg.PostgresConnectionError | asyncpg.AdminShutdownError
+    )
 
 
 class _Tx:
@@ -170,6 +197,12 @@ def _notices(outcomes: Sequence[Outcome], origin: str) -> list[str]:
     ]
 
 
+async def _nothing_to_reset(conn: asyncpg.Connection) -> None:
+    """A pooled connection goes back as it came: our sessions never LISTEN, SET, hold cursors
+    or session advisory locks. (asyncpg rolls back an open transaction itself.) The default
+    reset would cost one more round trip per batch and per read."""
+
+
 def _deliver(on_notice: Callable[[Notice], None], notice: Notice) -> None:
     try:
         on_notice(notice)
@@ -198,9 +231,6 @@ def _safe_prefix(groups: list[list[Event]], floor: int | None) -> int:
     return best
 
 
-_SET_PATH = "SELECT set_config('search_path', $1, true)"
-
-
 class PostgresJournal:
     """``Journal`` on PostgreSQL, for several nodes sharing one database.
 
@@ -223,7 +253,9 @@ class PostgresJournal:
     ) -> None:
         self._dsn, self.schema = split_url(url)
         self.channel = "actorq" if self.schema is None else f"actorq.{self.schema}"
-        settings = {"application_name": "actorq", "jit": "off"}  # JIT only slows short queries
+        # JIT only slows short queries. The URL may name the application (pg_stat_activity).
+        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self._dsn).query))
+        settings = {"application_name": query.get("application_name", "actorq"), "jit": "off"}
         if self.schema is not None:
             settings["search_path"] = f'"{self.schema}"'
         self._connect: dict[str, Any] = {
@@ -244,7 +276,11 @@ class PostgresJournal:
     async def open(self) -> None:
         try:
             self._pool = await asyncpg.create_pool(
-                self._dsn, min_size=self._sizes[0], max_size=self._sizes[1], **self._connect
+                self._dsn,
+                min_size=self._sizes[0],
+                max_size=self._sizes[1],
+                reset=_nothing_to_reset,
+                **self._connect,
             )
             async with self._acquire() as conn, conn.transaction():
                 # Nodes starting together take turns: the first migrates, the others find
@@ -257,6 +293,9 @@ class PostgresJournal:
         except _DRIVER_ERRORS as exc:
             await self.close()
             raise _translate(exc) from exc
+        except BaseException:  # a journal the projection cannot follow, a cancelled start
+            await self.close()
+            raise
 
     async def close(self) -> None:
         if self._listener is not None:
@@ -308,14 +347,35 @@ class PostgresJournal:
     # -- writes --------------------------------------------------------------------------
 
     async def run(self, ops: Sequence[Op]) -> list[Outcome]:
+        return await self._run(ops, None)
+
+    async def run_in(self, connection: Any, ops: Sequence[Op]) -> list[Outcome]:
+        """Run ``ops`` inside the caller's open transaction on ``connection`` (asyncpg).
+
+        They take effect if and only if the caller commits; other nodes hear of them at that
+        commit. A savepoint keeps a failure here from aborting the caller's transaction, and
+        the journal's schema is on the caller's search_path only while these statements run.
+        """
+        if not isinstance(connection, asyncpg.Connection) or not connection.is_in_transaction():
+            raise InvalidInput("a connection to enqueue with must be inside a transaction")
+        return await self._run(ops, connection)
+
+    async def _run(self, ops: Sequence[Op], caller: asyncpg.Connection | None) -> list[Outcome]:
         for attempt in range(1, _RETRIES + 1):
             try:
-                async with self._acquire() as conn, conn.transaction():
-                    outcomes = await BatchRun(_Tx(conn)).run(ops)
-                    notices = _notices(outcomes, self._origin)
-                    if notices:
-                        await conn.execute(_Q["notify"], self.channel, notices)
-                return outcomes
+                if caller is not None:
+                    async with caller.transaction():  # a savepoint: theirs survives our errors
+                        return await self._batch(caller, ops, borrowed=True)
+                async with self._acquire() as conn:
+                    return await self._run_on(conn, ops)
+            except _Unsent as unsent:
+                # A pooled connection the server dropped while it sat idle: nothing of this
+                # batch reached the server, so another connection may run it.
+                if attempt == _RETRIES:
+                    raise _translate(unsent.cause) from unsent.cause
+                log.info("a pooled connection was lost (%s); running the batch on another",
+                         unsent.cause)  # fmt: skip
+                continue
             except asyncpg.TransactionRollbackError as exc:  # deadlock, serialization
                 if attempt == _RETRIES:
                     raise _translate(exc) from exc
@@ -329,27 +389,44 @@ class PostgresJournal:
             log.debug("batch of %d operations lost a race with another node; again", len(ops))
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def run_in(self, connection: Any, ops: Sequence[Op]) -> list[Outcome]:
-        """Run ``ops`` in the caller's open transaction on ``connection`` (an asyncpg
-        connection); they take effect, notices included, only if the caller commits."""
-        if not isinstance(connection, asyncpg.Connection):
-            raise InvalidInput("connection must be an asyncpg connection")
-        if not connection.is_in_transaction():
-            raise InvalidInput("connection must be inside a transaction (conn.transaction())")
+    async def _run_on(self, conn: asyncpg.Connection, ops: Sequence[Op]) -> list[Outcome]:
+        """One batch in its own transaction on a pooled connection."""
         try:
-            async with connection.transaction():  # a savepoint: a failure leaves theirs usable
-                path = await connection.fetchval("SELECT current_setting('search_path')")
-                if self.schema is not None:  # for this transaction only, then put back
-                    await connection.execute(_SET_PATH, f'"{self.schema}"')
-                outcomes = await BatchRun(_Tx(connection)).run(ops)
-                # "txn" as origin: this node must hear it too, it did not write it itself.
-                notices = _notices(outcomes, "txn")
-                if notices:
-                    await connection.execute(_Q["notify"], self.channel, notices)
-                if self.schema is not None:
-                    await connection.execute(_SET_PATH, path)
+            await conn.execute("BEGIN" if needs_flush(ops) else _BEGIN_RELAXED)
         except _DRIVER_ERRORS as exc:
-            raise _translate(exc) from exc
+            if _healthy_after(exc):
+                raise
+            conn.terminate()  # the pool opens a new one in its place
+            raise _Unsent(exc) from exc
+        try:
+            outcomes = await self._batch(conn, ops, borrowed=False)
+            await conn.execute("COMMIT")
+        except BaseException as exc:
+            if not isinstance(exc, Exception) or not _healthy_after(exc):
+                conn.terminate()  # cancelled mid-query or broken: its state is unknown
+            elif conn.is_in_transaction():
+                try:
+                    await conn.execute("ROLLBACK")
+                except _DRIVER_ERRORS:
+                    conn.terminate()
+            raise
+        return outcomes
+
+    async def _batch(
+        self, conn: asyncpg.Connection, ops: Sequence[Op], *, borrowed: bool
+    ) -> list[Outcome]:
+        path = None
+        if borrowed and self.schema is not None:
+            path = await conn.fetchval("SELECT current_setting('search_path')")
+            await conn.execute(_Q["set_path"], f'"{self.schema}"')
+        outcomes = await BatchRun(_Tx(conn)).run(ops)
+        # Heard at the caller's commit, a borrowed run's notices are not this node's own
+        # writes: "txn" as origin makes this node act on them like any other's.
+        notices = _notices(outcomes, "txn" if borrowed else self._origin)
+        if notices:
+            await conn.execute(_Q["notify"], self.channel, notices)
+        if path is not None:
+            await conn.execute(_Q["set_path"], path)
         return outcomes
 
     async def replace_projection(self, tasks: Sequence[Task], seq: int) -> None:

@@ -19,16 +19,7 @@ import aiosqlite
 
 import actorq.lifecycle as lifecycle
 from actorq.errors import InvalidInput, StorageError, TaskNotFound
-from actorq.journal.base import (
-    Claim,
-    ExtendLeases,
-    Head,
-    Notice,
-    Op,
-    Outcome,
-    PromoteDue,
-    ReapExpired,
-)
+from actorq.journal.base import Head, Notice, Op, Outcome, needs_flush
 from actorq.journal.batch import BatchRun
 from actorq.journal.rows import (
     TASK_COLUMNS,
@@ -50,7 +41,6 @@ _Q = {
     for name, sql in queries("sqlite").items()
 }
 _CHUNK = 1000
-_RELAXED = (Claim, ExtendLeases, PromoteDue, ReapExpired)
 
 
 def path_from_url(url: str) -> str:
@@ -262,11 +252,7 @@ class SqliteJournal:
                 lambda db: body(_Tx(db)), durable)))  # fmt: skip
 
     async def run(self, ops: Sequence[Op]) -> list[Outcome]:
-        # A batch of only claims, promotions, reaps and heartbeats skips the fsync: losing it
-        # in a power cut loses nothing acknowledged (the tasks are claimed or reaped again),
-        # and WAL order means no later, fsync'd commit can survive without it.
-        durable = not all(isinstance(op, _RELAXED) for op in ops)
-        return await self._transaction(lambda tx: drive(BatchRun(tx).run(ops)), durable)
+        return await self._transaction(lambda tx: drive(BatchRun(tx).run(ops)), needs_flush(ops))
 
     async def run_in(self, connection: Any, ops: Sequence[Op]) -> list[Outcome]:
         raise InvalidInput(

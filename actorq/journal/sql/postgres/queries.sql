@@ -67,6 +67,9 @@ WITH new_events AS (
 )
 SELECT 1
 
+-- name: set_path
+SELECT set_config('search_path', $1, true)
+
 -- name: notify
 SELECT pg_notify($1, n) FROM unnest($2::text[]) AS n
 
