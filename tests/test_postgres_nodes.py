@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -59,7 +60,10 @@ async def test_cancel_on_one_node_reaches_the_handler_running_on_another(
 async def test_dropped_connections_are_survived_and_no_acknowledged_task_is_lost(
     postgres_url: str, gates: Gates
 ) -> None:
-    node = Runtime(node_config(postgres_url, node="solo", lease_seconds=1.5, poll_seconds=0.3),
+    # Its own application name, so that only this node's connections are killed.
+    name = f"actorq-test-{uuid.uuid4().hex[:12]}"
+    url = f"{postgres_url}&application_name={name}"
+    node = Runtime(node_config(url, node="solo", lease_seconds=1.5, poll_seconds=0.3),
                    make_registry(gates))  # fmt: skip
     await node.start()
     try:
@@ -68,7 +72,8 @@ async def test_dropped_connections_are_survived_and_no_acknowledged_task_is_lost
         try:
             killed = await admin.fetchval(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE application_name = 'actorq' AND pid <> pg_backend_pid()"
+                "WHERE application_name = $1",
+                name,
             )
         finally:
             await admin.close()

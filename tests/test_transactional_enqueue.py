@@ -15,7 +15,8 @@ pytestmark = pytest.mark.postgres
 
 
 def make_app(url: str) -> actorq.App:
-    app = actorq.App(database_url=url, concurrency=2, node="txn-node")
+    # A fallback poll slower than any wait here: the node must hear of the task at commit.
+    app = actorq.App(database_url=url, concurrency=2, node="txn-node", poll_seconds=60)
 
     @app.task("welcome")
     async def welcome(payload: Any) -> str:
@@ -40,6 +41,8 @@ async def test_a_task_enqueued_in_a_committed_transaction_runs(postgres_url: str
                     await app.get(task.id)
             done = await app.wait_for(task.id, timeout=10)
             assert done.result == "welcome ada"
+            assert done.started_at is not None
+            assert done.started_at - done.created_at < 5, "woken by the commit's notice"
             assert await conn.fetchval("SHOW search_path") == '"$user", public'
         finally:
             await conn.close()
