@@ -188,6 +188,50 @@ def apply(task: Task | None, event: Event) -> Task:
     return Task(*[changes[f] if f in changes else getattr(before, f) for f in _TASK_FIELDS])
 
 
+_STATE_AFTER = {
+    _K.ENQUEUED: _S.QUEUED,
+    _K.CLAIMED: _S.RUNNING,
+    _K.SUCCEEDED: _S.SUCCEEDED,
+    _K.FAILED: _S.SCHEDULED,
+    _K.TIMED_OUT: _S.SCHEDULED,
+    _K.DEAD_LETTERED: _S.DEAD,
+    _K.LEASE_EXPIRED: _S.QUEUED,
+    _K.RELEASED: _S.QUEUED,
+    _K.CANCELLED: _S.CANCELLED,
+    _K.RETRIED: _S.QUEUED,
+}
+
+
+def state_after(event: Event) -> TaskState:
+    """The state a task is in right after ``event``, known from the event alone (a follower
+    of the journal needs no task for it): ``apply(task, event).state`` for any task it fits."""
+    if event.kind is _K.SUBMITTED:
+        return _S.SCHEDULED if float(event.data["run_at"]) > event.at else _S.QUEUED
+    return _STATE_AFTER[event.kind]
+
+
+_STATE_BEFORE = {
+    _K.ENQUEUED: _S.SCHEDULED,
+    _K.CLAIMED: _S.QUEUED,
+    _K.SUCCEEDED: _S.RUNNING,
+    _K.FAILED: _S.RUNNING,
+    _K.TIMED_OUT: _S.RUNNING,
+    _K.DEAD_LETTERED: _S.RUNNING,
+    _K.LEASE_EXPIRED: _S.RUNNING,
+    _K.RELEASED: _S.RUNNING,
+}
+
+
+def known_transition(event: Event) -> tuple[TaskState | None, TaskState] | None:
+    """(state before, state after) of ``event`` from the event alone, before None for a
+    submission; None for the kinds whose before-state depends on the task (a cancellation,
+    a manual retry)."""
+    if event.kind is _K.SUBMITTED:
+        return None, state_after(event)
+    before = _STATE_BEFORE.get(event.kind)
+    return None if before is None else (before, _STATE_AFTER[event.kind])
+
+
 def fold(events: list[Event], tasks: dict[str, Task] | None = None) -> dict[str, Task]:
     """Replay events (in seq order) onto a projection; a fresh one when ``tasks`` is None."""
     out = {} if tasks is None else tasks
