@@ -25,7 +25,13 @@ from actorq.actors.dispatcher import (
 from actorq.actors.journal_writer import JournalWriter, Subscriber, write
 from actorq.actors.lock_reaper import LockReaper
 from actorq.actors.retry_timer import RetryTimer
-from actorq.actors.stats import Snapshot, StatsAggregator, Subscribe, Unsubscribe
+from actorq.actors.stats import (
+    Snapshot,
+    StatsAggregator,
+    Subscribe,
+    Subscribers,
+    Unsubscribe,
+)
 from actorq.actors.worker import WorkerDeps, worker_supervisor
 from actorq.config import Config
 from actorq.errors import InvalidTransition, Overloaded
@@ -60,6 +66,7 @@ class Runtime:
         self.clock = clock
         self._rng = rng or random.Random()
         self._write_timeout = write_timeout
+        self._subscribers: Subscribers = {}  # the live feed's, kept across stats restarts
         self._root = self._build_tree()
         self.system = ActorSystem(self._root, name=f"actorq:{config.node}")
         self._stats_actor: StatsAggregator | None = None
@@ -72,7 +79,9 @@ class Runtime:
         root_ref = self._ref
 
         def make_stats() -> StatsAggregator:
-            self._stats_actor = StatsAggregator(self.journal, c.node, self.clock)
+            self._stats_actor = StatsAggregator(
+                self.journal, c.node, self.clock, subscribers=self._subscribers
+            )
             return self._stats_actor
 
         settings = DispatcherSettings(

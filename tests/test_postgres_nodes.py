@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -41,6 +42,32 @@ async def test_work_submitted_on_one_node_wakes_another_without_polling(
     assert done.state is TaskState.SUCCEEDED
     assert done.worker is not None
     assert done.worker.startswith("a/")
+
+
+async def test_each_node_follows_the_whole_cluster_in_its_feed_stats_and_waits(
+    pair: tuple[Runtime, Runtime],
+) -> None:
+    a, b = pair
+    async with b.live_events() as feed:
+        (task,) = await a.submit([NewTask("echo", {"from": "a"})])
+        done = await b.wait_for(task.id, timeout=10)  # run by a: b only reads the journal
+        assert done.state is TaskState.SUCCEEDED
+        seen: list[tuple[str, str, str]] = []
+        async with asyncio.timeout(10):
+            while not seen or seen[-1][0] != "succeeded":
+                item = await feed.get()
+                if item["task_id"] == task.id:
+                    seen.append((item["kind"], item["state"], item["node"]))
+    assert seen == [
+        ("submitted", "queued", "a"),
+        ("claimed", "running", "a"),
+        ("succeeded", "succeeded", "a"),
+    ]
+    stats = await b.stats()
+    assert stats["scope"] == "cluster"
+    assert stats["tasks"]["succeeded"] == 1
+    assert stats["tasks"]["queued"] == stats["tasks"]["running"] == 0
+    assert stats["events"] == {"submitted": 1, "claimed": 1, "succeeded": 1}
 
 
 async def test_cancel_on_one_node_reaches_the_handler_running_on_another(

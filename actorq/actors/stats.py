@@ -1,15 +1,24 @@
 """StatsAggregator: folds committed events into live counters, latencies and a live feed.
 
-It starts from the projection's counts and then follows the writer's commit notices, so
-``/stats`` and ``/metrics`` cost nothing per request. It also fans events out to live
-subscribers (SSE, WebSocket, ``wait_for``); a subscriber too slow to keep up loses events
-and is told so, rather than slowing the queue down.
+On a journal of its own (SQLite) it starts from the projection's counts and then follows the
+writer's commit notices, so ``/stats`` and ``/metrics`` cost nothing per request. On a journal
+shared by several nodes (PostgreSQL) the node's own commits are not the whole story: a
+follower tails the journal for every node's events, which feed ``/stats`` and the live feed,
+and the counts by state are read again from the projection at a pace that keeps the query a
+small fraction of one connection. Prometheus metrics stay this node's own (Prometheus adds
+nodes up), except the task gauge, which is the projection's.
+
+It fans events out to live subscribers (SSE, WebSocket, ``wait_for``); a subscriber too slow
+to keep up loses events and is told so, rather than slowing the queue down. Subscribers are
+kept outside the actor, so a restart does not forget them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -17,10 +26,14 @@ from typing import Any
 import attrs
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from actorq.actors.core import Actor
+import actorq.lifecycle as lifecycle
+from actorq.actors.core import Actor, ActorStopped
 from actorq.actors.journal_writer import Committed
-from actorq.journal.base import Change, Journal
-from actorq.model import EventKind, TaskState
+from actorq.errors import ActorqError
+from actorq.journal.base import Change, Journal, SharedJournal
+from actorq.model import Event, EventKind, Task, TaskState
+
+log = logging.getLogger("actorq.stats")
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _FINAL = frozenset({EventKind.SUCCEEDED, EventKind.DEAD_LETTERED, EventKind.CANCELLED})
@@ -41,16 +54,45 @@ class Snapshot:
     """Answer: a JSON-ready dict of the node's statistics."""
 
 
+@attrs.frozen
+class Tailed:
+    """From the follower: events every node committed, and the tasks they belong to."""
+
+    events: list[Event]
+    tasks: dict[str, Task]
+
+
+@attrs.frozen
+class Counted:
+    """From the follower: the projection's counts by (queue, state), read just now."""
+
+    counts: dict[tuple[str, TaskState], int]
+
+
+@attrs.frozen
+class _FollowerFailed:
+    error: BaseException
+
+
+Subscribers = dict[asyncio.Queue[dict[str, Any]], bool]
+
+
 def change_to_json(change: Change) -> dict[str, Any]:
-    e, t = change.event, change.after
+    t = change.after
+    return event_to_json(change.event, t.state, t.queue, t.type)
+
+
+def event_to_json(
+    e: Event, state: TaskState, queue: str | None, type_: str | None
+) -> dict[str, Any]:
     return {
         "seq": e.seq,
         "at": e.at,
         "kind": e.kind.value,
         "task_id": e.task_id,
-        "state": t.state.value,
-        "queue": t.queue,
-        "type": t.type,
+        "state": state.value,
+        "queue": queue,
+        "type": type_,
         "node": e.node,
         "worker": e.worker,
     }
@@ -74,72 +116,143 @@ class Metrics:
 class StatsAggregator(Actor):
     mailbox_size = 4096
 
-    def __init__(self, journal: Journal, node: str, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        journal: Journal,
+        node: str,
+        clock: Callable[[], float],
+        *,
+        subscribers: Subscribers | None = None,
+        follow_seconds: float = 0.25,
+    ) -> None:
         self._journal = journal
         self._node = node
         self._clock = clock
+        self._shared = journal if isinstance(journal, SharedJournal) else None
+        self._follow_seconds = follow_seconds
         self.metrics = Metrics()
         self._counts: collections.Counter[tuple[str, TaskState]] = collections.Counter()
         self._kinds: collections.Counter[EventKind] = collections.Counter()
         self._finished: collections.deque[float] = collections.deque()  # times, last 60 s
         self._pickups: collections.deque[float] = collections.deque(maxlen=10_000)
-        self._subscribers: dict[asyncio.Queue[dict[str, Any]], bool] = {}
+        self._subscribers: Subscribers = {} if subscribers is None else subscribers
         self._started = time.monotonic()
         self._last_seq = 0
         self._gauges: dict[tuple[str, TaskState], Any] = {}
         self._kind_counters: dict[EventKind, Any] = {}
+        self._follower: asyncio.Task[None] | None = None
+        self._kick = asyncio.Event()
+        self._recount = False  # counts moved in ways the events alone do not tell
 
     async def on_start(self) -> None:
-        self._counts = collections.Counter(await self._journal.counts())
-        for (queue, state), n in self._counts.items():
-            self.metrics.tasks.labels(queue, state.value).set(n)
+        self._set_counts(await self._journal.counts())
+        if self._shared is not None:
+            position = await self._shared.tail_position()
+            self._follower = asyncio.create_task(
+                self._follow(self._shared, position), name=f"stats-follower:{self._node}"
+            )
+
+    async def on_stop(self) -> None:
+        follower, self._follower = self._follower, None
+        if follower is not None:
+            follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follower
 
     async def receive(self, message: object) -> object:
         match message:
             case Committed(changes):
                 for change in changes:
-                    self._fold(change)
-                self._fan_out(changes)
+                    self._observe(change)
+                if self._shared is None:
+                    for change in changes:
+                        self._fold(change.event, change.after)
+                        self._count(change.after.queue, change.before, change.after.state)
+                    self._fan_out([change_to_json(c) for c in changes])
+                else:
+                    self._kick.set()  # our own commits: look for them now
+            case Tailed(events, tasks):
+                self._fold_tailed(events, tasks)
+            case Counted(counts):
+                self._set_counts(counts)
             case Subscribe(queue):
                 self._subscribers[queue] = True
             case Unsubscribe(queue):
                 self._subscribers.pop(queue, None)
             case Snapshot():
                 return self._snapshot()
+            case _FollowerFailed(error):
+                raise error  # the supervisor restarts us, and the follower with us
         return None
 
-    def _fold(self, change: Change) -> None:
+    # -- folding -------------------------------------------------------------------------
+
+    def _observe(self, change: Change) -> None:
+        """This node's Prometheus metrics, from one of its own commits."""
         e, after = change.event, change.after
-        self._last_seq = max(self._last_seq, e.seq)
-        self._kinds[e.kind] += 1
         counter = self._kind_counters.get(e.kind)
         if counter is None:
             counter = self._kind_counters[e.kind] = self.metrics.events.labels(e.kind.value)
         counter.inc()
-        if change.before is not None:
-            self._count(after.queue, change.before, -1)
-        self._count(after.queue, after.state, +1)
         if e.kind is EventKind.CLAIMED:
-            pickup = max(0.0, e.at - after.run_at)
-            self._pickups.append(pickup)
-            self.metrics.pickup.observe(pickup)
+            self.metrics.pickup.observe(max(0.0, e.at - after.run_at))
         elif change.before is TaskState.RUNNING and after.started_at is not None:
             self.metrics.runtime.observe(max(0.0, e.at - after.started_at))
+
+    def _fold(self, e: Event, after: Task | None) -> None:
+        """The statistics of ``/stats``, from an event; ``after`` is its task if known."""
+        self._last_seq = max(self._last_seq, e.seq)
+        self._kinds[e.kind] += 1
+        if e.kind is EventKind.CLAIMED and after is not None:
+            pickup = e.at - after.run_at
+            if pickup >= 0:  # else the task has been rescheduled since: no longer known
+                self._pickups.append(pickup)
         if e.kind in _FINAL:
             self._finished.append(e.at)
 
-    def _count(self, queue: str, state: TaskState, delta: int) -> None:
-        key = (queue, state)
-        self._counts[key] += delta
+    def _fold_tailed(self, events: list[Event], tasks: dict[str, Task]) -> None:
+        """Every node's events: statistics, counts moved by each transition the event alone
+        tells (the next read of the counts corrects the rest), and the live feed."""
+        items = []
+        for e in events:
+            task = tasks.get(e.task_id)
+            self._fold(e, task)
+            queue = type_ = None
+            if task is not None:
+                queue, type_ = task.queue, task.type
+            elif e.kind is EventKind.SUBMITTED:
+                queue, type_ = e.data.get("queue"), e.data.get("type")
+            transition = lifecycle.known_transition(e)
+            if transition is None or queue is None:
+                self._recount = True
+            else:
+                self._count(queue, *transition)
+            items.append(event_to_json(e, lifecycle.state_after(e), queue, type_))
+        self._fan_out(items)
+
+    def _set_counts(self, counts: dict[tuple[str, TaskState], int]) -> None:
+        for key in self._counts.keys() - counts.keys():
+            self._gauge(key).set(0)
+        self._counts = collections.Counter(counts)
+        for key, n in counts.items():
+            self._gauge(key).set(n)
+
+    def _count(self, queue: str, before: TaskState | None, after: TaskState) -> None:
+        if before is not None:
+            self._counts[(queue, before)] -= 1
+            self._gauge((queue, before)).set(self._counts[(queue, before)])
+        self._counts[(queue, after)] += 1
+        self._gauge((queue, after)).set(self._counts[(queue, after)])
+
+    def _gauge(self, key: tuple[str, TaskState]) -> Any:
         gauge = self._gauges.get(key)
         if gauge is None:  # labels() is a lookup with locks: once per series, not per event
-            gauge = self._gauges[key] = self.metrics.tasks.labels(queue, state.value)
-        gauge.set(self._counts[key])
+            gauge = self._gauges[key] = self.metrics.tasks.labels(key[0], key[1].value)
+        return gauge
 
-    def _fan_out(self, changes: Any) -> None:
-        if not self._subscribers:
+    def _fan_out(self, items: list[dict[str, Any]]) -> None:
+        if not self._subscribers or not items:
             return
-        items = [change_to_json(c) for c in changes]
         for queue in list(self._subscribers):
             for item in items:
                 try:
@@ -148,6 +261,54 @@ class StatsAggregator(Actor):
                     self._subscribers.pop(queue)
                     _lagged(queue)
                     break
+
+    # -- following a shared journal ------------------------------------------------------
+
+    async def _follow(self, journal: SharedJournal, position: int) -> None:
+        """Tail the journal: soon after this node commits (at most 20 times a second), else
+        every ``follow_seconds``. Read the counts again after a change, once the last read is
+        a second old and 20 of its own durations: on a large table it stays a small share of
+        the database."""
+        counted_at, count_cost = time.monotonic(), 0.0
+        changed = failing = False
+        while True:
+            try:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._kick.wait(), self._follow_seconds)
+                self._kick.clear()
+                while True:
+                    events, position = await journal.tail(position)
+                    if events:
+                        tasks = await journal.get_many(list({e.task_id for e in events}))
+                        await self.ref.tell(Tailed(events, tasks))
+                        changed = True
+                    if len(events) < 1000:
+                        break
+                since = time.monotonic() - counted_at
+                if (changed or self._recount) and since >= max(1.0, 20 * count_cost):
+                    changed = self._recount = False
+                    began = time.monotonic()
+                    counts = await self._journal.counts()
+                    counted_at = time.monotonic()
+                    count_cost = counted_at - began
+                    await self.ref.tell(Counted(counts))
+                if failing:
+                    log.info("following the journal again")
+                    failing = False
+                await asyncio.sleep(0.05)  # a busy node's commits are taken in batches
+            except ActorqError as exc:  # the database is away: try again, quietly
+                if not failing:
+                    log.warning("cannot follow the journal, trying again: %s", exc)
+                    failing = True
+                await asyncio.sleep(min(5.0, 4 * self._follow_seconds))
+            except ActorStopped:
+                return
+            except Exception as exc:  # noqa: BLE001 - a bug: the actor restarts, follower too
+                with contextlib.suppress(ActorStopped):
+                    self.ref.tell_nowait(_FollowerFailed(exc))
+                return
+
+    # -- answers -------------------------------------------------------------------------
 
     def _snapshot(self) -> dict[str, Any]:
         now = self._clock()
@@ -161,6 +322,7 @@ class StatsAggregator(Actor):
         pickups = sorted(self._pickups)
         return {
             "node": self._node,
+            "scope": "node" if self._shared is None else "cluster",
             "uptime_seconds": round(time.monotonic() - self._started, 3),
             "tasks": by_state,
             "queues": queues,

@@ -9,7 +9,7 @@ one commit (group commit). Each operation succeeds or fails on its own: a domain
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
@@ -191,3 +191,19 @@ class Journal(Protocol):
 
     async def replace_projection(self, tasks: Sequence[Task], seq: int) -> None:
         """Swap the live projection for ``tasks`` (rebuild from a replay) in one transaction."""
+
+
+@runtime_checkable
+class SharedJournal(Protocol):
+    """A journal several nodes write at once (PostgreSQL). A node learns of the others'
+    commits only by following the journal itself, through ``tail``."""
+
+    async def tail_position(self) -> int:
+        """Where a follower starting now begins: everything committed later lies beyond."""
+
+    async def tail(self, after: int = 0, limit: int = 1000) -> tuple[list[Event], int]:
+        """Events committed since position ``after`` (each task's in order, none skipped,
+        none twice), and the position to pass next time."""
+
+    async def get_many(self, task_ids: Sequence[str]) -> dict[str, Task]:
+        """The tasks among ``task_ids`` that exist, by id."""

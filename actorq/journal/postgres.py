@@ -591,6 +591,13 @@ class PostgresJournal:
                 return
             after_seq = int(rows[-1][0])
 
+    async def tail_position(self) -> int:
+        (row,) = await self._fetch("horizon")
+        return int(row[0])
+
+    async def get_many(self, task_ids: Sequence[str]) -> dict[str, Task]:
+        return {t.id: t for t in await self._tasks("get_many", list(task_ids))}
+
     async def tail(self, after: int = 0, limit: int = _CHUNK) -> tuple[list[Event], int]:
         """Events committed since position ``after``, and the position to pass next time.
 

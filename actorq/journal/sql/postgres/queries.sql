@@ -88,6 +88,9 @@ SELECT
 -- name: get
 SELECT {columns} FROM tasks WHERE id = $1
 
+-- name: get_many
+SELECT {columns} FROM tasks WHERE id = ANY($1::text[])
+
 -- name: history
 SELECT seq, at, task_id, kind, node, worker, data FROM journal WHERE task_id = $1 ORDER BY seq
 
