@@ -32,10 +32,12 @@ from actorq.journal.rows import (
     encode_cursor,
     event_from_row,
     event_to_row,
+    events_in_pages,
     migrations,
     queries,
     task_from_row,
     task_to_row,
+    tasks_in_pages,
 )
 from actorq.model import Event, EventKind, Page, Task, TaskFilter, TaskState
 
@@ -577,19 +579,14 @@ class PostgresJournal:
         (row,) = await self._fetch("head")
         return Head(int(row[0]), int(row[1]))
 
-    async def events(self, after_seq: int = 0, until: float | None = None) -> AsyncIterator[Event]:
+    def events(self, after_seq: int = 0, until: float | None = None) -> AsyncIterator[Event]:
         """Events in seq order. Numbers commit out of order while nodes write: for a replay or
         an export this wants quiet writers; to follow the journal live, use ``tail``."""
-        while True:
-            rows = await self._fetch("events", after_seq, _CHUNK)
-            for row in rows:
-                event = event_from_row(row)
-                if until is not None and event.at > until:
-                    return
-                yield event
-            if len(rows) < _CHUNK:
-                return
-            after_seq = int(rows[-1][0])
+
+        async def page(after: int, limit: int) -> list[Any]:
+            return await self._fetch("events", after, limit)
+
+        return events_in_pages(page, after_seq, until)
 
     async def tail_position(self) -> int:
         (row,) = await self._fetch("horizon")
@@ -639,15 +636,11 @@ class PostgresJournal:
         events = sorted((e for _, group in window[:ready] for e in group), key=lambda e: e.seq)
         return events, position
 
-    async def tasks(self) -> AsyncIterator[Task]:
-        last = ""
-        while True:
-            batch = await self._tasks("all_tasks", last, _CHUNK)
-            for task in batch:
-                yield task
-            if len(batch) < _CHUNK:
-                return
-            last = batch[-1].id
+    def tasks(self) -> AsyncIterator[Task]:
+        async def page(after: str, limit: int) -> list[Task]:
+            return await self._tasks("all_tasks", after, limit)
+
+        return tasks_in_pages(page)
 
 
 _Window = list[tuple[int, list[Event]]]  # (xid, its events in seq order), in xid order

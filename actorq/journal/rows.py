@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from importlib import resources
 from typing import Any
 
@@ -108,3 +108,38 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
         return float(created), task_id
     except ValueError as exc:
         raise InvalidInput(f"invalid cursor {cursor!r}") from exc
+
+
+PAGE = 1000  # rows per query when a journal walks a whole table
+
+
+async def events_in_pages(
+    fetch: Callable[[int, int], Awaitable[Sequence[Any]]], after_seq: int, until: float | None
+) -> AsyncIterator[Event]:
+    """Journal rows after ``after_seq`` up to time ``until``, a page at a time; ``fetch(after,
+    limit)`` reads one page of rows in seq order."""
+    while True:
+        rows = await fetch(after_seq, PAGE)
+        for row in rows:
+            event = event_from_row(row)
+            if until is not None and event.at > until:
+                return
+            yield event
+        if len(rows) < PAGE:
+            return
+        after_seq = int(rows[-1][0])
+
+
+async def tasks_in_pages(
+    fetch: Callable[[str, int], Awaitable[Sequence[Task]]],
+) -> AsyncIterator[Task]:
+    """Every projection row, a page at a time; ``fetch(after_id, limit)`` reads one in id
+    order."""
+    last = ""
+    while True:
+        batch = await fetch(last, PAGE)
+        for task in batch:
+            yield task
+        if len(batch) < PAGE:
+            return
+        last = batch[-1].id

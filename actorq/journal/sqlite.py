@@ -27,10 +27,12 @@ from actorq.journal.rows import (
     encode_cursor,
     event_from_row,
     event_to_row,
+    events_in_pages,
     migrations,
     queries,
     task_from_row,
     task_to_row,
+    tasks_in_pages,
 )
 from actorq.model import Event, Page, Task, TaskFilter, TaskState
 
@@ -341,28 +343,18 @@ class SqliteJournal:
         projection = await self._scalar(_Q["watermark"])
         return Head(int(journal or 0), int(projection or 0))
 
-    async def events(self, after_seq: int = 0, until: float | None = None) -> AsyncIterator[Event]:
-        while True:
-            async with self._r.execute(_Q["events"], (after_seq, _CHUNK)) as cur:
-                rows = list(await cur.fetchall())
-            for row in rows:
-                event = event_from_row(row)
-                if until is not None and event.at > until:
-                    return
-                yield event
-            if len(rows) < _CHUNK:
-                return
-            after_seq = int(rows[-1][0])
+    def events(self, after_seq: int = 0, until: float | None = None) -> AsyncIterator[Event]:
+        async def page(after: int, limit: int) -> list[Any]:
+            async with self._r.execute(_Q["events"], (after, limit)) as cur:
+                return list(await cur.fetchall())
 
-    async def tasks(self) -> AsyncIterator[Task]:
-        last = ""
-        while True:
-            batch = await self._fetch_tasks(_Q["all_tasks"], last, _CHUNK)
-            for task in batch:
-                yield task
-            if len(batch) < _CHUNK:
-                return
-            last = batch[-1].id
+        return events_in_pages(page, after_seq, until)
+
+    def tasks(self) -> AsyncIterator[Task]:
+        async def page(after: str, limit: int) -> list[Task]:
+            return await self._fetch_tasks(_Q["all_tasks"], after, limit)
+
+        return tasks_in_pages(page)
 
     async def replace_projection(self, tasks: Sequence[Task], seq: int) -> None:
         def body(tx: _Tx) -> None:
