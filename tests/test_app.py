@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any
 
 import pytest
+from nodes import Gates, make_registry, node_config
 
 import actorq
 from actorq import audit
+from actorq.journal import journal_from_url
+from actorq.model import EventKind, NewTask, TaskState
+from actorq.runtime import Runtime
 
 
 def make_app(database_url: str) -> actorq.App:
@@ -86,3 +91,28 @@ async def test_replay_of_a_mixed_workload_equals_the_live_projection(database_ur
         assert report.matches, report
         assert report.tasks == 36
         assert report.events >= 36 * 2
+
+
+async def test_a_stop_past_the_grace_period_releases_running_tasks_without_errors(
+    database_url: str, gates: Gates, caplog: pytest.LogCaptureFixture
+) -> None:
+    node = Runtime(node_config(database_url, node="stopper", shutdown_grace=0.2),
+                   make_registry(gates))  # fmt: skip
+    await node.start()
+    tasks = await node.submit([NewTask("gate", {"gate": f"g{i}"}) for i in range(3)])
+    for i in range(3):
+        await gates.wait_started(f"g{i}")
+    with caplog.at_level(logging.WARNING, logger="actorq"):
+        await node.stop()
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+    journal = journal_from_url(database_url)
+    await journal.open()
+    try:
+        for task in tasks:
+            after = await journal.get(task.id)
+            assert (after.state, after.attempt) == (TaskState.QUEUED, 0)
+            kinds = [e.kind for e in await journal.history(task.id)]
+            assert kinds == [EventKind.SUBMITTED, EventKind.CLAIMED, EventKind.RELEASED]
+    finally:
+        await journal.close()

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import attrs
 
-from actorq.actors.core import Actor, ActorRef, MailboxFull
+from actorq.actors.core import Actor, ActorRef, ActorStopped, MailboxFull
 from actorq.journal.base import Change, Journal, Op, Outcome
 
 log = logging.getLogger("actorq.journal_writer")
@@ -106,13 +106,17 @@ class JournalWriter(Actor):
 
     async def _publish(self, message: Committed) -> None:
         for sub in self._subscribers:
-            if sub.lossy:
-                try:
+            try:
+                if sub.lossy:
                     sub.ref.tell_nowait(message)
-                except MailboxFull:
-                    log.debug("%s is busy; hint dropped", sub.ref.name)
-            else:
-                await sub.ref.tell(message)
+                else:
+                    await sub.ref.tell(message)
+            except MailboxFull:
+                log.debug("%s is busy; hint dropped", sub.ref.name)
+            except ActorStopped:
+                # Stopping, the writer outlives the others to write their last releases;
+                # an actor stopped for good needs no more news.
+                pass
 
 
 async def write(writer: ActorRef, op: Op, *, timeout: float) -> Outcome:
