@@ -168,9 +168,15 @@ class Dispatcher(Actor):
         self._after_done()
 
     def _after_done(self) -> None:
-        if self._draining and not self._running and self._drained and not self._drained.done():
-            self._drained.set_result(None)
+        self._check_drained()
         self._dispatch()
+
+    def _check_drained(self) -> None:
+        # A claim still in flight counts as running: its tasks are ours once it commits, and
+        # the workers must get them (and release them if they must stop) before they stop.
+        idle = not self._running and self._claim is None
+        if self._draining and idle and self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
 
     def _slots(self) -> list[str]:
         """Free slots, one entry each, round-robin: the best tasks go to idle workers first."""
@@ -205,6 +211,7 @@ class Dispatcher(Actor):
         self._claim = None
         if claimed.error is not None:
             log.warning("claiming work failed; retrying at the next wake-up: %s", claimed.error)
+            self._check_drained()
             return
         for task in claimed.tasks:
             assert task.worker is not None
@@ -214,6 +221,7 @@ class Dispatcher(Actor):
             await ref.tell(RunTask(task))
         # A full claim means more may be waiting; a short one means the queue is empty for now.
         self._maybe_work = len(claimed.tasks) == len(claimed.workers)
+        self._check_drained()
         self._dispatch()
 
     def _heartbeat(self) -> None:
@@ -228,6 +236,5 @@ class Dispatcher(Actor):
     def _drain(self) -> asyncio.Future[None]:
         self._draining = True
         self._drained = asyncio.get_running_loop().create_future()
-        if not self._running:
-            self._drained.set_result(None)
+        self._check_drained()
         return self._drained

@@ -1,0 +1,109 @@
+"""The Dispatcher between its writer and its workers, played here by plain actors, so that a
+test decides when a claim commits and when a task ends."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from actorq.actors.core import Actor, ActorSystem, ChildSpec, Supervisor
+from actorq.actors.dispatcher import (
+    Dispatcher,
+    DispatcherSettings,
+    Drain,
+    RunTask,
+    TaskDone,
+    WorkAvailable,
+    WorkerReady,
+)
+from actorq.actors.journal_writer import Write
+from actorq.journal.base import Claim, Outcome
+from actorq.model import NewTask, Task, TaskState
+
+
+class HeldWrites(Actor):
+    """A writer that holds every write until the test answers it."""
+
+    def __init__(self, writes: asyncio.Queue[Write]) -> None:
+        self.writes = writes
+
+    async def receive(self, message: object) -> object:
+        assert isinstance(message, Write)
+        self.writes.put_nowait(message)
+        return None
+
+
+class Runs(Actor):
+    """A worker that only records what it is given."""
+
+    def __init__(self, given: asyncio.Queue[Task]) -> None:
+        self.given = given
+
+    async def receive(self, message: object) -> object:
+        assert isinstance(message, RunTask)
+        self.given.put_nowait(message.task)
+        return None
+
+
+def running(new: NewTask, worker: str) -> Task:
+    return Task(id=new.id, type=new.type, queue=new.queue, payload=None, priority=0,
+                state=TaskState.RUNNING, attempt=1, max_attempts=1, timeout=None, run_at=0.0,
+                created_at=0.0, updated_at=0.0, worker=worker)  # fmt: skip
+
+
+@pytest.fixture
+async def tree() -> tuple[Supervisor, asyncio.Queue[Write], asyncio.Queue[Task]]:
+    writes: asyncio.Queue[Write] = asyncio.Queue()
+    given: asyncio.Queue[Task] = asyncio.Queue()
+    settings = DispatcherSettings(node="n", lease_seconds=30, heartbeat_seconds=60,
+                                  poll_seconds=60)  # fmt: skip
+    root = Supervisor([
+        ChildSpec("writer", lambda: HeldWrites(writes)),
+        ChildSpec("worker", lambda: Runs(given)),
+        ChildSpec("dispatcher", lambda: Dispatcher(settings, root.child("writer"), lambda: 0.0)),
+    ])  # fmt: skip
+    return root, writes, given
+
+
+async def test_a_drain_waits_for_the_claim_in_flight_and_the_tasks_it_brings(
+    tree: tuple[Supervisor, asyncio.Queue[Write], asyncio.Queue[Task]],
+) -> None:
+    root, writes, given = tree
+    system = ActorSystem(root)
+    await system.start()
+    try:
+        dispatcher = root.child("dispatcher")
+        await dispatcher.tell(WorkerReady("n/w0", root.child("worker"), 1))
+        await dispatcher.tell(WorkAvailable())
+        claim = await asyncio.wait_for(writes.get(), 5)
+        assert isinstance(claim.op, Claim)
+
+        drained = await dispatcher.ask(Drain(), timeout=5)
+        assert not drained.done(), "a claim still in flight may bring tasks"
+
+        task = running(NewTask("job"), "n/w0")
+        assert claim.reply is not None
+        claim.reply.set_result(Outcome(value=[task]))
+        assert (await asyncio.wait_for(given.get(), 5)).id == task.id
+        assert not drained.done(), "the claimed task is running here"
+
+        await dispatcher.tell(TaskDone("n/w0", task.id))
+        await asyncio.wait_for(drained, 5)
+        assert writes.empty(), "a draining node claims nothing more"
+    finally:
+        await system.stop()
+
+
+async def test_a_drain_with_nothing_running_or_claimed_is_done_at_once(
+    tree: tuple[Supervisor, asyncio.Queue[Write], asyncio.Queue[Task]],
+) -> None:
+    root, writes, _ = tree
+    system = ActorSystem(root)
+    await system.start()
+    try:
+        drained = await root.child("dispatcher").ask(Drain(), timeout=5)
+        await asyncio.wait_for(drained, 5)
+        assert writes.empty()
+    finally:
+        await system.stop()
