@@ -231,7 +231,8 @@ class Runtime:
     async def live_events(self, size: int = 1000) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
         """A queue that receives every committed event while the context is open."""
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(size)
-        await self._ref(STATS).tell(Subscribe(queue))
+        # An ask: on a shared journal, the feed covers everything committed after it returns.
+        await self._ref(STATS).ask(Subscribe(queue), timeout=self._write_timeout)
         try:
             yield queue
         finally:

@@ -5,8 +5,9 @@ writer's commit notices, so ``/stats`` and ``/metrics`` cost nothing per request
 shared by several nodes (PostgreSQL) the node's own commits are not the whole story: a
 follower tails the journal for every node's events, which feed ``/stats`` and the live feed,
 and the counts by state are read again from the projection at a pace that keeps the query a
-small fraction of one connection. Prometheus metrics stay this node's own (Prometheus adds
-nodes up), except the task gauge, which is the projection's.
+small fraction of one connection; it starts when someone first asks for either. Prometheus
+metrics stay this node's own (Prometheus adds nodes up), except the task gauge, which is the
+projection's.
 
 It fans events out to live subscribers (SSE, WebSocket, ``wait_for``); a subscriber too slow
 to keep up loses events and is told so, rather than slowing the queue down. Subscribers are
@@ -146,11 +147,20 @@ class StatsAggregator(Actor):
 
     async def on_start(self) -> None:
         self._set_counts(await self._journal.counts())
-        if self._shared is not None:
-            position = await self._shared.tail_position()
-            self._follower = asyncio.create_task(
-                self._follow(self._shared, position), name=f"stats-follower:{self._node}"
-            )
+        if self._subscribers:  # a restart: the feed's subscribers are still there
+            await self._start_following()
+
+    async def _start_following(self) -> None:
+        """Follow a shared journal from now on, once someone asks for stats or the feed: a
+        node nobody asks (``actorq worker``) spends nothing on it. Answered only once the
+        start position is read, so a subscriber misses nothing committed after its ask."""
+        if self._shared is None or self._follower is not None:
+            return
+        position = await self._shared.tail_position()
+        self._set_counts(await self._journal.counts())
+        self._follower = asyncio.create_task(
+            self._follow(self._shared, position), name=f"stats-follower:{self._node}"
+        )
 
     async def on_stop(self) -> None:
         follower, self._follower = self._follower, None
@@ -177,9 +187,11 @@ class StatsAggregator(Actor):
                 self._set_counts(counts)
             case Subscribe(queue):
                 self._subscribers[queue] = True
+                await self._start_following()
             case Unsubscribe(queue):
                 self._subscribers.pop(queue, None)
             case Snapshot():
+                await self._start_following()
                 return self._snapshot()
             case _FollowerFailed(error):
                 raise error  # the supervisor restarts us, and the follower with us
