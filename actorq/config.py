@@ -32,7 +32,9 @@ class Config:
     lease_seconds: float = attrs.field(default=30.0, validator=_positive)
     # Leases are renewed this often; a third of the lease survives two lost heartbeats.
     heartbeat_seconds: float | None = None
-    # Tasks each worker holds claimed beside the one it runs, so it finds work at once.
+    # Tasks each worker holds claimed beside the one it runs, so it finds work at once; up to
+    # 8 times more while tasks run far shorter than a claim takes (see dispatcher.Prefetch).
+    # 0: a worker holds only the task it runs.
     prefetch: int = 1
     shutdown_grace: float = attrs.field(default=10.0, validator=_positive)
     # Slow fallback for work that no wake-up announced (another process wrote the journal).

@@ -90,6 +90,7 @@ class Runtime:
             heartbeat_seconds=c.heartbeat_interval,
             poll_seconds=c.poll_seconds,
             queues=c.queues,
+            prefetch=c.prefetch,
         )
 
         # Factories run at (re)start, when the refs they look up exist.
@@ -108,7 +109,6 @@ class Runtime:
                 dispatcher=root_ref(DISPATCHER),
                 clock=self.clock,
                 rng=self._rng,
-                slots=1 + c.prefetch,
             )
 
         reap_every = max(0.05, min(c.lease_seconds / 4, 5.0))

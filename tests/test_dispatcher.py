@@ -12,6 +12,7 @@ from actorq.actors.dispatcher import (
     Dispatcher,
     DispatcherSettings,
     Drain,
+    Prefetch,
     RunTask,
     TaskDone,
     WorkAvailable,
@@ -74,7 +75,7 @@ async def test_a_drain_waits_for_the_claim_in_flight_and_the_tasks_it_brings(
     await system.start()
     try:
         dispatcher = root.child("dispatcher")
-        await dispatcher.tell(WorkerReady("n/w0", root.child("worker"), 1))
+        await dispatcher.tell(WorkerReady("n/w0", root.child("worker")))
         await dispatcher.tell(WorkAvailable())
         claim = await asyncio.wait_for(writes.get(), 5)
         assert isinstance(claim.op, Claim)
@@ -107,3 +108,21 @@ async def test_a_drain_with_nothing_running_or_claimed_is_done_at_once(
         assert writes.empty()
     finally:
         await system.stop()
+
+
+def test_prefetch_covers_a_claims_round_trip_within_its_bounds() -> None:
+    prefetch = Prefetch(base=1, burst=8)
+    assert prefetch.now() == 1, "nothing measured yet: the configured prefetch"
+    prefetch.claimed(0.005)
+    prefetch.ran(0.0001)
+    assert prefetch.now() == 8, "tiny tasks: as many as allowed"
+    slow = Prefetch(base=1, burst=8)
+    slow.claimed(0.005)
+    slow.ran(0.002)
+    assert slow.now() == 3  # 5 ms of claim over 2 ms per task
+    slow.ran(1.0)  # smoothed: one long task moves the average a tenth of the way
+    assert slow.now() == 1
+    never = Prefetch(base=0, burst=8)
+    never.claimed(0.005)
+    never.ran(0.0001)
+    assert never.now() == 0, "prefetch 0 means a worker holds only what it runs"

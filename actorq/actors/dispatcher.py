@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import time
 from collections.abc import Callable
 
 import attrs
@@ -27,19 +29,20 @@ log = logging.getLogger("actorq.dispatcher")
 
 @attrs.frozen
 class WorkerReady:
-    """From a worker: it (re)started with ``slots`` free, and holds nothing."""
+    """From a worker: it (re)started and holds nothing."""
 
     worker_id: str
     ref: ActorRef
-    slots: int
 
 
 @attrs.frozen
 class TaskDone:
-    """From a worker: it is done with ``task_id`` (finished, cancelled or released)."""
+    """From a worker: it is done with ``task_id`` (finished, cancelled or released), after
+    running its handler for ``ran_seconds`` (None if the handler never ran)."""
 
     worker_id: str
     task_id: str
+    ran_seconds: float | None = None
 
 
 @attrs.frozen
@@ -96,6 +99,41 @@ class DispatcherSettings:
     poll_seconds: float
     queues: tuple[str, ...] | None = None
     write_timeout: float = 30.0
+    prefetch: int = 1  # tasks a worker holds besides the one it runs
+    burst: int = 8  # how many times more of them while tasks are far shorter than a claim
+
+
+class Prefetch:
+    """How many tasks each worker should hold besides the one it runs.
+
+    Enough that a worker finishing a task finds the next in hand while the claim that
+    refills it commits: the claim's round trip divided by a handler's run time, both
+    smoothed; never fewer than the configured prefetch, never more than ``burst`` times it.
+    Slow tasks so keep the configured prefetch (a task held behind a long one waits, where
+    another node could have run it); tiny tasks get enough in hand to keep workers busy.
+    """
+
+    def __init__(self, base: int, burst: int) -> None:
+        self.base = base
+        self.most = base * burst
+        self.run_seconds: float | None = None
+        self.claim_seconds: float | None = None
+
+    def ran(self, seconds: float) -> None:
+        self.run_seconds = _smooth(self.run_seconds, seconds)
+
+    def claimed(self, seconds: float) -> None:
+        self.claim_seconds = _smooth(self.claim_seconds, seconds)
+
+    def now(self) -> int:
+        if self.run_seconds is None or self.claim_seconds is None or self.base == 0:
+            return self.base
+        wanted = math.ceil(self.claim_seconds / max(self.run_seconds, 1e-6))
+        return max(self.base, min(self.most, wanted))
+
+
+def _smooth(average: float | None, sample: float, weight: float = 0.1) -> float:
+    return sample if average is None else average + weight * (sample - average)
 
 
 class Dispatcher(Actor):
@@ -106,7 +144,8 @@ class Dispatcher(Actor):
         self._writer = writer
         self._clock = clock
         self._workers: dict[str, ActorRef] = {}
-        self._free: dict[str, int] = {}  # worker id -> free slots
+        self._held: dict[str, int] = {}  # worker id -> tasks it holds (running or in hand)
+        self.prefetch = Prefetch(settings.prefetch, settings.burst)
         self._running: dict[str, tuple[str, ActorRef]] = {}  # task id -> (worker id, ref)
         self._maybe_work = True
         self._claim: asyncio.Task[None] | None = None  # at most one claim in flight
@@ -155,16 +194,18 @@ class Dispatcher(Actor):
 
     def _worker_news(self, message: WorkerReady | TaskDone) -> None:
         match message:
-            case WorkerReady(worker_id, ref, slots):
+            case WorkerReady(worker_id, ref):
                 # A restarted worker holds nothing: what it held is left to its lease.
                 for task_id, (holder, _) in list(self._running.items()):
                     if holder == worker_id:
                         del self._running[task_id]
                 self._workers[worker_id] = ref
-                self._free[worker_id] = slots
-            case TaskDone(worker_id, task_id):
+                self._held[worker_id] = 0
+            case TaskDone(worker_id, task_id, ran_seconds):
                 if self._running.pop(task_id, None) is not None:
-                    self._free[worker_id] += 1
+                    self._held[worker_id] -= 1
+                if ran_seconds is not None:
+                    self.prefetch.ran(ran_seconds)
         self._after_done()
 
     def _after_done(self) -> None:
@@ -180,7 +221,8 @@ class Dispatcher(Actor):
 
     def _slots(self) -> list[str]:
         """Free slots, one entry each, round-robin: the best tasks go to idle workers first."""
-        free = dict(self._free)
+        hold = 1 + self.prefetch.now()
+        free = {worker_id: max(0, hold - held) for worker_id, held in self._held.items()}
         order: list[str] = []
         while any(free.values()):
             for worker_id, n in free.items():
@@ -201,7 +243,9 @@ class Dispatcher(Actor):
     async def _run_claim(self, claim: Claim) -> None:
         workers = tuple(claim.workers)
         try:
+            began = time.monotonic()
             outcome = await write(self._writer, claim, timeout=self._s.write_timeout)
+            self.prefetch.claimed(time.monotonic() - began)
             reply = Claimed(workers, tuple(outcome.unwrap()))
         except (ActorqError, TimeoutError) as exc:
             reply = Claimed(workers, error=exc)
@@ -216,7 +260,7 @@ class Dispatcher(Actor):
         for task in claimed.tasks:
             assert task.worker is not None
             ref = self._workers[task.worker]
-            self._free[task.worker] -= 1
+            self._held[task.worker] += 1
             self._running[task.id] = (task.worker, ref)
             await ref.tell(RunTask(task))
         # A full claim means more may be waiting; a short one means the queue is empty for now.

@@ -16,6 +16,7 @@ import contextlib
 import json
 import logging
 import random
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -57,6 +58,7 @@ class Cancelled:
 class HandlerDone:
     task_id: str
     outcome: Succeeded | Failed | Cancelled
+    seconds: float  # how long the handler ran
 
 
 @attrs.frozen
@@ -67,7 +69,6 @@ class WorkerDeps:
     dispatcher: ActorRef
     clock: Callable[[], float]
     rng: random.Random
-    slots: int = 2  # the running task plus one prefetched
     default_retry: RetryPolicy = RetryPolicy()
 
 
@@ -82,7 +83,7 @@ class Worker(Actor):
         self._next: collections.deque[Task] = collections.deque()
 
     async def on_start(self) -> None:
-        await self._d.dispatcher.tell(WorkerReady(self.worker_id, self.ref, self._d.slots))
+        await self._d.dispatcher.tell(WorkerReady(self.worker_id, self.ref))
 
     async def on_stop(self) -> None:
         # Stopping with tasks in hand: give them back so the next start runs them without
@@ -108,8 +109,8 @@ class Worker(Actor):
                 self._start_next()
             case CancelTask(task_id):
                 await self._cancel(task_id)
-            case HandlerDone(task_id, outcome):
-                await self._finish(task_id, outcome)
+            case HandlerDone(task_id, outcome, seconds):
+                await self._finish(task_id, outcome, seconds)
                 self._start_next()
         return None
 
@@ -129,11 +130,12 @@ class Worker(Actor):
 
     async def _execute(self, task: Task) -> None:
         outcome: Succeeded | Failed | Cancelled
+        began = time.monotonic()
         try:
             outcome = await self._call(task)
         except asyncio.CancelledError:
             outcome = Cancelled()
-        await self.ref.tell(HandlerDone(task.id, outcome))
+        await self.ref.tell(HandlerDone(task.id, outcome, time.monotonic() - began))
 
     async def _call(self, task: Task) -> Succeeded | Failed:
         try:
@@ -151,7 +153,9 @@ class Worker(Actor):
             tb = "".join(traceback.format_exception(exc))[-_MAX_TRACEBACK:]
             return Failed(f"{type(exc).__name__}: {exc}", tb)
 
-    async def _finish(self, task_id: str, outcome: Succeeded | Failed | Cancelled) -> None:
+    async def _finish(
+        self, task_id: str, outcome: Succeeded | Failed | Cancelled, seconds: float
+    ) -> None:
         task = self._task
         if task is None or task.id != task_id:
             return
@@ -159,7 +163,7 @@ class Worker(Actor):
         event = self._event(task, outcome)
         if event is not None:
             await self._d.writer.tell(Write(Append(event, self.worker_id, task.attempt)))
-        await self._d.dispatcher.tell(TaskDone(self.worker_id, task_id))
+        await self._d.dispatcher.tell(TaskDone(self.worker_id, task_id, seconds))
 
     def _event(self, task: Task, outcome: Succeeded | Failed | Cancelled) -> Event | None:
         now, node = self._d.clock(), self._d.node
