@@ -1,5 +1,5 @@
-"""Node routes: health and readiness, statistics, Prometheus metrics, the live event feed
-(Server-Sent Events), the OpenAPI document and the dashboard."""
+"""Node routes: health and readiness, statistics, the registered task types, Prometheus
+metrics, the live event feed (Server-Sent Events), the OpenAPI document and the dashboard."""
 
 from __future__ import annotations
 
@@ -15,6 +15,14 @@ from actorq.http.keys import RUNTIME
 routes = web.RouteTableDef()
 _STATIC = resources.files("actorq.http").joinpath("static")
 _SSE_KEEPALIVE = 15.0
+# The dashboard's files besides index.html; nothing else under static/ is served.
+_ASSETS = {"app.js": "text/javascript", "style.css": "text/css"}
+# The dashboard loads nothing from elsewhere and runs no inline script, so a task's payload or
+# error that slipped into the page as markup still could not run.
+_DASHBOARD_CSP = (
+    "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+    "form-action 'none'; frame-ancestors 'none'"
+)
 
 
 @routes.get("/health")
@@ -36,6 +44,27 @@ async def ready(request: web.Request) -> web.Response:
 @routes.get("/api/v1/stats")
 async def stats(request: web.Request) -> web.Response:
     return web.json_response(await request.app[RUNTIME].stats())
+
+
+@routes.get("/api/v1/types")
+async def task_types(request: web.Request) -> web.Response:
+    """The task types this node can run, with the defaults a submission inherits."""
+    registry = request.app[RUNTIME].registry
+    types = [registry.get(name) for name in registry.names()]
+    return web.json_response(
+        {
+            "types": [
+                {
+                    "name": t.name,
+                    "queue": t.queue,
+                    "priority": t.priority,
+                    "max_attempts": t.max_attempts,
+                    "timeout": t.timeout,
+                }
+                for t in types
+            ]
+        }
+    )
 
 
 @routes.get("/metrics")
@@ -75,4 +104,21 @@ async def openapi(_: web.Request) -> web.Response:
 
 @routes.get("/")
 async def dashboard(_: web.Request) -> web.Response:
-    return web.Response(text=_STATIC.joinpath("index.html").read_text(), content_type="text/html")
+    return web.Response(
+        text=_STATIC.joinpath("index.html").read_text(),
+        content_type="text/html",
+        headers={"Content-Security-Policy": _DASHBOARD_CSP, "Cache-Control": "no-cache"},
+    )
+
+
+@routes.get("/static/{name}")
+async def asset(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    kind = _ASSETS.get(name)
+    if kind is None:
+        raise web.HTTPNotFound(text=f"no dashboard file {name!r}")
+    return web.Response(
+        text=_STATIC.joinpath(name).read_text(),
+        content_type=kind,
+        headers={"Cache-Control": "no-cache"},
+    )
