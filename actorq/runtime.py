@@ -14,6 +14,8 @@ import time
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from typing import Any
 
+from prometheus_client import generate_latest
+
 from actorq.actors.core import ActorError, ActorSystem, ChildSpec, Strategy, Supervisor
 from actorq.actors.dispatcher import (
     CancelRunning,
@@ -223,9 +225,13 @@ class Runtime:
         snapshot: dict[str, Any] = await self._ref(STATS).ask(Snapshot(), timeout=5.0)
         return snapshot
 
-    @property
-    def metrics_registry(self) -> Any:
-        return None if self._stats_actor is None else self._stats_actor.metrics.registry
+    async def metrics(self) -> bytes:
+        """This node's metrics in Prometheus' text format."""
+        # On a shared journal the task gauge follows the journal once someone asks.
+        await self.stats()
+        if self._stats_actor is None:
+            return b""
+        return bytes(generate_latest(self._stats_actor.metrics.registry))
 
     @contextlib.asynccontextmanager
     async def live_events(self, size: int = 1000) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:

@@ -68,6 +68,11 @@ async def test_each_node_follows_the_whole_cluster_in_its_feed_stats_and_waits(
     assert stats["tasks"]["succeeded"] == 1
     assert stats["tasks"]["queued"] == stats["tasks"]["running"] == 0
     assert stats["events"] == {"submitted": 1, "claimed": 1, "succeeded": 1}
+    metrics = (await b.metrics()).decode()
+    # The task gauge is the cluster's; event counters are the node's own (b ran nothing).
+    assert 'actorq_tasks{queue="default",state="succeeded"} 1.0' in metrics
+    assert 'actorq_events_total{kind="succeeded"}' not in metrics
+    assert 'actorq_events_total{kind="succeeded"} 1.0' in (await a.metrics()).decode()
 
 
 async def test_cancel_on_one_node_reaches_the_handler_running_on_another(

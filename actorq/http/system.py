@@ -8,7 +8,7 @@ import json
 from importlib import resources
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from actorq.http.keys import RUNTIME
 
@@ -69,8 +69,7 @@ async def task_types(request: web.Request) -> web.Response:
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
-    registry = request.app[RUNTIME].metrics_registry
-    body = generate_latest(registry) if registry is not None else b""
+    body = await request.app[RUNTIME].metrics()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
