@@ -146,7 +146,9 @@ def _changes(task: Task | None, e: Event) -> tuple[Task, dict[str, Any]]:
             }
         case _K.SUCCEEDED:
             t = _require(task, e, _S.RUNNING)
-            return t, _finish(e, _S.SUCCEEDED, result=d.get("result"))
+            # The worker that ran it: a task handed over inside a node ends on another worker
+            # than the one that claimed it.
+            return t, _finish(e, _S.SUCCEEDED, result=d.get("result"), worker=e.worker or t.worker)
         case _K.FAILED | _K.TIMED_OUT:
             t = _require(task, e, _S.RUNNING)
             return t, {

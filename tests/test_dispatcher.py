@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from nodes import Gates, make_registry, node_config
 
 from actorq.actors.core import Actor, ActorSystem, ChildSpec, Supervisor
 from actorq.actors.dispatcher import (
@@ -20,7 +21,8 @@ from actorq.actors.dispatcher import (
 )
 from actorq.actors.journal_writer import Write
 from actorq.journal.base import Claim, Outcome
-from actorq.model import NewTask, Task, TaskState
+from actorq.model import EventKind, NewTask, Task, TaskState
+from actorq.runtime import Runtime
 
 
 class HeldWrites(Actor):
@@ -126,3 +128,38 @@ def test_prefetch_covers_a_claims_round_trip_within_its_bounds() -> None:
     never.claimed(0.005)
     never.ran(0.0001)
     assert never.now() == 0, "prefetch 0 means a worker holds only what it runs"
+
+
+async def test_a_task_held_behind_a_long_one_moves_to_a_worker_that_goes_idle(
+    database_url: str, gates: Gates
+) -> None:
+    node = Runtime(node_config(database_url, concurrency=2), make_registry(gates))
+    await node.start()
+    try:
+        first, second = await node.submit([NewTask("gate", {"gate": g}) for g in "ab"])
+        await gates.wait_started("a")
+        await gates.wait_started("b")
+        (held,) = await node.submit([NewTask("echo", "behind")])
+        claimed = await node.wait_for(held.id, {TaskState.RUNNING}, timeout=10)
+        holder = claimed.worker
+        # Both workers are busy, so the echo waits in the hand of one of them. Let the other
+        # one finish: the echo must move to it, not wait for the long task.
+        a_worker = (await node.get(first.id)).worker
+        long_one, short_one = (first, "b") if a_worker == holder else (second, "a")
+        gates.open(short_one)
+        done = await node.wait_for(held.id, timeout=10)
+        assert done.state is TaskState.SUCCEEDED
+        assert done.worker is not None
+        assert done.worker != holder, "run by the worker that went idle"
+        assert (await node.get(long_one.id)).state is TaskState.RUNNING, "still blocked"
+        # Moved inside the node: one claim, no lease left to expire, one success.
+        kinds = [(e.kind, e.worker) for e in await node.history(held.id)]
+        assert kinds == [
+            (EventKind.SUBMITTED, None),
+            (EventKind.CLAIMED, holder),
+            (EventKind.SUCCEEDED, done.worker),
+        ]
+    finally:
+        for name in "ab":
+            gates.open(name)
+        await node.stop()

@@ -51,6 +51,23 @@ class RunTask:
 
 
 @attrs.frozen
+class HandOver:
+    """To a worker: give one task you hold but have not started to worker ``to``."""
+
+    to: str
+    ref: ActorRef
+
+
+@attrs.frozen
+class HandedOver:
+    """From a worker: ``task_id`` went from ``giver`` to ``to``; None if it had none left."""
+
+    giver: str
+    to: str
+    task_id: str | None
+
+
+@attrs.frozen
 class CancelRunning:
     task_id: str
 
@@ -169,7 +186,7 @@ class Dispatcher(Actor):
 
     async def receive(self, message: object) -> object:
         match message:
-            case WorkerReady() | TaskDone():
+            case WorkerReady() | TaskDone() | HandedOver():
                 self._worker_news(message)
             case Committed(changes):
                 if any(c.after.state is TaskState.QUEUED for c in changes):
@@ -192,8 +209,15 @@ class Dispatcher(Actor):
                 return sorted(self._running)
         return None
 
-    def _worker_news(self, message: WorkerReady | TaskDone) -> None:
+    def _worker_news(self, message: WorkerReady | TaskDone | HandedOver) -> None:
         match message:
+            case HandedOver(giver, to, task_id):
+                if task_id is None:  # it had started them all: undo the move
+                    self._held[giver] += 1
+                    self._held[to] -= 1
+                elif task_id in self._running:
+                    self._running[task_id] = (to, self._workers[to])
+                return
             case WorkerReady(worker_id, ref):
                 # A restarted worker holds nothing: what it held is left to its lease.
                 for task_id, (holder, _) in list(self._running.items()):
@@ -211,6 +235,7 @@ class Dispatcher(Actor):
     def _after_done(self) -> None:
         self._check_drained()
         self._dispatch()
+        self._rebalance()
 
     def _check_drained(self) -> None:
         # A claim still in flight counts as running: its tasks are ours once it commits, and
@@ -220,16 +245,34 @@ class Dispatcher(Actor):
             self._drained.set_result(None)
 
     def _slots(self) -> list[str]:
-        """Free slots, one entry each, round-robin: the best tasks go to idle workers first."""
+        """Free slots, one entry each, emptiest workers first: the best tasks go to idle
+        workers, then to those with least in hand."""
         hold = 1 + self.prefetch.now()
-        free = {worker_id: max(0, hold - held) for worker_id, held in self._held.items()}
         order: list[str] = []
-        while any(free.values()):
-            for worker_id, n in free.items():
-                if n:
-                    order.append(worker_id)
-                    free[worker_id] = n - 1
+        for level in range(hold):
+            order.extend(w for w, held in self._held.items() if held <= level)
         return order
+
+    def _rebalance(self) -> None:
+        """Move tasks waiting in a busy worker's hand to idle workers.
+
+        Only when the queue looks empty (otherwise idle workers claim fresh work, and a busy
+        worker's next task starts soon enough): a task prefetched behind a long one must not
+        wait while other workers have nothing to do.
+        """
+        if self._maybe_work or self._draining:
+            return
+        idle = [w for w, held in self._held.items() if held == 0]
+        for to in idle:
+            donor = max(self._held, key=lambda w: self._held[w])
+            if self._held[donor] < 2:  # nobody holds a task it is not running
+                return
+            try:
+                self._workers[donor].tell_nowait(HandOver(to, self._workers[to]))
+            except MailboxFull:
+                return  # the donor is busy with messages; the next chance will do
+            self._held[donor] -= 1  # as if moved; HandedOver confirms or undoes it
+            self._held[to] += 1
 
     def _dispatch(self) -> None:
         if self._claim is not None or not self._maybe_work or self._draining:
@@ -267,6 +310,7 @@ class Dispatcher(Actor):
         self._maybe_work = len(claimed.tasks) == len(claimed.workers)
         self._check_drained()
         self._dispatch()
+        self._rebalance()
 
     def _heartbeat(self) -> None:
         if not self._running:

@@ -25,7 +25,14 @@ import attrs
 
 import actorq.lifecycle as lifecycle
 from actorq.actors.core import Actor, ActorRef, ChildSpec, Restart, Supervisor
-from actorq.actors.dispatcher import CancelTask, RunTask, TaskDone, WorkerReady
+from actorq.actors.dispatcher import (
+    CancelTask,
+    HandedOver,
+    HandOver,
+    RunTask,
+    TaskDone,
+    WorkerReady,
+)
 from actorq.actors.journal_writer import Write
 from actorq.errors import ActorqError
 from actorq.journal.base import Append
@@ -98,7 +105,7 @@ class Worker(Actor):
             released = Event(
                 EventKind.RELEASED, task.id, self._d.clock(), self._d.node, {}, self.worker_id
             )
-            await self._d.writer.tell(Write(Append(released, self.worker_id, task.attempt)))
+            await self._d.writer.tell(Write(Append(released, task.worker, task.attempt)))
         self._task = self._job = None
         self._next.clear()
 
@@ -109,6 +116,13 @@ class Worker(Actor):
                 self._start_next()
             case CancelTask(task_id):
                 await self._cancel(task_id)
+            case HandOver(to, ref):
+                # The newest task in hand goes: the others have waited longer for this worker.
+                given = self._next.pop() if self._next else None
+                if given is not None:
+                    await ref.tell(RunTask(given))
+                handed = HandedOver(self.worker_id, to, None if given is None else given.id)
+                await self._d.dispatcher.tell(handed)
             case HandlerDone(task_id, outcome, seconds):
                 await self._finish(task_id, outcome, seconds)
                 self._start_next()
@@ -162,7 +176,8 @@ class Worker(Actor):
         self._task = self._job = None
         event = self._event(task, outcome)
         if event is not None:
-            await self._d.writer.tell(Write(Append(event, self.worker_id, task.attempt)))
+            # Fenced by the claim (its worker and attempt), which a handed-over task keeps.
+            await self._d.writer.tell(Write(Append(event, task.worker, task.attempt)))
         await self._d.dispatcher.tell(TaskDone(self.worker_id, task_id, seconds))
 
     def _event(self, task: Task, outcome: Succeeded | Failed | Cancelled) -> Event | None:
