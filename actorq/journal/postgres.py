@@ -96,6 +96,13 @@ class _Unsent(Exception):
         self.cause = cause
 
 
+def _discard(conn: asyncpg.Connection) -> None:
+    """Close a pooled connection whose state is unknown; the pool opens another. One that
+    was lost is already gone back to the pool, and asyncpg refuses to touch it again."""
+    with contextlib.suppress(asyncpg.InterfaceError):
+        conn.terminate()
+
+
 def _healthy_after(exc: Exception) -> bool:
     """Whether the connection is still fit to use after ``exc`` (an error of the server's
     about one statement, not of the connection)."""
@@ -398,19 +405,19 @@ class PostgresJournal:
         except _DRIVER_ERRORS as exc:
             if _healthy_after(exc):
                 raise
-            conn.terminate()  # the pool opens a new one in its place
+            _discard(conn)  # the pool opens a new one in its place
             raise _Unsent(exc) from exc
         try:
             outcomes = await self._batch(conn, ops, borrowed=False)
             await conn.execute("COMMIT")
         except BaseException as exc:
             if not isinstance(exc, Exception) or not _healthy_after(exc):
-                conn.terminate()  # cancelled mid-query or broken: its state is unknown
+                _discard(conn)  # cancelled mid-query or broken: its state is unknown
             elif conn.is_in_transaction():
                 try:
                     await conn.execute("ROLLBACK")
                 except _DRIVER_ERRORS:
-                    conn.terminate()
+                    _discard(conn)
             raise
         return outcomes
 
