@@ -315,6 +315,24 @@ async def test_one_failing_operation_leaves_the_rest_of_its_batch_untouched(
     assert counts == {("default", _S.QUEUED): 3}
 
 
+async def test_a_task_id_is_submitted_once_and_a_repeat_changes_nothing(
+    journal: Journal,
+) -> None:
+    twice, first = NewTask("job"), NewTask("job")
+    ops: list[Op] = [
+        Submit([twice, twice], T0 + 1, NODE),  # the same task twice in one submission
+        Submit([first], T0 + 1, NODE),
+        Submit([NewTask("job"), first], T0 + 1, NODE),  # again, later in the same batch
+    ]
+
+    outcomes = await journal.run(ops)
+
+    assert [type(o.error) for o in outcomes] == [InvalidInput, type(None), InvalidTransition]
+    written = [(e.kind, e.task_id) async for e in journal.events()]
+    assert written == [(_K.SUBMITTED, first.id)]
+    assert [e.kind for e in await journal.history(first.id)] == [_K.SUBMITTED]
+
+
 # -- timers: due work, leases ---------------------------------------------------------------
 
 

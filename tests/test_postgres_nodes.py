@@ -99,7 +99,8 @@ async def test_dropped_connections_are_survived_and_no_acknowledged_task_is_lost
                    make_registry(gates))  # fmt: skip
     await node.start()
     try:
-        acked = [t.id for t in await node.submit([NewTask("slow", {"seconds": 0.01})] * 40)]
+        slow = [NewTask("slow", {"seconds": 0.01}) for _ in range(40)]
+        acked = [t.id for t in await node.submit(slow)]
         admin = await asyncpg.connect(PG_DSN)
         try:
             killed = await admin.fetchval(

@@ -14,7 +14,13 @@ from typing import Protocol
 import attrs
 
 import actorq.lifecycle as lifecycle
-from actorq.errors import ActorqError, DuplicateTask, InvalidTransition, TaskNotFound
+from actorq.errors import (
+    ActorqError,
+    DuplicateTask,
+    InvalidInput,
+    InvalidTransition,
+    TaskNotFound,
+)
 from actorq.journal.base import (
     Append,
     Change,
@@ -152,6 +158,12 @@ class BatchRun:
         return await self._stage([(t, make(t, i)) for i, t in enumerate(rows)])
 
     async def _submit(self, op: Submit) -> Outcome:
+        ids = {new.id for new in op.tasks}
+        if len(ids) < len(op.tasks):
+            raise InvalidInput("a submission names the same task id more than once")
+        again = ids & self._known.keys()
+        if again:  # ids are fresh UUIDs; a table's own key refuses one from an earlier batch
+            raise InvalidTransition(f"task {min(again)} was already submitted")
         keys: dict[str, str] = {}
         for new in op.tasks:
             key = new.idempotency_key
