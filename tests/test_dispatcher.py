@@ -4,6 +4,7 @@ test decides when a claim commits and when a task ends."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import pytest
 from nodes import Gates, make_registry, node_config
@@ -55,8 +56,12 @@ def running(new: NewTask, worker: str) -> Task:
                 created_at=0.0, updated_at=0.0, worker=worker)  # fmt: skip
 
 
+Tree = tuple[Supervisor, asyncio.Queue[Write], asyncio.Queue[Task]]
+
+
 @pytest.fixture
-async def tree() -> tuple[Supervisor, asyncio.Queue[Write], asyncio.Queue[Task]]:
+async def tree() -> AsyncIterator[Tree]:
+    """A running dispatcher beside a writer and one worker that only record."""
     writes: asyncio.Queue[Write] = asyncio.Queue()
     given: asyncio.Queue[Task] = asyncio.Queue()
     settings = DispatcherSettings(node="n", lease_seconds=30, heartbeat_seconds=60,
@@ -66,50 +71,39 @@ async def tree() -> tuple[Supervisor, asyncio.Queue[Write], asyncio.Queue[Task]]
         ChildSpec("worker", lambda: Runs(given)),
         ChildSpec("dispatcher", lambda: Dispatcher(settings, root.child("writer"), lambda: 0.0)),
     ])  # fmt: skip
-    return root, writes, given
+    system = ActorSystem(root)
+    await system.start()
+    yield root, writes, given
+    await system.stop()
 
 
-async def test_a_drain_waits_for_the_claim_in_flight_and_the_tasks_it_brings(
-    tree: tuple[Supervisor, asyncio.Queue[Write], asyncio.Queue[Task]],
-) -> None:
+async def test_a_drain_waits_for_the_claim_in_flight_and_the_tasks_it_brings(tree: Tree) -> None:
     root, writes, given = tree
-    system = ActorSystem(root)
-    await system.start()
-    try:
-        dispatcher = root.child("dispatcher")
-        await dispatcher.tell(WorkerReady("n/w0", root.child("worker")))
-        await dispatcher.tell(WorkAvailable())
-        claim = await asyncio.wait_for(writes.get(), 5)
-        assert isinstance(claim.op, Claim)
+    dispatcher = root.child("dispatcher")
+    await dispatcher.tell(WorkerReady("n/w0", root.child("worker")))
+    await dispatcher.tell(WorkAvailable())
+    claim = await asyncio.wait_for(writes.get(), 5)
+    assert isinstance(claim.op, Claim)
 
-        drained = await dispatcher.ask(Drain(), timeout=5)
-        assert not drained.done(), "a claim still in flight may bring tasks"
+    drained = await dispatcher.ask(Drain(), timeout=5)
+    assert not drained.done(), "a claim still in flight may bring tasks"
 
-        task = running(NewTask("job"), "n/w0")
-        assert claim.reply is not None
-        claim.reply.set_result(Outcome(value=[task]))
-        assert (await asyncio.wait_for(given.get(), 5)).id == task.id
-        assert not drained.done(), "the claimed task is running here"
+    task = running(NewTask("job"), "n/w0")
+    assert claim.reply is not None
+    claim.reply.set_result(Outcome(value=[task]))
+    assert (await asyncio.wait_for(given.get(), 5)).id == task.id
+    assert not drained.done(), "the claimed task is running here"
 
-        await dispatcher.tell(TaskDone("n/w0", task.id))
-        await asyncio.wait_for(drained, 5)
-        assert writes.empty(), "a draining node claims nothing more"
-    finally:
-        await system.stop()
+    await dispatcher.tell(TaskDone("n/w0", task.id))
+    await asyncio.wait_for(drained, 5)
+    assert writes.empty(), "a draining node claims nothing more"
 
 
-async def test_a_drain_with_nothing_running_or_claimed_is_done_at_once(
-    tree: tuple[Supervisor, asyncio.Queue[Write], asyncio.Queue[Task]],
-) -> None:
+async def test_a_drain_with_nothing_running_or_claimed_is_done_at_once(tree: Tree) -> None:
     root, writes, _ = tree
-    system = ActorSystem(root)
-    await system.start()
-    try:
-        drained = await root.child("dispatcher").ask(Drain(), timeout=5)
-        await asyncio.wait_for(drained, 5)
-        assert writes.empty()
-    finally:
-        await system.stop()
+    drained = await root.child("dispatcher").ask(Drain(), timeout=5)
+    await asyncio.wait_for(drained, 5)
+    assert writes.empty()
 
 
 def test_prefetch_covers_a_claims_round_trip_within_its_bounds() -> None:
