@@ -23,6 +23,11 @@ def _positive(_inst: object, attribute: attrs.Attribute[Any], value: float) -> N
         raise InvalidInput(f"{attribute.name} must be positive, got {value}")
 
 
+def _not_negative(_inst: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if value < 0:
+        raise InvalidInput(f"{attribute.name} must not be negative, got {value}")
+
+
 @attrs.frozen
 class Config:
     database_url: str = "sqlite:///actorq.db"
@@ -35,7 +40,7 @@ class Config:
     # Tasks each worker holds claimed beside the one it runs, so it finds work at once; up to
     # 8 times more while tasks run far shorter than a claim takes (see dispatcher.Prefetch).
     # 0: a worker holds only the task it runs.
-    prefetch: int = 1
+    prefetch: int = attrs.field(default=1, validator=_not_negative)
     shutdown_grace: float = attrs.field(default=10.0, validator=_positive)
     # Slow fallback for work that no wake-up announced (another process wrote the journal).
     poll_seconds: float = attrs.field(default=1.0, validator=_positive)

@@ -31,6 +31,7 @@ def test_flags_override_environment_which_overrides_app_settings() -> None:
         ({"ACTORQ_PORT": "eighty"}, "ACTORQ_PORT"),
         ({"ACTORQ_CONCURRENCY": "0"}, "concurrency must be positive"),
         ({"ACTORQ_LEASE_SECONDS": "-1"}, "lease_seconds must be positive"),
+        ({"ACTORQ_PREFETCH": "-1"}, "prefetch must not be negative"),
     ],
 )
 def test_bad_settings_are_clear_errors(env: dict[str, str], message: str) -> None:
