@@ -4,16 +4,20 @@ test decides when a claim commits and when a task ends."""
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import AsyncIterator
 
+import attrs
 import pytest
 from nodes import Gates, make_registry, node_config
 
 from actorq.actors.core import Actor, ActorSystem, ChildSpec, Supervisor
 from actorq.actors.dispatcher import (
+    CancelTask,
     Dispatcher,
     DispatcherSettings,
     Drain,
+    HandOver,
     Prefetch,
     RunTask,
     TaskDone,
@@ -21,6 +25,7 @@ from actorq.actors.dispatcher import (
     WorkerReady,
 )
 from actorq.actors.journal_writer import Write
+from actorq.actors.worker import Worker, WorkerDeps
 from actorq.journal.base import Claim, Outcome
 from actorq.model import EventKind, NewTask, Task, TaskState
 from actorq.runtime import Runtime
@@ -157,3 +162,50 @@ async def test_a_task_held_behind_a_long_one_moves_to_a_worker_that_goes_idle(
         for name in "ab":
             gates.open(name)
         await node.stop()
+
+
+class Heard(Actor):
+    """A dispatcher stand-in that records what the workers tell it."""
+
+    def __init__(self, heard: asyncio.Queue[object]) -> None:
+        self.heard = heard
+
+    async def receive(self, message: object) -> object:
+        self.heard.put_nowait(message)
+        return None
+
+
+async def test_a_cancel_that_reaches_the_worker_a_task_left_follows_it(gates: Gates) -> None:
+    heard: asyncio.Queue[object] = asyncio.Queue()
+    writes: asyncio.Queue[Write] = asyncio.Queue()
+
+    def worker(worker_id: str) -> Worker:
+        deps = WorkerDeps(node="n", registry=make_registry(gates), writer=root.child("writer"),
+                          dispatcher=root.child("dispatcher"), clock=lambda: 0.0,
+                          rng=random.Random(0))  # fmt: skip
+        return Worker(worker_id, deps)
+
+    root = Supervisor([
+        ChildSpec("writer", lambda: HeldWrites(writes)),
+        ChildSpec("dispatcher", lambda: Heard(heard)),
+        ChildSpec("n/w0", lambda: worker("n/w0")),
+        ChildSpec("n/w1", lambda: worker("n/w1")),
+    ])  # fmt: skip
+    system = ActorSystem(root)
+    await system.start()
+    try:
+        w0, w1 = root.child("n/w0"), root.child("n/w1")
+        long, moved = (attrs.evolve(running(NewTask("gate", {"gate": g}), "n/w0"),
+                                    payload={"gate": g}) for g in ("long", "moved"))  # fmt: skip
+        await w0.tell(RunTask(long))
+        await w0.tell(RunTask(moved))  # in w0's hand, behind the long one
+        await gates.wait_started("long")
+        await w0.tell(HandOver("n/w1", w1))
+        await gates.wait_started("moved")  # now running on w1
+
+        await w0.tell(CancelTask(moved.id))  # the dispatcher still thinks w0 holds it
+        await gates.wait_cancelled("moved")
+        assert not gates.cancelled.get("long", asyncio.Event()).is_set()
+    finally:
+        gates.open("long")
+        await system.stop()

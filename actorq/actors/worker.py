@@ -61,6 +61,9 @@ class Cancelled:
     """The handler was stopped because its task was cancelled (already journaled)."""
 
 
+_MOVED_KEPT = 64  # tasks handed over lately, whose cancellation may still come here
+
+
 @attrs.frozen
 class HandlerDone:
     task_id: str
@@ -88,6 +91,7 @@ class Worker(Actor):
         self._task: Task | None = None
         self._job: asyncio.Task[None] | None = None
         self._next: collections.deque[Task] = collections.deque()
+        self._moved: collections.OrderedDict[str, ActorRef] = collections.OrderedDict()
 
     async def on_start(self) -> None:
         await self._d.dispatcher.tell(WorkerReady(self.worker_id, self.ref))
@@ -121,6 +125,9 @@ class Worker(Actor):
                 given = self._next.pop() if self._next else None
                 if given is not None:
                     await ref.tell(RunTask(given))
+                    self._moved[given.id] = ref
+                    if len(self._moved) > _MOVED_KEPT:
+                        self._moved.popitem(last=False)
                 handed = HandedOver(self.worker_id, to, None if given is None else given.id)
                 await self._d.dispatcher.tell(handed)
             case HandlerDone(task_id, outcome, seconds):
@@ -136,6 +143,10 @@ class Worker(Actor):
     async def _cancel(self, task_id: str) -> None:
         if self._task is not None and self._task.id == task_id and self._job:
             self._job.cancel()  # HandlerDone(Cancelled) follows
+            return
+        moved = self._moved.pop(task_id, None)
+        if moved is not None:  # handed over before the dispatcher heard: pass it on
+            await moved.tell(CancelTask(task_id))
             return
         for task in list(self._next):
             if task.id == task_id:  # prefetched, never started: drop it
