@@ -19,6 +19,7 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 from nodes import Gates, make_registry, node_config
+from procs import Server
 
 from actorq.http.app import make_app
 from actorq.journal import journal_from_url
@@ -140,3 +141,12 @@ async def client(node: Runtime, aiohttp_client: Any) -> TestClient:
 async def client_single(single_worker_node: Runtime, aiohttp_client: Any) -> TestClient:
     client: TestClient = await aiohttp_client(make_app(single_worker_node))
     return client
+
+
+@pytest.fixture
+def servers() -> Iterator[list[Server]]:
+    """Real ``actorq`` processes a test starts; those still running are stopped after it."""
+    started: list[Server] = []
+    yield started
+    for server in started:
+        server.stop()

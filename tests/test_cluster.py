@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import collections
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
@@ -22,23 +21,15 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 TASKS = 5000
 
 
-@pytest.fixture
-def nodes() -> Iterator[list[Server]]:
-    started: list[Server] = []
-    yield started
-    for node in started:
-        node.stop()
-
-
 async def test_cluster_survives_a_sigkilled_worker_without_losing_or_doubling_work(
-    postgres_url: str, tmp_path: Path, nodes: list[Server]
+    postgres_url: str, tmp_path: Path, servers: list[Server]
 ) -> None:
     common = ("--database-url", postgres_url, "--lease-seconds", "2", "--concurrency", "4")
     serve = Server.command(tmp_path, "serve", "api", *common)
-    nodes.append(serve)
+    servers.append(serve)
     await serve.ready()
     workers = [Server.command(tmp_path, "worker", f"w{i}", *common) for i in range(3)]
-    nodes.extend(workers)
+    servers.extend(workers)
 
     batch = [{"type": "sleep", "payload": {"seconds": 0.002}}] * 500
     for _ in range(TASKS // len(batch)):

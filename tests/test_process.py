@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import signal
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -25,14 +24,6 @@ async def open_states(server: Server) -> dict[str, int]:
     stats = await api("GET", f"{server.url}/api/v1/stats")
     tasks: dict[str, int] = stats["tasks"]
     return tasks
-
-
-@pytest.fixture
-def servers(tmp_path: Path) -> Iterator[list[Server]]:
-    started: list[Server] = []
-    yield started
-    for server in started:
-        server.stop()
 
 
 async def test_sigkill_mid_run_loses_nothing_and_reruns_what_was_running(

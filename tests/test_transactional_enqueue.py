@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -25,60 +26,58 @@ def make_app(url: str) -> actorq.App:
     return app
 
 
-async def test_a_task_enqueued_in_a_committed_transaction_runs(postgres_url: str) -> None:
+@pytest.fixture
+async def started(postgres_url: str) -> AsyncIterator[tuple[actorq.App, asyncpg.Connection]]:
+    """A running app, and the caller's own connection to the same database."""
     app = make_app(postgres_url)
     dsn, _ = split_url(postgres_url)
     async with app:
         await app.start()
         conn = await asyncpg.connect(dsn)
         try:
-            await conn.execute("CREATE TEMP TABLE users (name text)")
-            async with conn.transaction():
-                await conn.execute("INSERT INTO users VALUES ('ada')")
-                task = await app.enqueue("welcome", {"user": "ada"}, connection=conn)
-                # not visible to anyone else before the commit
-                with pytest.raises(TaskNotFound):
-                    await app.get(task.id)
-            done = await app.wait_for(task.id, timeout=10)
-            assert done.result == "welcome ada"
-            assert done.started_at is not None
-            assert done.started_at - done.created_at < 5, "woken by the commit's notice"
-            assert await conn.fetchval("SHOW search_path") == '"$user", public'
+            yield app, conn
         finally:
             await conn.close()
+
+
+async def test_a_task_enqueued_in_a_committed_transaction_runs(
+    started: tuple[actorq.App, asyncpg.Connection],
+) -> None:
+    app, conn = started
+    await conn.execute("CREATE TEMP TABLE users (name text)")
+    async with conn.transaction():
+        await conn.execute("INSERT INTO users VALUES ('ada')")
+        task = await app.enqueue("welcome", {"user": "ada"}, connection=conn)
+        # not visible to anyone else before the commit
+        with pytest.raises(TaskNotFound):
+            await app.get(task.id)
+    done = await app.wait_for(task.id, timeout=10)
+    assert done.result == "welcome ada"
+    assert done.started_at is not None
+    assert done.started_at - done.created_at < 5, "woken by the commit's notice"
+    assert await conn.fetchval("SHOW search_path") == '"$user", public'
 
 
 async def test_a_task_enqueued_in_a_rolled_back_transaction_never_exists(
-    postgres_url: str,
+    started: tuple[actorq.App, asyncpg.Connection],
 ) -> None:
-    app = make_app(postgres_url)
-    dsn, _ = split_url(postgres_url)
-    async with app:
-        await app.start()
-        conn = await asyncpg.connect(dsn)
-        try:
-            tx = conn.transaction()
-            await tx.start()
-            task = await app.enqueue("welcome", {"user": "bob"}, connection=conn)
-            await tx.rollback()
-            with pytest.raises(TaskNotFound):
-                await app.get(task.id)
-            head = await app.runtime.journal.head()  # type: ignore[union-attr]
-            assert head.journal_seq == 0, "nothing of it reached the journal"
-        finally:
-            await conn.close()
+    app, conn = started
+    tx = conn.transaction()
+    await tx.start()
+    task = await app.enqueue("welcome", {"user": "bob"}, connection=conn)
+    await tx.rollback()
+    with pytest.raises(TaskNotFound):
+        await app.get(task.id)
+    head = await app.runtime.journal.head()  # type: ignore[union-attr]
+    assert head.journal_seq == 0, "nothing of it reached the journal"
 
 
-async def test_transactional_enqueue_outside_a_transaction_is_refused(postgres_url: str) -> None:
-    app = make_app(postgres_url)
-    dsn, _ = split_url(postgres_url)
-    async with app:
-        conn = await asyncpg.connect(dsn)
-        try:
-            with pytest.raises(actorq.InvalidInput, match="transaction"):
-                await app.enqueue("welcome", {"user": "x"}, connection=conn)
-        finally:
-            await conn.close()
+async def test_transactional_enqueue_outside_a_transaction_is_refused(
+    started: tuple[actorq.App, asyncpg.Connection],
+) -> None:
+    app, conn = started
+    with pytest.raises(actorq.InvalidInput, match="transaction"):
+        await app.enqueue("welcome", {"user": "x"}, connection=conn)
 
 
 async def test_transactional_enqueue_on_sqlite_is_refused(tmp_path: Any) -> None:
