@@ -28,6 +28,7 @@ from actorq.actors.journal_writer import JournalWriter, Subscriber, write
 from actorq.actors.lock_reaper import LockReaper
 from actorq.actors.retry_timer import RetryTimer
 from actorq.actors.stats import (
+    Follow,
     Snapshot,
     StatsAggregator,
     Subscribe,
@@ -228,7 +229,7 @@ class Runtime:
     async def metrics(self) -> bytes:
         """This node's metrics in Prometheus' text format."""
         # On a shared journal the task gauge follows the journal once someone asks.
-        await self.stats()
+        await self._ref(STATS).ask(Follow(), timeout=5.0)
         if self._stats_actor is None:
             return b""
         return bytes(generate_latest(self._stats_actor.metrics.registry))

@@ -56,6 +56,11 @@ class Snapshot:
 
 
 @attrs.frozen
+class Follow:
+    """Keep the counts current from now on (a shared journal's follower starts)."""
+
+
+@attrs.frozen
 class Tailed:
     """From the follower: events every node committed, and the tasks they belong to."""
 
@@ -193,6 +198,8 @@ class StatsAggregator(Actor):
             case Snapshot():
                 await self._start_following()
                 return self._snapshot()
+            case Follow():
+                await self._start_following()
             case _FollowerFailed(error):
                 raise error  # the supervisor restarts us, and the follower with us
         return None
