@@ -104,11 +104,6 @@ class Drain:
 
 
 @attrs.frozen
-class Running:
-    """Answer: the ids of the tasks running on this node."""
-
-
-@attrs.frozen
 class DispatcherSettings:
     node: str
     lease_seconds: float
@@ -163,7 +158,7 @@ class Dispatcher(Actor):
         self._workers: dict[str, ActorRef] = {}
         self._held: dict[str, int] = {}  # worker id -> tasks it holds (running or in hand)
         self.prefetch = Prefetch(settings.prefetch, settings.burst)
-        self._running: dict[str, tuple[str, ActorRef]] = {}  # task id -> (worker id, ref)
+        self._running: dict[str, str] = {}  # task id -> id of the worker holding it
         self._maybe_work = True
         self._claim: asyncio.Task[None] | None = None  # at most one claim in flight
         self._draining = False
@@ -200,13 +195,11 @@ class Dispatcher(Actor):
             case Heartbeat():
                 self._heartbeat()
             case CancelRunning(task_id):
-                held = self._running.get(task_id)
-                if held is not None:
-                    await held[1].tell(CancelTask(task_id))
+                holder = self._running.get(task_id)
+                if holder is not None:
+                    await self._workers[holder].tell(CancelTask(task_id))
             case Drain():
                 return self._drain()
-            case Running():
-                return sorted(self._running)
         return None
 
     def _worker_news(self, message: WorkerReady | TaskDone | HandedOver) -> None:
@@ -216,11 +209,11 @@ class Dispatcher(Actor):
                     self._held[giver] += 1
                     self._held[to] -= 1
                 elif task_id in self._running:
-                    self._running[task_id] = (to, self._workers[to])
+                    self._running[task_id] = to
                 return
             case WorkerReady(worker_id, ref):
                 # A restarted worker holds nothing: what it held is left to its lease.
-                for task_id, (holder, _) in list(self._running.items()):
+                for task_id, holder in list(self._running.items()):
                     if holder == worker_id:
                         del self._running[task_id]
                 self._workers[worker_id] = ref
@@ -304,13 +297,11 @@ class Dispatcher(Actor):
             assert task.worker is not None
             ref = self._workers[task.worker]
             self._held[task.worker] += 1
-            self._running[task.id] = (task.worker, ref)
+            self._running[task.id] = task.worker
             await ref.tell(RunTask(task))
         # A full claim means more may be waiting; a short one means the queue is empty for now.
         self._maybe_work = len(claimed.tasks) == len(claimed.workers)
-        self._check_drained()
-        self._dispatch()
-        self._rebalance()
+        self._after_done()
 
     def _heartbeat(self) -> None:
         if not self._running:
