@@ -259,7 +259,9 @@ class Runtime:
                         item = await feed.get()
                         if item.get("kind") == "lagged":
                             break
-                        if item.get("task_id") == task_id:
+                        # The item tells the state the event left; read the task once it
+                        # is one of those awaited.
+                        if item.get("task_id") == task_id and item.get("state") in wanted:
                             task = await self.journal.get(task_id)
                     else:
                         return task

@@ -21,7 +21,7 @@ import collections
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
@@ -177,15 +177,7 @@ class StatsAggregator(Actor):
     async def receive(self, message: object) -> object:
         match message:
             case Committed(changes):
-                for change in changes:
-                    self._observe(change)
-                if self._shared is None:
-                    for change in changes:
-                        self._fold(change.event, change.after)
-                        self._count(change.after.queue, change.before, change.after.state)
-                    self._fan_out([change_to_json(c) for c in changes])
-                else:
-                    self._kick.set()  # our own commits: look for them now
+                self._committed(changes)
             case Tailed(events, tasks):
                 self._fold_tailed(events, tasks)
             case Counted(counts):
@@ -205,6 +197,19 @@ class StatsAggregator(Actor):
         return None
 
     # -- folding -------------------------------------------------------------------------
+
+    def _committed(self, changes: Sequence[Change]) -> None:
+        """This node's own commits: its metrics, and on its own journal everything else."""
+        for change in changes:
+            self._observe(change)
+        if self._shared is not None:
+            self._kick.set()  # the follower picks them up with the other nodes' events
+            return
+        for change in changes:
+            self._fold(change.event, change.after)
+            self._count(change.after.queue, change.before, change.after.state)
+        if self._subscribers:
+            self._fan_out([change_to_json(c) for c in changes])
 
     def _observe(self, change: Change) -> None:
         """This node's Prometheus metrics, from one of its own commits."""
@@ -232,7 +237,7 @@ class StatsAggregator(Actor):
     def _fold_tailed(self, events: list[Event], tasks: dict[str, Task]) -> None:
         """Every node's events: statistics, counts moved by each transition the event alone
         tells (the next read of the counts corrects the rest), and the live feed."""
-        items = []
+        items: list[dict[str, Any]] | None = [] if self._subscribers else None
         for e in events:
             task = tasks.get(e.task_id)
             self._fold(e, task)
@@ -246,8 +251,10 @@ class StatsAggregator(Actor):
                 self._recount = True
             else:
                 self._count(queue, *transition)
-            items.append(event_to_json(e, lifecycle.state_after(e), queue, type_))
-        self._fan_out(items)
+            if items is not None:
+                items.append(event_to_json(e, lifecycle.state_after(e), queue, type_))
+        if items:
+            self._fan_out(items)
 
     def _set_counts(self, counts: dict[tuple[str, TaskState], int]) -> None:
         for key in self._counts.keys() - counts.keys():
@@ -270,8 +277,6 @@ class StatsAggregator(Actor):
         return gauge
 
     def _fan_out(self, items: list[dict[str, Any]]) -> None:
-        if not self._subscribers or not items:
-            return
         for queue in list(self._subscribers):
             for item in items:
                 try:
