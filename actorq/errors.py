@@ -58,9 +58,3 @@ class StorageError(ActorqError):
     """The journal's database failed in a way the caller cannot fix."""
 
     code = "storage_error"
-
-
-class JournalTampered(ActorqError):
-    """Replay of the journal does not match what was recorded."""
-
-    code = "journal_mismatch"

@@ -94,6 +94,7 @@ class Runtime:
             poll_seconds=c.poll_seconds,
             queues=c.queues,
             prefetch=c.prefetch,
+            write_timeout=self._write_timeout,
         )
 
         # Factories run at (re)start, when the refs they look up exist.
@@ -127,10 +128,20 @@ class Runtime:
             ChildSpec(
                 TIMER,
                 lambda: RetryTimer(
-                    self.journal, root_ref(WRITER), c.node, self.clock, c.poll_seconds
+                    self.journal,
+                    root_ref(WRITER),
+                    c.node,
+                    self.clock,
+                    c.poll_seconds,
+                    self._write_timeout,
                 ),
             ),
-            ChildSpec(REAPER, lambda: LockReaper(root_ref(WRITER), c.node, self.clock, reap_every)),
+            ChildSpec(
+                REAPER,
+                lambda: LockReaper(
+                    root_ref(WRITER), c.node, self.clock, reap_every, self._write_timeout
+                ),
+            ),
         ]
         return Supervisor(specs, strategy=Strategy.ONE_FOR_ONE, max_restarts=5, within=10.0)
 

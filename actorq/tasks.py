@@ -97,10 +97,6 @@ class Registry:
     def names(self) -> list[str]:
         return sorted(self._types)
 
-    def update(self, other: Registry) -> None:
-        for task_type in other._types.values():
-            self.add(task_type)
-
 
 _FIELDS = frozenset(
     {

@@ -66,10 +66,6 @@ class ActorRef:
     def __repr__(self) -> str:
         return f"<ActorRef {self.name}>"
 
-    @property
-    def alive(self) -> bool:
-        return not self._stopped
-
     async def tell(self, message: object) -> None:
         """Send; waits for room in the mailbox (backpressure)."""
         self._check()
@@ -199,8 +195,6 @@ class _ChildExited:
 
 class Supervisor(Actor):
     """Starts children in order, stops them in reverse, and restarts the ones that exit."""
-
-    mailbox_size = 1024
 
     def __init__(
         self,

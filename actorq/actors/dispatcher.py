@@ -110,7 +110,7 @@ class DispatcherSettings:
     heartbeat_seconds: float
     poll_seconds: float
     queues: tuple[str, ...] | None = None
-    write_timeout: float = 30.0
+    write_timeout: float = 30.0  # the runtime's own
     prefetch: int = 1  # tasks a worker holds besides the one it runs
     burst: int = 8  # how many times more of them while tasks are far shorter than a claim
 

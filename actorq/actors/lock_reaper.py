@@ -28,9 +28,15 @@ class Reap:
 
 class LockReaper(Actor):
     def __init__(
-        self, writer: ActorRef, node: str, clock: Callable[[], float], interval: float
+        self,
+        writer: ActorRef,
+        node: str,
+        clock: Callable[[], float],
+        interval: float,
+        write_timeout: float,
     ) -> None:
         self._writer = writer
+        self._write_timeout = write_timeout
         self._node = node
         self._clock = clock
         self._interval = interval
@@ -54,7 +60,7 @@ class LockReaper(Actor):
         op = ReapExpired(self._clock(), self._node)
         while True:
             try:
-                reaped = (await write(self._writer, op, timeout=30)).unwrap()
+                reaped = (await write(self._writer, op, timeout=self._write_timeout)).unwrap()
             except (ActorqError, TimeoutError) as exc:
                 log.warning("reaping expired leases failed: %s", exc)
                 return

@@ -42,8 +42,10 @@ class RetryTimer(Actor):
         node: str,
         clock: Callable[[], float],
         refresh_seconds: float,
+        write_timeout: float,
     ) -> None:
         self._journal = journal
+        self._write_timeout = write_timeout
         self._writer = writer
         self._node = node
         self._clock = clock
@@ -65,9 +67,9 @@ class RetryTimer(Actor):
     async def receive(self, message: object) -> object:
         match message:
             case Committed(changes):
-                for change in changes:
-                    if change.after.state is TaskState.SCHEDULED:
-                        self._arm(change.after.run_at)
+                due = [c.after.run_at for c in changes if c.after.state is TaskState.SCHEDULED]
+                if due:
+                    self._arm(min(due))
             case Fire():
                 self._due = None
                 await self._promote()
@@ -77,7 +79,8 @@ class RetryTimer(Actor):
 
     async def _promote(self) -> None:
         try:
-            outcome = await write(self._writer, PromoteDue(self._clock(), self._node), timeout=30)
+            op = PromoteDue(self._clock(), self._node)
+            outcome = await write(self._writer, op, timeout=self._write_timeout)
             outcome.unwrap()
         except (ActorqError, TimeoutError) as exc:
             log.warning("promoting due tasks failed; retrying at the next refresh: %s", exc)
