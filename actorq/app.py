@@ -107,6 +107,8 @@ class App:
         return await self.submit(tasks, connection=connection)
 
     async def submit(self, tasks: Sequence[NewTask], *, connection: Any = None) -> list[Task]:
+        if connection is None and self.runtime is not None:
+            return await self.runtime.submit(tasks)
         node = (
             self.runtime.config.node
             if self.runtime
@@ -118,8 +120,6 @@ class App:
             (outcome,) = await journal.run_in(connection, [op])
             in_transaction: list[Task] = outcome.unwrap()
             return in_transaction
-        if self.runtime is not None:
-            return await self.runtime.submit(tasks)
         (outcome,) = await (await self._client_journal()).run([op])
         created: list[Task] = outcome.unwrap()
         return created

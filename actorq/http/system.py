@@ -4,6 +4,7 @@ metrics, the live event feed (Server-Sent Events), the OpenAPI document and the 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from importlib import resources
 
@@ -23,6 +24,12 @@ _DASHBOARD_CSP = (
     "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
     "form-action 'none'; frame-ancestors 'none'"
 )
+
+
+@functools.cache
+def _static(name: str) -> str:
+    """A file of the package's static/: read once, it does not change while we run."""
+    return _STATIC.joinpath(name).read_text()
 
 
 @routes.get("/health")
@@ -96,15 +103,13 @@ async def events(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/openapi.json")
 async def openapi(_: web.Request) -> web.Response:
-    return web.Response(
-        text=_STATIC.joinpath("openapi.json").read_text(), content_type="application/json"
-    )
+    return web.Response(text=_static("openapi.json"), content_type="application/json")
 
 
 @routes.get("/")
 async def dashboard(_: web.Request) -> web.Response:
     return web.Response(
-        text=_STATIC.joinpath("index.html").read_text(),
+        text=_static("index.html"),
         content_type="text/html",
         headers={"Content-Security-Policy": _DASHBOARD_CSP, "Cache-Control": "no-cache"},
     )
@@ -117,7 +122,7 @@ async def asset(request: web.Request) -> web.Response:
     if kind is None:
         raise web.HTTPNotFound(text=f"no dashboard file {name!r}")
     return web.Response(
-        text=_STATIC.joinpath(name).read_text(),
+        text=_static(name),
         content_type=kind,
         headers={"Cache-Control": "no-cache"},
     )
