@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from importlib import resources
 from typing import Any
 
@@ -46,9 +46,10 @@ def task_to_row(task: Task) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
-def task_from_row(row: Sequence[Any] | Mapping[str, Any]) -> Task:
-    r = row if isinstance(row, Sequence) else [row[c] for c in TASK_COLUMNS]
-    # Positional, in TASK_COLUMNS order (which is Task's field order): this runs per row read.
+def task_from_row(r: Sequence[Any]) -> Task:
+    """A task from a row (a tuple, or an asyncpg Record, indexed the same way) whose columns
+    come in TASK_COLUMNS order, as every query's ``{columns}`` selects them. Positional: this
+    runs for every row read."""
     return Task(
         r[0], r[1], r[2], _loads(r[3]), r[4], _STATES[r[5]], r[6], r[7], r[8], r[9], r[10],
         r[11], r[12], _loads(r[13]), r[14], _loads(r[15]), r[16], r[17], r[18], r[19], r[20],
@@ -65,10 +66,12 @@ def event_to_row(event: Event) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
-def event_from_row(row: Sequence[Any] | Mapping[str, Any]) -> Event:
-    values = row if isinstance(row, Sequence) else [row[c] for c in EVENT_COLUMNS]
-    seq, at, task_id, kind, node, worker, data = values
-    return Event(EventKind(kind), task_id, at, node, json.loads(data), worker=worker, seq=seq)
+def event_from_row(r: Sequence[Any]) -> Event:
+    """An event from a row in EVENT_COLUMNS order (see task_from_row)."""
+    return Event(_KINDS[r[3]], r[2], r[1], r[4], _loads(r[6]), worker=r[5], seq=r[0])
+
+
+_KINDS = {k.value: k for k in EventKind}
 
 
 @functools.cache
