@@ -26,6 +26,7 @@ from actorq.errors import ActorqError, DuplicateTask, InvalidInput, StorageError
 from actorq.journal.base import Head, Notice, Op, Outcome, needs_flush
 from actorq.journal.batch import BatchRun
 from actorq.journal.rows import (
+    PAGE,
     TASK_COLUMNS,
     decode_cursor,
     dumps,
@@ -38,6 +39,7 @@ from actorq.journal.rows import (
     task_from_row,
     task_to_row,
     tasks_in_pages,
+    update_row,
 )
 from actorq.model import Event, EventKind, Page, Task, TaskFilter, TaskState
 
@@ -45,7 +47,6 @@ log = logging.getLogger("actorq.journal.postgres")
 
 _COLUMNS = ", ".join(TASK_COLUMNS)
 _Q = {name: sql.format(columns=_COLUMNS) for name, sql in queries("postgres").items()}
-_CHUNK = 1000
 _SCHEMA = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,55}")  # leaves room in a 63-byte channel name
 _RETRIES = 3  # a batch that lost a deadlock or a key race runs again from the start
 _PREFETCH = 64  # at most this many journal numbers are taken ahead of need
@@ -166,20 +167,13 @@ class _Tx:
 
     async def write(self, events: Sequence[Event], tasks: Sequence[Task], new: set[str]) -> None:
         inserts = [task_to_row(t) for t in tasks if t.id in new]
-        updates = [_update_row(t) for t in tasks if t.id not in new]
+        updates = [update_row(t) for t in tasks if t.id not in new]
         await self._conn.execute(
             _Q["write"],
             *_arrays([event_to_row(e) for e in events], 7),
             *_arrays(inserts, len(TASK_COLUMNS)),
             *_arrays(updates, 12),
         )
-
-
-def _update_row(t: Task) -> tuple[Any, ...]:
-    return (
-        t.id, t.state.value, t.attempt, t.run_at, t.updated_at, t.seq, dumps(t.result),
-        t.error, t.started_at, t.finished_at, t.worker, t.lease_expires_at,
-    )  # fmt: skip
 
 
 def _arrays(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
@@ -444,8 +438,8 @@ class PostgresJournal:
                 await conn.execute(_Q["lock_tasks"])
                 await conn.execute(_Q["clear_tasks"])
                 tx = _Tx(conn)
-                for start in range(0, len(tasks), _CHUNK):
-                    chunk = tasks[start : start + _CHUNK]
+                for start in range(0, len(tasks), PAGE):
+                    chunk = tasks[start : start + PAGE]
                     await tx.write([], chunk, {t.id for t in chunk})
                 await conn.execute(_Q["set_floor"], str(seq))
         except _DRIVER_ERRORS as exc:
@@ -602,7 +596,7 @@ class PostgresJournal:
     async def get_many(self, task_ids: Sequence[str]) -> dict[str, Task]:
         return {t.id: t for t in await self._tasks("get_many", list(task_ids))}
 
-    async def tail(self, after: int = 0, limit: int = _CHUNK) -> tuple[list[Event], int]:
+    async def tail(self, after: int = 0, limit: int = PAGE) -> tuple[list[Event], int]:
         """Events committed since position ``after``, and the position to pass next time.
 
         Start with 0; positions are transaction ids (xid8), not seqs. Following by

@@ -59,6 +59,14 @@ def task_from_row(r: Sequence[Any]) -> Task:
 _STATES = {s.value: s for s in TaskState}
 
 
+def update_row(t: Task) -> tuple[Any, ...]:
+    """The columns an event can change, id first: what both journals' task UPDATE takes."""
+    return (
+        t.id, t.state.value, t.attempt, t.run_at, t.updated_at, t.seq, dumps(t.result),
+        t.error, t.started_at, t.finished_at, t.worker, t.lease_expires_at,
+    )  # fmt: skip
+
+
 def event_to_row(event: Event) -> tuple[Any, ...]:
     return (
         event.seq, event.at, event.task_id, event.kind.value, event.node, event.worker,

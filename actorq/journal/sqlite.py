@@ -33,6 +33,7 @@ from actorq.journal.rows import (
     task_from_row,
     task_to_row,
     tasks_in_pages,
+    update_row,
 )
 from actorq.model import Event, Page, Task, TaskFilter, TaskState
 
@@ -42,7 +43,6 @@ _Q = {
     name: sql.format(columns=_COLUMNS, placeholders=", ".join("?" * len(TASK_COLUMNS)))
     for name, sql in queries("sqlite").items()
 }
-_CHUNK = 1000
 
 
 def path_from_url(url: str) -> str:
@@ -121,7 +121,7 @@ class _Tx:
             self._db.executemany(_Q["insert_event"], [event_to_row(e) for e in events])
         # Updates first: a task that finished in this batch frees its idempotency key for a
         # task submitted after it in the same batch.
-        updates = [_update_row(t) for t in tasks if t.id not in new]
+        updates = [update_row(t) for t in tasks if t.id not in new]
         if updates:
             self._db.executemany(_Q["update_task"], updates)
         inserts = [task_to_row(t) for t in tasks if t.id in new]
@@ -135,13 +135,6 @@ class _Tx:
 
     def clear(self) -> None:
         self._db.execute(_Q["clear_tasks"])
-
-
-def _update_row(t: Task) -> tuple[Any, ...]:
-    return (
-        t.state.value, t.attempt, t.run_at, t.updated_at, t.seq, json.dumps(t.result),
-        t.error, t.started_at, t.finished_at, t.worker, t.lease_expires_at, t.id,
-    )  # fmt: skip
 
 
 class SqliteJournal:

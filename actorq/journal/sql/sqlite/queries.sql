@@ -34,9 +34,10 @@ INSERT INTO journal (seq, at, task_id, kind, node, worker, data) VALUES (?, ?, ?
 INSERT INTO tasks ({columns}) VALUES ({placeholders})
 
 -- name: update_task
-UPDATE tasks SET state = ?, attempt = ?, run_at = ?, updated_at = ?, seq = ?, result = ?,
-error = ?, started_at = ?, finished_at = ?, worker = ?, lease_expires_at = ?
-WHERE id = ?
+UPDATE tasks SET state = ?2, attempt = ?3, run_at = ?4, updated_at = ?5, seq = ?6,
+result = ?7, error = ?8, started_at = ?9, finished_at = ?10, worker = ?11,
+lease_expires_at = ?12
+WHERE id = ?1
 
 -- name: set_watermark
 UPDATE meta SET value = ? WHERE key = 'projection_seq'
