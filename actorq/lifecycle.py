@@ -76,8 +76,7 @@ def decide_failure(
     """The event for a failed attempt: a retry at a chosen time, or the dead-letter queue."""
     reason = "timed_out" if timed_out else "failed"
     if task.attempt >= task.max_attempts:
-        data = {"error": error, "reason": reason}
-        return Event(_K.DEAD_LETTERED, task.id, at, node, data, worker=task.worker)
+        return _dead_letter(task, at, node, error, reason)
     retry_at = at + policy.delay(task.attempt, rng)
     kind = _K.TIMED_OUT if timed_out else _K.FAILED
     return Event(kind, task.id, at, node, {"error": error, "retry_at": retry_at}, task.worker)
@@ -85,9 +84,14 @@ def decide_failure(
 
 def decide_lease_expiry(task: Task, *, at: float, node: str) -> Event:
     if task.attempt >= task.max_attempts:
-        data = {"error": "lease expired: the worker running it stopped", "reason": "lease_expired"}
-        return Event(_K.DEAD_LETTERED, task.id, at, node, data, worker=task.worker)
+        error = "lease expired: the worker running it stopped"
+        return _dead_letter(task, at, node, error, "lease_expired")
     return Event(_K.LEASE_EXPIRED, task.id, at, node, {}, worker=task.worker)
+
+
+def _dead_letter(task: Task, at: float, node: str, error: str, reason: str) -> Event:
+    data = {"error": error, "reason": reason}
+    return Event(_K.DEAD_LETTERED, task.id, at, node, data, worker=task.worker)
 
 
 def _require(task: Task | None, event: Event, *allowed: TaskState) -> Task:
@@ -107,7 +111,7 @@ def _submit(event: Event) -> Task:
         queue=d["queue"],
         payload=d["payload"],
         priority=int(d["priority"]),
-        state=_S.SCHEDULED if run_at > event.at else _S.QUEUED,
+        state=state_after(event),
         attempt=0,
         max_attempts=int(d["max_attempts"]),
         timeout=d["timeout"],
