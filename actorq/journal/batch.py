@@ -65,6 +65,13 @@ class _Staged:
     new: set[str] = attrs.Factory(set)
 
 
+async def refold(tx: Tx, events: list[Event]) -> None:
+    """Apply journal events the projection missed (in seq order) to the tasks they touch."""
+    before = await tx.load(list({e.task_id for e in events}))
+    after = lifecycle.fold(events, dict(before))
+    await tx.write([], list(after.values()), set(after) - set(before))
+
+
 class BatchRun:
     """State of one batch: what was staged but not yet written to the transaction."""
 

@@ -21,10 +21,9 @@ from typing import Any
 
 import asyncpg
 
-import actorq.lifecycle as lifecycle
 from actorq.errors import ActorqError, DuplicateTask, InvalidInput, StorageError, TaskNotFound
 from actorq.journal.base import Head, Notice, Op, Outcome, needs_flush
-from actorq.journal.batch import BatchRun
+from actorq.journal.batch import BatchRun, refold
 from actorq.journal.rows import (
     PAGE,
     TASK_COLUMNS,
@@ -341,10 +340,7 @@ class PostgresJournal:
             return
         rows = await conn.fetch(_Q["events"], projection_seq, None)  # LIMIT NULL: all of them
         events = [event_from_row(r) for r in rows]
-        tx = _Tx(conn)
-        before = await tx.load(list({e.task_id for e in events}))
-        after = lifecycle.fold(events, dict(before))
-        await tx.write([], list(after.values()), set(after) - set(before))
+        await refold(_Tx(conn), events)
         await conn.execute(_Q["set_floor"], str(journal_seq))
 
     # -- writes --------------------------------------------------------------------------

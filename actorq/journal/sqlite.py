@@ -17,10 +17,9 @@ from typing import Any, TypeVar, cast
 
 import aiosqlite
 
-import actorq.lifecycle as lifecycle
 from actorq.errors import InvalidInput, StorageError, TaskNotFound
 from actorq.journal.base import Head, Notice, Op, Outcome, needs_flush
-from actorq.journal.batch import BatchRun
+from actorq.journal.batch import BatchRun, refold
 from actorq.journal.rows import (
     TASK_COLUMNS,
     decode_cursor,
@@ -263,9 +262,7 @@ class SqliteJournal:
         events = [e async for e in self.events(head.projection_seq)]
 
         def body(tx: _Tx) -> None:
-            before = drive(tx.load(list({e.task_id for e in events})))
-            after = lifecycle.fold(events, dict(before))
-            tx.write_now([], list(after.values()), set(after) - set(before))
+            drive(refold(tx, events))
             tx.set_watermark(head.journal_seq)
 
         await self._transaction(body)
