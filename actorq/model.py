@@ -11,7 +11,6 @@ import uuid
 from typing import Any
 
 import attrs
-import cattrs
 
 
 class TaskState(enum.StrEnum):
@@ -117,6 +116,3 @@ class TaskFilter:
 class Page:
     tasks: list[Task]
     next_cursor: str | None
-
-
-converter = cattrs.Converter()
