@@ -93,6 +93,7 @@ class Runtime:
             heartbeat_seconds=c.heartbeat_interval,
             poll_seconds=c.poll_seconds,
             queues=c.queues,
+            types=tuple(self.registry.names()),
             prefetch=c.prefetch,
             write_timeout=self._write_timeout,
         )

@@ -53,9 +53,13 @@ async def submit(journal: Journal, *tasks: NewTask, at: float = T0) -> list[Task
 
 
 async def claim(
-    journal: Journal, *workers: str, at: float = T0, queues: Sequence[str] | None = None
+    journal: Journal,
+    *workers: str,
+    at: float = T0,
+    queues: Sequence[str] | None = None,
+    types: Sequence[str] | None = None,
 ) -> list[Task]:
-    claimed: list[Task] = await one(journal, Claim(workers, at, NODE, LEASE, queues))
+    claimed: list[Task] = await one(journal, Claim(workers, at, NODE, LEASE, queues, types))
     return claimed
 
 
@@ -171,6 +175,18 @@ async def test_claim_gives_one_task_to_each_worker_it_names(journal: Journal) ->
         assert task.lease_expires_at == T0 + 1 + LEASE
         assert await journal.get(task.id) == task
     assert [t.id for t in await claim(journal, "w", at=T0 + 1)] == [third.id]
+
+
+async def test_claim_takes_only_the_task_types_the_node_serves(journal: Journal) -> None:
+    theirs = NewTask("report", priority=9)
+    ours = NewTask("job", queue="b")
+    await submit(journal, theirs, ours)
+
+    claimed = await claim(journal, "w0", "w1", at=T0 + 1, types=["job", "echo"])
+
+    assert [t.id for t in claimed] == [ours.id]
+    assert await claim(journal, "w0", at=T0 + 1, queues=["default"], types=["job"]) == []
+    assert (await journal.get(theirs.id)).state is _S.QUEUED
 
 
 async def test_submit_of_a_future_task_schedules_it_until_promoted(journal: Journal) -> None:

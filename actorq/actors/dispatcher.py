@@ -110,6 +110,7 @@ class DispatcherSettings:
     heartbeat_seconds: float
     poll_seconds: float
     queues: tuple[str, ...] | None = None
+    types: tuple[str, ...] | None = None  # the task types this node has handlers for
     write_timeout: float = 30.0  # the runtime's own
     prefetch: int = 1  # tasks a worker holds besides the one it runs
     burst: int = 8  # how many times more of them while tasks are far shorter than a claim
@@ -273,7 +274,8 @@ class Dispatcher(Actor):
         workers = self._slots()
         if not workers:
             return
-        claim = Claim(workers, self._clock(), self._s.node, self._s.lease_seconds, self._s.queues)
+        s = self._s
+        claim = Claim(workers, self._clock(), s.node, s.lease_seconds, s.queues, s.types)
         self._claim = asyncio.create_task(self._run_claim(claim), name="dispatcher:claim")
 
     async def _run_claim(self, claim: Claim) -> None:

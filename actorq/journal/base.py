@@ -27,9 +27,10 @@ class Submit:
 
 @attrs.frozen
 class Claim:
-    """Claim up to ``limit`` ready tasks, best first, for ``workers`` (one each, in order).
+    """Claim ready tasks, best first, for ``workers`` (one each, in order), among those of
+    ``queues`` and ``types`` (None: any). A node claims only the types it has handlers for.
 
-    Result: the claimed tasks, ``len`` at most ``min(limit, len(workers))``.
+    Result: the claimed tasks, at most one per worker.
     """
 
     workers: Sequence[str]
@@ -37,6 +38,7 @@ class Claim:
     node: str
     lease_seconds: float
     queues: Sequence[str] | None = None
+    types: Sequence[str] | None = None
 
 
 @attrs.frozen

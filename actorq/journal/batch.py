@@ -40,8 +40,11 @@ class Tx(Protocol):
 
     async def load(self, task_ids: Sequence[str]) -> dict[str, Task]: ...
 
-    async def ready(self, limit: int, queues: Sequence[str] | None) -> list[Task]:
-        """Queued tasks, best first (priority desc, run_at, seq), locked for this tx."""
+    async def ready(
+        self, limit: int, queues: Sequence[str] | None, types: Sequence[str] | None
+    ) -> list[Task]:
+        """Queued tasks of those queues and types (None: any), best first (priority desc,
+        run_at, seq), locked for this tx."""
 
     async def due(self, at: float, limit: int) -> list[Task]: ...
 
@@ -104,7 +107,7 @@ class BatchRun:
                     return await self._append(op)
                 case Claim():
                     await self.flush()
-                    rows = await self._tx.ready(len(op.workers), op.queues)
+                    rows = await self._tx.ready(len(op.workers), op.queues, op.types)
                     until = op.at + op.lease_seconds
                     return await self._apply_each(
                         rows,

@@ -134,10 +134,15 @@ class _Tx:
     async def load(self, task_ids: Sequence[str]) -> dict[str, Task]:
         return {t.id: t for t in await self._tasks("load", list(task_ids))}
 
-    async def ready(self, limit: int, queues: Sequence[str] | None) -> list[Task]:
-        if queues is None:
-            return await self._tasks("ready_any", limit)
-        return await self._tasks("ready_in", list(queues), limit)
+    async def ready(
+        self, limit: int, queues: Sequence[str] | None, types: Sequence[str] | None
+    ) -> list[Task]:
+        return await self._tasks(
+            "ready",
+            None if queues is None else list(queues),
+            None if types is None else list(types),
+            limit,
+        )
 
     async def due(self, at: float, limit: int) -> list[Task]:
         return await self._tasks("due", at, limit)

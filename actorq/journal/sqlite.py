@@ -87,10 +87,10 @@ class _Tx:
         found = await self._tasks(_Q["load"], json.dumps(list(task_ids)))
         return {t.id: t for t in found}
 
-    async def ready(self, limit: int, queues: Sequence[str] | None) -> list[Task]:
-        if queues is None:
-            return await self._tasks(_Q["ready_any"], limit)
-        return await self._tasks(_Q["ready_in"], json.dumps(list(queues)), limit)
+    async def ready(
+        self, limit: int, queues: Sequence[str] | None, types: Sequence[str] | None
+    ) -> list[Task]:
+        return await self._tasks(_Q["ready"], _json_list(queues), _json_list(types), limit)
 
     async def due(self, at: float, limit: int) -> list[Task]:
         return await self._tasks(_Q["due"], at, limit)
@@ -353,6 +353,10 @@ class SqliteJournal:
             tx.set_watermark(seq)
 
         await self._transaction(body)
+
+
+def _json_list(values: Sequence[str] | None) -> str | None:
+    return None if values is None else json.dumps(list(values))
 
 
 def _statements(script: str) -> list[str]:

@@ -3,14 +3,14 @@
 -- and two batches locking overlapping sets lock them in the same order.
 SELECT {columns} FROM tasks WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE
 
--- name: ready_any
+-- name: ready
 -- SKIP LOCKED: rows another node is claiming right now are passed over, never claimed twice.
+-- $1: the queues served, or NULL for all; $2: the task types served, likewise. The filters
+-- only narrow the walk down tasks_ready, whose order is the claim order.
 SELECT {columns} FROM tasks WHERE state = 'queued'
-ORDER BY priority DESC, run_at, seq LIMIT $1 FOR UPDATE SKIP LOCKED
-
--- name: ready_in
-SELECT {columns} FROM tasks WHERE state = 'queued' AND queue = ANY($1::text[])
-ORDER BY priority DESC, run_at, seq LIMIT $2 FOR UPDATE SKIP LOCKED
+AND ($1::text[] IS NULL OR queue = ANY($1::text[]))
+AND ($2::text[] IS NULL OR type = ANY($2::text[]))
+ORDER BY priority DESC, run_at, seq LIMIT $3 FOR UPDATE SKIP LOCKED
 
 -- name: due
 SELECT {columns} FROM tasks WHERE state = 'scheduled' AND run_at <= $1

@@ -1,15 +1,13 @@
 -- name: load
 SELECT {columns} FROM tasks WHERE id IN (SELECT value FROM json_each(?))
 
--- name: ready_any
+-- name: ready
 -- INDEXED BY: the planner would otherwise pick tasks_state_created and sort every queued row.
+-- ?1: the queues served (JSON array) or NULL for all; ?2 the task types served, likewise.
 SELECT {columns} FROM tasks INDEXED BY tasks_ready WHERE state = 'queued'
-ORDER BY priority DESC, run_at, seq LIMIT ?
-
--- name: ready_in
-SELECT {columns} FROM tasks INDEXED BY tasks_ready WHERE state = 'queued'
-AND queue IN (SELECT value FROM json_each(?))
-ORDER BY priority DESC, run_at, seq LIMIT ?
+AND (?1 IS NULL OR queue IN (SELECT value FROM json_each(?1)))
+AND (?2 IS NULL OR type IN (SELECT value FROM json_each(?2)))
+ORDER BY priority DESC, run_at, seq LIMIT ?3
 
 -- name: due
 SELECT {columns} FROM tasks INDEXED BY tasks_due
