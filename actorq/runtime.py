@@ -40,7 +40,16 @@ from actorq.config import Config
 from actorq.errors import InvalidTransition, Overloaded
 from actorq.journal import journal_from_url
 from actorq.journal.base import Append, Journal, Notice, Submit
-from actorq.model import Event, EventKind, NewTask, Page, Task, TaskFilter, TaskState
+from actorq.model import (
+    HELD_STATES,
+    Event,
+    EventKind,
+    NewTask,
+    Page,
+    Task,
+    TaskFilter,
+    TaskState,
+)
 from actorq.tasks import Registry
 
 log = logging.getLogger("actorq.runtime")
@@ -114,18 +123,25 @@ class Runtime:
                 dispatcher=root_ref(DISPATCHER),
                 clock=self.clock,
                 rng=self._rng,
+                lease_seconds=c.lease_seconds,
+                write_timeout=self._write_timeout,
+                queues=c.queues,
+                types=settings.types,
             )
 
         reap_every = max(0.05, min(c.lease_seconds / 4, 5.0))
+        # rest_for_one, in this order: a restarted writer restarts everything that writes;
+        # a restarted dispatcher restarts the workers it alone knows (they hand back what
+        # they held); the statistics, timer and reaper restart cheaply.
         specs = [
             ChildSpec(WRITER, lambda: JournalWriter(self.journal, subscribers(), c.max_batch)),
-            ChildSpec(STATS, make_stats),
             ChildSpec(DISPATCHER, lambda: Dispatcher(settings, root_ref(WRITER), self.clock)),
             ChildSpec(
                 WORKERS,
                 lambda: worker_supervisor(deps(), c.concurrency),
                 shutdown_timeout=c.shutdown_grace + 5,
             ),
+            ChildSpec(STATS, make_stats),
             ChildSpec(
                 TIMER,
                 lambda: RetryTimer(
@@ -144,7 +160,7 @@ class Runtime:
                 ),
             ),
         ]
-        return Supervisor(specs, strategy=Strategy.ONE_FOR_ONE, max_restarts=5, within=10.0)
+        return Supervisor(specs, strategy=Strategy.REST_FOR_ONE, max_restarts=5, within=10.0)
 
     def _ref(self, name: str) -> Any:
         return self._root.child(name)
@@ -215,7 +231,7 @@ class Runtime:
         event = Event(EventKind.CANCELLED, task_id, self.clock(), self.config.node,
                       {"reason": reason})  # fmt: skip
         cancelled: Task = await self._write(Append(event))
-        if task.state is TaskState.RUNNING or cancelled.worker:
+        if task.state in HELD_STATES or cancelled.worker:
             with contextlib.suppress(ActorError):
                 await self._ref(DISPATCHER).tell(CancelRunning(task_id))
         return cancelled

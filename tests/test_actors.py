@@ -123,6 +123,21 @@ async def test_one_for_all_restarts_every_sibling() -> None:
     await system.stop()
 
 
+async def test_rest_for_one_restarts_the_child_and_those_started_after_it() -> None:
+    log = Log()
+    root = Supervisor([spec(n, log) for n in "abc"], strategy=Strategy.REST_FOR_ONE)
+    system = await started(root)
+    before = {n: await root.child(n).ask("instance", timeout=1) for n in "abc"}
+    await root.child("b").tell("crash")
+    await log.wait_for("start c", count=2)
+    after = {n: await root.child(n).ask("instance", timeout=1) for n in "abc"}
+    assert after["a"] == before["a"], "started before the crashed one: left alone"
+    assert after["b"] != before["b"]
+    assert after["c"] != before["c"]
+    assert log.entries.count("start a") == 1
+    await system.stop()
+
+
 async def test_past_the_restart_intensity_the_failure_escalates_to_the_root() -> None:
     log = Log()
     inner = Supervisor([spec("a", log)], max_restarts=2, within=60)

@@ -114,8 +114,9 @@ class Restart(enum.Enum):
 
 
 class Strategy(enum.Enum):
-    ONE_FOR_ONE = "one_for_one"
-    ONE_FOR_ALL = "one_for_all"
+    ONE_FOR_ONE = "one_for_one"  # restart the child that exited
+    ONE_FOR_ALL = "one_for_all"  # restart every child
+    REST_FOR_ONE = "rest_for_one"  # restart it and the children started after it
 
 
 @attrs.frozen
@@ -324,13 +325,17 @@ class Supervisor(Actor):
                 f"restart intensity exceeded ({self._max_restarts} in {self._within}s): "
                 f"{exited.name} failed with {exited.error!r}"
             )
+        names = list(self._specs)
         if self._strategy is Strategy.ONE_FOR_ALL:
-            for name in reversed(list(self._cells)):
-                await self._stop_child(name, final=False)
-            for name in self._specs:
-                await self._start_child(name)
+            restart = names
+        elif self._strategy is Strategy.REST_FOR_ONE:
+            restart = names[names.index(exited.name) :]
         else:
-            await self._start_child(exited.name)
+            restart = [exited.name]
+        for name in reversed(restart):
+            await self._stop_child(name, final=False)
+        for name in restart:
+            await self._start_child(name)
 
 
 class ActorSystem:

@@ -46,6 +46,16 @@ class TaskDone:
 
 
 @attrs.frozen
+class TaskSwapped:
+    """From a worker: the journal gave its held ``released`` back to the queue and started
+    the better ``started`` in its place (priority holds across prefetch)."""
+
+    worker_id: str
+    released: str
+    started: str
+
+
+@attrs.frozen
 class RunTask:
     task: Task
 
@@ -159,9 +169,11 @@ class Dispatcher(Actor):
         self._workers: dict[str, ActorRef] = {}
         self._held: dict[str, int] = {}  # worker id -> tasks it holds (running or in hand)
         self.prefetch = Prefetch(settings.prefetch, settings.burst)
-        self._running: dict[str, str] = {}  # task id -> id of the worker holding it
+        # task id -> id of the worker holding it (claimed or running): whose leases to renew
+        self._running: dict[str, str] = {}
         self._maybe_work = True
         self._claim: asyncio.Task[None] | None = None  # at most one claim in flight
+        self._claim_failures = 0  # claims failed in a row: a node that cannot claim is not ready
         self._draining = False
         self._drained: asyncio.Future[None] | None = None
         self._tickers: list[Ticker] = []
@@ -184,6 +196,11 @@ class Dispatcher(Actor):
         match message:
             case WorkerReady() | TaskDone() | HandedOver():
                 self._worker_news(message)
+            case TaskSwapped(worker_id, released, started):
+                self._running.pop(released, None)
+                self._running[started] = worker_id
+                self._maybe_work = True  # the released task is ready again
+                self._dispatch()
             case Committed(changes):
                 if any(c.after.state is TaskState.QUEUED for c in changes):
                     self._maybe_work = True
@@ -285,16 +302,21 @@ class Dispatcher(Actor):
             outcome = await write(self._writer, claim, timeout=self._s.write_timeout)
             self.prefetch.claimed(time.monotonic() - began)
             reply = Claimed(workers, tuple(outcome.unwrap()))
-        except (ActorqError, TimeoutError) as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure must reach the loop (see _claimed)
             reply = Claimed(workers, error=exc)
         await self.ref.tell(reply)
 
     async def _claimed(self, claimed: Claimed) -> None:
         self._claim = None
         if claimed.error is not None:
+            self._claim_failures += 1
+            if not isinstance(claimed.error, ActorqError | TimeoutError):
+                # A bug, not an outage: crash, and let the supervisor start us afresh.
+                raise claimed.error
             log.warning("claiming work failed; retrying at the next wake-up: %s", claimed.error)
             self._check_drained()
             return
+        self._claim_failures = 0
         for task in claimed.tasks:
             assert task.worker is not None
             ref = self._workers[task.worker]

@@ -40,7 +40,7 @@ from actorq.journal.rows import (
     tasks_in_pages,
     update_row,
 )
-from actorq.model import Event, EventKind, Page, Task, TaskFilter, TaskState
+from actorq.model import HELD_STATES, Event, EventKind, Page, Task, TaskFilter, TaskState
 
 log = logging.getLogger("actorq.journal.postgres")
 
@@ -197,7 +197,7 @@ def _notices(outcomes: Sequence[Outcome], origin: str) -> list[str]:
             task = change.after
             if task.state is TaskState.QUEUED and change.before is not TaskState.QUEUED:
                 queues[task.queue] = None
-            elif change.event.kind is EventKind.CANCELLED and change.before is TaskState.RUNNING:
+            elif change.event.kind is EventKind.CANCELLED and change.before in HELD_STATES:
                 cancelled[task.id] = None
     return [dumps({"kind": "ready", "queue": q, "origin": origin}) for q in queues] + [
         dumps({"kind": "cancel", "task_id": t, "origin": origin}) for t in cancelled

@@ -17,16 +17,18 @@ SELECT {columns} FROM tasks WHERE state = 'scheduled' AND run_at <= $1
 ORDER BY run_at LIMIT $2 FOR UPDATE SKIP LOCKED
 
 -- name: expired
-SELECT {columns} FROM tasks WHERE state = 'running' AND lease_expires_at <= $1
+-- A lease is set only while a worker holds the task (claimed or running).
+SELECT {columns} FROM tasks WHERE lease_expires_at <= $1
 ORDER BY lease_expires_at LIMIT $2 FOR UPDATE SKIP LOCKED
 
 -- name: live_key_owner
-SELECT id FROM tasks WHERE idempotency_key = $1 AND state IN ('scheduled', 'queued', 'running')
+SELECT id FROM tasks WHERE idempotency_key = $1
+AND state IN ('scheduled', 'queued', 'claimed', 'running')
 
 -- name: extend
 UPDATE tasks SET lease_expires_at = $1
 WHERE id IN (
-    SELECT id FROM tasks WHERE id = ANY($2::text[]) AND state = 'running'
+    SELECT id FROM tasks WHERE id = ANY($2::text[]) AND state IN ('claimed', 'running')
     ORDER BY id FOR UPDATE
 )
 
@@ -108,10 +110,10 @@ SELECT queue, state, count(*) FROM tasks GROUP BY queue, state
 SELECT min(run_at) FROM tasks WHERE state = 'scheduled'
 
 -- name: next_lease_expiry
-SELECT min(lease_expires_at) FROM tasks WHERE state = 'running'
+SELECT min(lease_expires_at) FROM tasks WHERE lease_expires_at IS NOT NULL
 
 -- name: running_on
-SELECT {columns} FROM tasks WHERE state = 'running' AND worker LIKE $1 ESCAPE '\'
+SELECT {columns} FROM tasks WHERE state IN ('claimed', 'running') AND worker LIKE $1 ESCAPE '\'
 
 -- name: clear_tasks
 DELETE FROM tasks

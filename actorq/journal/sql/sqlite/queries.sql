@@ -14,16 +14,17 @@ SELECT {columns} FROM tasks INDEXED BY tasks_due
 WHERE state = 'scheduled' AND run_at <= ? ORDER BY run_at LIMIT ?
 
 -- name: expired
-SELECT {columns} FROM tasks INDEXED BY tasks_lease
-WHERE state = 'running' AND lease_expires_at <= ?
-ORDER BY lease_expires_at LIMIT ?
+-- A lease is set only while a worker holds the task (claimed or running).
+SELECT {columns} FROM tasks INDEXED BY tasks_held
+WHERE lease_expires_at <= ? ORDER BY lease_expires_at LIMIT ?
 
 -- name: live_key_owner
-SELECT id FROM tasks WHERE idempotency_key = ? AND state IN ('scheduled', 'queued', 'running')
+SELECT id FROM tasks WHERE idempotency_key = ?
+AND state IN ('scheduled', 'queued', 'claimed', 'running')
 
 -- name: extend
 UPDATE tasks SET lease_expires_at = ?
-WHERE state = 'running' AND id IN (SELECT value FROM json_each(?))
+WHERE state IN ('claimed', 'running') AND id IN (SELECT value FROM json_each(?))
 
 -- name: insert_event
 INSERT INTO journal (seq, at, task_id, kind, node, worker, data) VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -65,10 +66,10 @@ SELECT queue, state, count(*) FROM tasks GROUP BY queue, state
 SELECT min(run_at) FROM tasks WHERE state = 'scheduled'
 
 -- name: next_lease_expiry
-SELECT min(lease_expires_at) FROM tasks WHERE state = 'running'
+SELECT min(lease_expires_at) FROM tasks WHERE lease_expires_at IS NOT NULL
 
 -- name: running_on
-SELECT {columns} FROM tasks WHERE state = 'running' AND worker LIKE ? ESCAPE '\'
+SELECT {columns} FROM tasks WHERE state IN ('claimed', 'running') AND worker LIKE ? ESCAPE '\'
 
 -- name: clear_tasks
 DELETE FROM tasks
