@@ -12,6 +12,7 @@ import asyncio
 import concurrent.futures
 import json
 import sqlite3
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar, cast
 
@@ -146,6 +147,13 @@ class SqliteJournal:
 
     def __init__(self, path: str, *, busy_timeout: float = 10.0) -> None:
         self.path = path
+        # ":memory:" would give the writer and the reader a database each: one named database
+        # of the memdb VFS is shared by both connections of this journal, and by no one else.
+        self._target, self._uri = (
+            (f"file:/actorq-mem-{uuid.uuid4().hex}?vfs=memdb", True)
+            if path == ":memory:"
+            else (path, False)
+        )
         self._busy_ms = int(busy_timeout * 1000)
         self._writer: sqlite3.Connection | None = None
         self._thread: concurrent.futures.ThreadPoolExecutor | None = None
@@ -163,7 +171,9 @@ class SqliteJournal:
         ]
 
     def _open_writer(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db = sqlite3.connect(
+            self._target, uri=self._uri, isolation_level=None, check_same_thread=False
+        )
         for pragma in self._pragmas():
             db.execute(pragma)
         return db
@@ -173,7 +183,9 @@ class SqliteJournal:
             self._thread = concurrent.futures.ThreadPoolExecutor(1, "actorq-sqlite-writer")
             self._writer = await self._on_writer(self._open_writer)
             await self._on_writer(self._migrate)
-            self._reader = await aiosqlite.connect(self.path, isolation_level=None)
+            self._reader = await aiosqlite.connect(
+                self._target, uri=self._uri, isolation_level=None
+            )
             for pragma in [*self._pragmas()[1:], "PRAGMA query_only = ON"]:
                 await self._reader.execute(pragma)
         except sqlite3.Error as exc:
