@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import urllib.parse
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -107,3 +108,37 @@ async def test_a_stopped_node_is_not_ready(node: Runtime) -> None:
     readiness = await node.readiness()
     assert not readiness.ok
     assert readiness.reasons == ("the node is not running",)
+
+
+@pytest.mark.postgres
+async def test_postgres_out_of_reach_fails_the_batch_as_a_whole_and_ready_follows(
+    postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from test_postgres_outage import Relay, through  # the TCP relay a test can cut
+
+    target = urllib.parse.urlsplit(postgres_url)
+    relay = Relay(target.hostname or "127.0.0.1", target.port or 5432)
+    await relay.start()
+    node = Runtime(node_config(through(postgres_url, relay.port)), make_registry(Gates()))
+    await node.start()
+    try:
+        assert (await node.readiness()).ok
+        await relay.cut()
+        with caplog.at_level(logging.WARNING, "actorq"):
+            results = await asyncio.gather(
+                *(node.submit([NewTask(type="echo")]) for _ in range(5)),
+                return_exceptions=True,
+            )
+        assert all(isinstance(r, StorageUnavailable) for r in results), results
+        assert not any("in halves" in r.message for r in caplog.records)
+        down = await node.readiness()
+        assert not down.ok
+        assert any(r.startswith("journal_writer") for r in down.reasons), down
+
+        await relay.restore()
+        assert (await node.readiness()).ok, "the writer's probe sees the database back"
+        [task] = await node.submit([NewTask(type="echo")])
+        assert (await node.wait_for(task.id, timeout=15)).state is TaskState.SUCCEEDED
+    finally:
+        await node.stop()
+        await relay.close()
