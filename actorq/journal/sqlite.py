@@ -294,11 +294,11 @@ class SqliteJournal:
         await self._transaction(body)
 
     async def _rows(self, sql: str, *args: Any) -> list[Any]:
-        async def fetch() -> list[Any]:
-            async with self._r.execute(sql, args) as cur:
-                return list(await cur.fetchall())
-
-        return await _guard(fetch())
+        # One hop to the reader's thread runs the statement to its end. Run as execute, then
+        # fetchall, a statement of one caller stays open while another's runs, and SQLite keeps
+        # the connection's read snapshot while any statement is open: under concurrent reads
+        # the reader could go on seeing the past (a task "running" long after it succeeded).
+        return list(await _guard(self._r.execute_fetchall(sql, args)))
 
     async def _fetch_tasks(self, sql: str, *args: Any) -> list[Task]:
         return [task_from_row(r) for r in await self._rows(sql, *args)]
