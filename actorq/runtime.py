@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from typing import Any
 
+import attrs
 from prometheus_client import generate_latest
 
 from actorq.actors.core import ActorError, ActorSystem, ChildSpec, Strategy, Supervisor
@@ -24,6 +25,7 @@ from actorq.actors.dispatcher import (
     Drain,
     WorkAvailable,
 )
+from actorq.actors.health import Health, HealthReport
 from actorq.actors.journal_writer import JournalWriter, Subscriber, write
 from actorq.actors.lock_reaper import LockReaper
 from actorq.actors.retry_timer import RetryTimer
@@ -57,6 +59,17 @@ log = logging.getLogger("actorq.runtime")
 WRITER, STATS, DISPATCHER, WORKERS, TIMER, REAPER = (
     "journal_writer", "stats", "dispatcher", "workers", "retry_timer", "lock_reaper",
 )  # fmt: skip
+# The actors whose ``Health()`` answer decides readiness: they claim and write for the node.
+HEALTH_CHECKED = (WRITER,)
+
+
+@attrs.frozen
+class Readiness:
+    """Whether this node can claim and write now; if not, why (for an operator to read)."""
+
+    ok: bool
+    reasons: tuple[str, ...] = ()
+    journal_seq: int | None = None
 
 
 class Runtime:
@@ -203,6 +216,43 @@ class Runtime:
     async def wait(self) -> None:
         """Return when the actor system stops (a root failure included)."""
         await self.system.wait()
+
+    async def readiness(self, timeout: float = 2.0) -> Readiness:
+        """Whether this node can do its work: started, its actor system alive, the journal
+        answering, and every actor of ``HEALTH_CHECKED`` reporting healthy. Each check is
+        bounded by ``timeout`` (they run at once); one that does not answer in time fails."""
+        if self.system.failed is not None:
+            return Readiness(False, ("the actor system failed",))
+        if not self._started:
+            return Readiness(False, ("the node is not running",))
+        actors = asyncio.gather(*(self._health(name, timeout) for name in HEALTH_CHECKED))
+        (seq, journal_trouble), troubles = await asyncio.gather(self._journal_head(timeout), actors)
+        reasons = tuple(r for r in (journal_trouble, *troubles) if r is not None)
+        return Readiness(not reasons, reasons, seq)
+
+    async def _journal_head(self, timeout: float) -> tuple[int | None, str | None]:
+        """The journal's head seq, or None and why it could not be read."""
+        try:
+            async with asyncio.timeout(timeout):
+                return (await self.journal.head()).journal_seq, None
+        except TimeoutError:
+            return None, "the journal does not answer in time"
+        except Exception as exc:  # noqa: BLE001 - a probe answers, whatever went wrong
+            log.warning("readiness: the journal failed: %r", exc)
+            return None, "the journal does not answer"
+
+    async def _health(self, name: str, timeout: float) -> str | None:
+        """None if actor ``name`` reports healthy, else why not."""
+        try:
+            report: HealthReport = await self._ref(name).ask(Health(), timeout=timeout)
+        except TimeoutError:
+            return f"{name} does not answer in time"
+        except ActorError:
+            return f"{name} is stopped"
+        except Exception as exc:  # noqa: BLE001 - a probe answers, whatever went wrong
+            log.warning("readiness: %s failed to answer: %r", name, exc)
+            return f"{name} failed to answer"
+        return None if report.ok else f"{name}: {report.reason or 'not healthy'}"
 
     def _on_notice(self, notice: Notice) -> None:
         if notice.kind == "ready":

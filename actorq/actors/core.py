@@ -154,16 +154,24 @@ class _Cell:
                 self.busy = True
                 await self._handle(actor, envelope)
                 self.busy = False
-        except asyncio.CancelledError:
-            pass
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if not self.stopping and (task is None or not task.cancelling()):
+                # Nobody stopped us: the actor awaited something that was cancelled (a
+                # future, another task). That is an error of its own, not an order to stop.
+                error = exc
+                await self._stop_after_crash()
         except Exception as exc:  # noqa: BLE001 - a crash goes to the supervisor, not up the stack
             error = exc
-            if self.actor is not None:
-                with contextlib.suppress(Exception):
-                    await self.actor.on_stop()
+            await self._stop_after_crash()
         finally:
             self.started.set()
             self._on_exit(self, error)
+
+    async def _stop_after_crash(self) -> None:
+        if self.actor is not None:
+            with contextlib.suppress(Exception):
+                await self.actor.on_stop()
 
     async def drain(self) -> None:
         """After the loop ended: handle the messages still queued."""
