@@ -60,7 +60,7 @@ WRITER, STATS, DISPATCHER, WORKERS, TIMER, REAPER = (
     "journal_writer", "stats", "dispatcher", "workers", "retry_timer", "lock_reaper",
 )  # fmt: skip
 # The actors whose ``Health()`` answer decides readiness: they claim and write for the node.
-HEALTH_CHECKED = (WRITER,)
+HEALTH_CHECKED = (WRITER, DISPATCHER)
 
 
 @attrs.frozen

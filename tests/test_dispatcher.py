@@ -25,8 +25,10 @@ from actorq.actors.dispatcher import (
     WorkAvailable,
     WorkerReady,
 )
+from actorq.actors.health import Health
 from actorq.actors.journal_writer import Write
 from actorq.actors.worker import Worker, WorkerDeps
+from actorq.errors import StorageUnavailable
 from actorq.journal.base import Claim, Outcome, Start, Started
 from actorq.model import EventKind, NewTask, Task, TaskState
 from actorq.runtime import Runtime
@@ -151,6 +153,25 @@ async def test_a_claim_that_fails_with_a_bug_restarts_the_dispatcher_and_its_wor
         assert (await asyncio.wait_for(given.get(), 5)).id == task.id
     finally:
         await system.stop()
+
+
+async def test_a_dispatcher_whose_claims_fail_reports_itself_unhealthy(tree: Tree) -> None:
+    root, writes, _ = tree
+    dispatcher = root.child("dispatcher")
+    await dispatcher.tell(WorkerReady("n/w0", root.child("worker")))
+    await dispatcher.tell(WorkAvailable())
+    claim = await asyncio.wait_for(writes.get(), 5)
+    assert claim.reply is not None
+    claim.reply.set_exception(StorageUnavailable("the database is away"))
+    report = await dispatcher.ask(Health(), timeout=5)
+    assert not report.ok
+    assert "claim" in (report.reason or "")
+
+    await dispatcher.tell(WorkAvailable())
+    again = await asyncio.wait_for(writes.get(), 5)
+    assert again.reply is not None
+    again.reply.set_result(Outcome(value=[]))
+    assert (await dispatcher.ask(Health(), timeout=5)).ok
 
 
 def test_prefetch_covers_a_claims_round_trip_within_its_bounds() -> None:

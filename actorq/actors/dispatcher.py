@@ -18,6 +18,7 @@ from collections.abc import Callable
 import attrs
 
 from actorq.actors.core import Actor, ActorRef, MailboxFull
+from actorq.actors.health import Health, HealthReport
 from actorq.actors.journal_writer import Committed, Write, write
 from actorq.actors.ticker import Ticker
 from actorq.errors import ActorqError
@@ -218,6 +219,10 @@ class Dispatcher(Actor):
                     await self._workers[holder].tell(CancelTask(task_id))
             case Drain():
                 return self._drain()
+            case Health():
+                if self._claim_failures:
+                    return HealthReport(False, f"{self._claim_failures} claim(s) failed in a row")
+                return HealthReport(True)
         return None
 
     def _worker_news(self, message: WorkerReady | TaskDone | HandedOver) -> None:
