@@ -11,6 +11,7 @@ from typing import Any
 import attrs
 import pytest
 from nodes import Gates, make_registry, node_config
+from procs import until
 
 from actorq.actors.core import Actor, ActorSystem, ChildSpec, Strategy, Supervisor
 from actorq.actors.dispatcher import (
@@ -163,15 +164,22 @@ async def test_a_dispatcher_whose_claims_fail_reports_itself_unhealthy(tree: Tre
     claim = await asyncio.wait_for(writes.get(), 5)
     assert claim.reply is not None
     claim.reply.set_exception(StorageUnavailable("the database is away"))
-    report = await dispatcher.ask(Health(), timeout=5)
-    assert not report.ok
-    assert "claim" in (report.reason or "")
+
+    async def unhealthy() -> bool:
+        report = await dispatcher.ask(Health(), timeout=5)
+        return not report.ok and "claim" in (report.reason or "")
+
+    await until(unhealthy, 5)  # once the failed claim's answer reached the dispatcher
 
     await dispatcher.tell(WorkAvailable())
     again = await asyncio.wait_for(writes.get(), 5)
     assert again.reply is not None
     again.reply.set_result(Outcome(value=[]))
-    assert (await dispatcher.ask(Health(), timeout=5)).ok
+
+    async def healthy() -> bool:
+        return bool((await dispatcher.ask(Health(), timeout=5)).ok)
+
+    await until(healthy, 5)
 
 
 def test_prefetch_covers_a_claims_round_trip_within_its_bounds() -> None:

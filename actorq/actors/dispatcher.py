@@ -195,13 +195,8 @@ class Dispatcher(Actor):
 
     async def receive(self, message: object) -> object:
         match message:
-            case WorkerReady() | TaskDone() | HandedOver():
+            case WorkerReady() | TaskDone() | HandedOver() | TaskSwapped():
                 self._worker_news(message)
-            case TaskSwapped(worker_id, released, started):
-                self._running.pop(released, None)
-                self._running[started] = worker_id
-                self._maybe_work = True  # the released task is ready again
-                self._dispatch()
             case Committed(changes):
                 if any(c.after.state is TaskState.QUEUED for c in changes):
                     self._maybe_work = True
@@ -220,13 +215,20 @@ class Dispatcher(Actor):
             case Drain():
                 return self._drain()
             case Health():
-                if self._claim_failures:
-                    return HealthReport(False, f"{self._claim_failures} claim(s) failed in a row")
-                return HealthReport(True)
+                return self._health()
         return None
 
-    def _worker_news(self, message: WorkerReady | TaskDone | HandedOver) -> None:
+    def _health(self) -> HealthReport:
+        if self._claim_failures:
+            return HealthReport(False, f"{self._claim_failures} claim(s) failed in a row")
+        return HealthReport(True)
+
+    def _worker_news(self, message: WorkerReady | TaskDone | HandedOver | TaskSwapped) -> None:
         match message:
+            case TaskSwapped(worker_id, released, started):
+                self._running.pop(released, None)
+                self._running[started] = worker_id
+                self._maybe_work = True  # the released task is ready again
             case HandedOver(giver, to, task_id):
                 if task_id is None:  # it had started them all: undo the move
                     self._held[giver] += 1
