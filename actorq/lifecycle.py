@@ -104,7 +104,36 @@ def ranks_before(a: Task, b: Task) -> bool:
     """Whether ``a`` must run before ``b``: a higher priority, or the same one and an earlier
     run_at (FIFO within a priority). On a tie neither does: ``seq`` breaks ties in the claim
     order, but it moves with every event, so it says nothing about who came first."""
-    return (-a.priority, a.run_at) < (-b.priority, b.run_at)
+    return rank(a) < rank(b)
+
+
+@attrs.frozen
+class Ceiling:
+    """What a node knows of the best ready task it could claim: ``known`` false when work may
+    have become ready unseen; ``rank`` (-priority, run_at) of that task, None when nothing
+    is ready. A held task whose rank is not after it cannot be outranked: it starts at once.
+    """
+
+    known: bool = False
+    rank: tuple[int, float] | None = None
+
+    def may_outrank(self, task: Task) -> bool:
+        if not self.known:
+            return True
+        return self.rank is not None and self.rank < rank(task)
+
+    def with_news(self, news: tuple[int, float] | None, unseen: bool = False) -> Ceiling:
+        """The ceiling once work of rank ``news`` became ready (``unseen``: of unknown rank)."""
+        if unseen or not self.known:
+            return Ceiling()
+        if news is None or (self.rank is not None and self.rank <= news):
+            return self
+        return Ceiling(True, news)
+
+
+def rank(task: Task) -> tuple[int, float]:
+    """The claim order's key, without seq: see ``ranks_before``."""
+    return (-task.priority, task.run_at)
 
 
 def _dead_letter(task: Task, at: float, node: str, error: str, reason: str) -> Event:

@@ -136,6 +136,7 @@ class Runtime:
                 dispatcher=root_ref(DISPATCHER),
                 clock=self.clock,
                 rng=self._rng,
+                peek=lambda: self.journal.peek_ready(c.queues, settings.types),
                 lease_seconds=c.lease_seconds,
                 write_timeout=self._write_timeout,
                 queues=c.queues,

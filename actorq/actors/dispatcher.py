@@ -13,7 +13,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import attrs
 
@@ -22,7 +22,8 @@ from actorq.actors.health import Health, HealthReport
 from actorq.actors.journal_writer import Committed, Write, write
 from actorq.actors.ticker import Ticker
 from actorq.errors import ActorqError
-from actorq.journal.base import Claim, ExtendLeases
+from actorq.journal.base import Change, Claim, ExtendLeases
+from actorq.lifecycle import Ceiling, rank
 from actorq.model import Task, TaskState
 
 log = logging.getLogger("actorq.dispatcher")
@@ -58,7 +59,11 @@ class TaskSwapped:
 
 @attrs.frozen
 class RunTask:
+    """To a worker: hold ``task`` and run it when free. ``ceiling`` is what the node knew of
+    the best task still ready when it was claimed (see ``Ceiling``)."""
+
     task: Task
+    ceiling: Ceiling = Ceiling()
 
 
 @attrs.frozen
@@ -175,6 +180,11 @@ class Dispatcher(Actor):
         self._maybe_work = True
         self._claim: asyncio.Task[None] | None = None  # at most one claim in flight
         self._claim_failures = 0  # claims failed in a row: a node that cannot claim is not ready
+        # The best task still ready, as far as this node knows: held tasks that it cannot
+        # outrank start without a look at the database. Work that became ready while a claim
+        # was in flight is applied to what that claim tells once it answers.
+        self._ceiling = Ceiling()
+        self._news_in_claim: list[tuple[tuple[int, float] | None, bool]] = []
         self._draining = False
         self._drained: asyncio.Future[None] | None = None
         self._tickers: list[Ticker] = []
@@ -197,11 +207,11 @@ class Dispatcher(Actor):
         match message:
             case WorkerReady() | TaskDone() | HandedOver() | TaskSwapped():
                 self._worker_news(message)
-            case Committed(changes):
-                if any(c.after.state is TaskState.QUEUED for c in changes):
-                    self._maybe_work = True
-                    self._dispatch()
+            case Committed(changes, gap):
+                await self._committed(changes, gap)
             case WorkAvailable():
+                # Another process's work, or the fallback poll: ready work of unknown rank.
+                await self._news(None, unseen=True)
                 self._maybe_work = True
                 self._dispatch()
             case Claimed():
@@ -217,6 +227,35 @@ class Dispatcher(Actor):
             case Health():
                 return self._health()
         return None
+
+    async def _committed(self, changes: Sequence[Change], gap: bool) -> None:
+        ready = [
+            c.after
+            for c in changes
+            if c.after.state is TaskState.QUEUED and c.before is not TaskState.QUEUED
+        ]
+        served = [t for t in ready if self._serves(t)]
+        if served or gap:
+            await self._news(min(rank(t) for t in served) if served else None, unseen=gap)
+        if ready:
+            self._maybe_work = True
+            self._dispatch()
+
+    def _serves(self, task: Task) -> bool:
+        s = self._s
+        return (s.queues is None or task.queue in s.queues) and (
+            s.types is None or task.type in s.types
+        )
+
+    async def _news(self, news: tuple[int, float] | None, *, unseen: bool) -> None:
+        """Work became ready: tell the workers if it may outrank what they hold."""
+        if self._claim is not None:
+            self._news_in_claim.append((news, unseen))
+        ceiling = self._ceiling.with_news(news, unseen)
+        if ceiling != self._ceiling:
+            self._ceiling = ceiling
+            for ref in self._workers.values():
+                await ref.tell(ceiling)
 
     def _health(self) -> HealthReport:
         if self._claim_failures:
@@ -316,6 +355,8 @@ class Dispatcher(Actor):
     async def _claimed(self, claimed: Claimed) -> None:
         self._claim = None
         if claimed.error is not None:
+            self._news_in_claim.clear()
+            self._ceiling = Ceiling()
             self._claim_failures += 1
             if not isinstance(claimed.error, ActorqError | TimeoutError):
                 # A bug, not an outage: crash, and let the supervisor start us afresh.
@@ -324,12 +365,20 @@ class Dispatcher(Actor):
             self._check_drained()
             return
         self._claim_failures = 0
+        # Claims take the best first: nothing left ready ranks before the last task claimed
+        # (or nothing is left at all, when the claim came back short).
+        full = len(claimed.tasks) == len(claimed.workers)
+        ceiling = Ceiling(True, rank(claimed.tasks[-1]) if full else None)
+        for news, unseen in self._news_in_claim:
+            ceiling = ceiling.with_news(news, unseen)
+        self._news_in_claim.clear()
+        self._ceiling = ceiling
         for task in claimed.tasks:
             assert task.worker is not None
             ref = self._workers[task.worker]
             self._held[task.worker] += 1
             self._running[task.id] = task.worker
-            await ref.tell(RunTask(task))
+            await ref.tell(RunTask(task, ceiling))
         # A full claim means more may be waiting; a short one means the queue is empty for now.
         self._maybe_work = len(claimed.tasks) == len(claimed.workers)
         self._after_done()

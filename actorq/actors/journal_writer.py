@@ -47,6 +47,7 @@ class Committed:
     """Published after each commit: every applied event, in journal order."""
 
     changes: Sequence[Change]
+    gap: bool = False  # a lossy subscriber missed at least one Committed before this one
 
 
 @attrs.frozen
@@ -65,6 +66,7 @@ class JournalWriter(Actor):
         self._journal = journal
         self._subscribers = subscribers
         self._max_batch = max_batch
+        self._missed: set[str] = set()  # lossy subscribers that missed a Committed
         self._pending: list[Write] = []
         self._flush_queued = False
         self._failure: str | None = None  # why the last batch could not be written, if so
@@ -154,11 +156,14 @@ class JournalWriter(Actor):
         for sub in self._subscribers:
             try:
                 if sub.lossy:
-                    sub.ref.tell_nowait(message)
+                    missed = sub.ref.name in self._missed
+                    sub.ref.tell_nowait(attrs.evolve(message, gap=True) if missed else message)
+                    self._missed.discard(sub.ref.name)
                 else:
                     await sub.ref.tell(message)
             except MailboxFull:
                 log.debug("%s is busy; hint dropped", sub.ref.name)
+                self._missed.add(sub.ref.name)  # its next Committed says so
             except ActorStopped:
                 # Stopping, the writer outlives the others to write their last releases;
                 # an actor stopped for good needs no more news.

@@ -20,13 +20,13 @@ import logging
 import random
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
 
 import actorq.lifecycle as lifecycle
-from actorq.actors.core import Actor, ActorRef, ChildSpec, Restart, Supervisor
+from actorq.actors.core import Actor, ActorError, ActorRef, ChildSpec, Restart, Supervisor
 from actorq.actors.dispatcher import (
     CancelTask,
     HandedOver,
@@ -38,8 +38,8 @@ from actorq.actors.dispatcher import (
 )
 from actorq.actors.journal_writer import Write, write
 from actorq.errors import ActorqError
-from actorq.journal.base import Append, Start, Started
-from actorq.lifecycle import RetryPolicy
+from actorq.journal.base import Append, Outcome, Start, Started
+from actorq.lifecycle import Ceiling, RetryPolicy
 from actorq.model import Event, EventKind, Task
 from actorq.tasks import Registry, TaskContext
 
@@ -100,6 +100,8 @@ class WorkerDeps:
     dispatcher: ActorRef
     clock: Callable[[], float]
     rng: random.Random
+    # The best ready task of what the node serves, read without a lock (Journal.peek_ready).
+    peek: Callable[[], Awaitable[Task | None]] | None = None
     lease_seconds: float = 30.0
     write_timeout: float = 30.0
     queues: tuple[str, ...] | None = None  # the node's claim filters, for the priority check
@@ -117,6 +119,8 @@ class Worker(Actor):
         self._job: asyncio.Task[None] | None = None
         self._next: collections.deque[Task] = collections.deque()
         self._moved: collections.OrderedDict[str, ActorRef] = collections.OrderedDict()
+        self._done_later: list[TaskDone] = []
+        self._ceiling = Ceiling()  # the best ready task, as the dispatcher last told it
 
     async def on_start(self) -> None:
         await self._d.dispatcher.tell(WorkerReady(self.worker_id, self.ref))
@@ -137,10 +141,15 @@ class Worker(Actor):
             await self._d.writer.tell(Write(Append(released, task.worker, task.attempt)))
         self._task = self._job = None
         self._next.clear()
+        with contextlib.suppress(ActorError):
+            await self._report_done()
 
     async def receive(self, message: object) -> object:
         match message:
-            case RunTask(task):
+            case Ceiling():
+                self._ceiling = message
+            case RunTask(task, ceiling):
+                self._ceiling = ceiling
                 self._next.append(task)
                 self._start_next()
             case CancelTask(task_id):
@@ -149,7 +158,7 @@ class Worker(Actor):
                 # The newest task in hand goes: the others have waited longer for this worker.
                 given = self._next.pop() if self._next else None
                 if given is not None:
-                    await ref.tell(RunTask(given))
+                    await ref.tell(RunTask(given, self._ceiling))
                     self._moved[given.id] = ref
                     if len(self._moved) > _MOVED_KEPT:
                         self._moved.popitem(last=False)
@@ -163,6 +172,7 @@ class Worker(Actor):
         return None
 
     async def _began(self, held_id: str, started: Started) -> None:
+        await self._report_done()
         if self._task is None or self._task.id != held_id:
             return
         self._task = started.task  # its attempt and worker fence the outcome
@@ -175,7 +185,9 @@ class Worker(Actor):
             # The best of what it holds: a later claim may have brought a higher priority.
             task = self._task = min(self._next, key=lambda t: (-t.priority, t.run_at))
             self._next.remove(task)
-            self._job = asyncio.create_task(self._execute(task), name=f"task:{task.id}")
+            self._job = asyncio.create_task(
+                self._execute(task, self._ceiling), name=f"task:{task.id}"
+            )
 
     async def _cancel(self, task_id: str) -> None:
         if self._task is not None and self._task.id == task_id and self._job:
@@ -190,33 +202,75 @@ class Worker(Actor):
                 self._next.remove(task)
                 await self._d.dispatcher.tell(TaskDone(self.worker_id, task_id))
 
-    async def _execute(self, held: Task) -> None:
+    async def _execute(self, held: Task, ceiling: Ceiling) -> None:
         outcome: Succeeded | Failed | Cancelled | NotStarted
         task_id = held.id
         began = time.monotonic()
         try:
-            started = await self._start(held)
-            if isinstance(started, NotStarted):
-                outcome = started
+            start = await self._start(held, ceiling)
+            if isinstance(start, NotStarted):
+                outcome = start
             else:
+                started, confirmed = start
                 task_id = started.task.id
                 await self.ref.tell(TaskBegan(held.id, started))
                 began = time.monotonic()
-                outcome = await self._call(started.task)
+                outcome = await self._run(started.task, confirmed)
         except asyncio.CancelledError:
             outcome = Cancelled()
         await self.ref.tell(HandlerDone(task_id, outcome, time.monotonic() - began))
 
-    async def _start(self, held: Task) -> Started | NotStarted:
+    async def _start(
+        self, held: Task, ceiling: Ceiling
+    ) -> tuple[Started, asyncio.Future[Outcome] | None] | NotStarted:
+        """Start ``held``, or the better ready task that takes its turn.
+
+        The common case waits on nothing: no ready task can outrank the held one (the
+        dispatcher's ceiling says so, or else one unlocked read does), so its handler starts
+        at once while its ``started`` event is written beside it (the future confirms it).
+        Only when a better task is ready does the journal decide, atomically, which one
+        starts (``Start``).
+        """
         d = self._d
         assert held.worker is not None
-        op = Start(held.id, held.worker, self.worker_id, d.clock(), d.node, d.lease_seconds,
-                   d.queues, d.types)  # fmt: skip
         try:
-            started: Started = (await write(d.writer, op, timeout=d.write_timeout)).unwrap()
+            best = None
+            if ceiling.may_outrank(held) and d.peek is not None:
+                best = await asyncio.wait_for(d.peek(), d.write_timeout)
+            now = d.clock()
+            if best is not None and lifecycle.ranks_before(best, held):
+                op = Start(held.id, held.worker, self.worker_id, now, d.node, d.lease_seconds,
+                           d.queues, d.types)  # fmt: skip
+                started: Started = (await write(d.writer, op, timeout=d.write_timeout)).unwrap()
+                return started, None
         except (ActorqError, TimeoutError) as exc:
             return NotStarted(str(exc) or type(exc).__name__)
-        return started
+        data = {"lease_expires_at": now + d.lease_seconds}
+        event = Event(EventKind.STARTED, held.id, now, d.node, data, self.worker_id)
+        confirmed: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        await d.writer.tell(Write(Append(event, held.worker, held.attempt), confirmed))
+        return Started(lifecycle.apply(held, event)), confirmed
+
+    async def _run(
+        self, task: Task, confirmed: asyncio.Future[Outcome] | None
+    ) -> Succeeded | Failed | NotStarted:
+        """Run the handler; if the journal refuses its start (the task was cancelled or
+        reaped meanwhile), stop it: the task is no longer this worker's."""
+        if confirmed is None:
+            return await self._call(task)
+        call = asyncio.ensure_future(self._call(task))
+        try:
+            either: list[asyncio.Future[Any]] = [call, confirmed]
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+            refused = _refusal(confirmed)
+            if refused is not None and not call.done():
+                call.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await call
+                return NotStarted(refused)
+            return await call
+        finally:
+            call.cancel()
 
     async def _call(self, task: Task) -> Succeeded | Failed:
         try:
@@ -243,13 +297,24 @@ class Worker(Actor):
         self._task = self._job = None
         if isinstance(outcome, NotStarted):
             log.info("task %s did not start: %s", task_id, outcome.reason)
+            await self._report_done()
             await self._d.dispatcher.tell(TaskDone(self.worker_id, task_id))
             return
         event = self._event(task, outcome)
         if event is not None:
-            # Fenced by the claim (its worker and attempt), which a handed-over task keeps.
+            # Fenced by the start (its worker and attempt).
             await self._d.writer.tell(Write(Append(event, task.worker, task.attempt)))
-        await self._d.dispatcher.tell(TaskDone(self.worker_id, task_id, seconds))
+        done = TaskDone(self.worker_id, task_id, seconds)
+        if self._next:
+            # Said once the next held task's start is decided: the claim this frees a slot
+            # for must not take a better ready task from under that decision.
+            self._done_later.append(done)
+        else:
+            await self._d.dispatcher.tell(done)
+
+    async def _report_done(self) -> None:
+        while self._done_later:
+            await self._d.dispatcher.tell(self._done_later.pop(0))
 
     def _event(self, task: Task, outcome: Succeeded | Failed | Cancelled) -> Event | None:
         now, node = self._d.clock(), self._d.node
@@ -293,3 +358,13 @@ def worker_supervisor(deps: WorkerDeps, concurrency: int) -> Supervisor:
             )
         )
     return Supervisor(specs, max_restarts=max(3, concurrency), within=5.0)
+
+
+def _refusal(confirmed: asyncio.Future[Outcome]) -> str | None:
+    """Why the journal refused a start, once it answered; None while it has not, or if not."""
+    if not confirmed.done():
+        return None
+    if confirmed.cancelled():
+        return "the start was not written"
+    error = confirmed.exception() or confirmed.result().error
+    return None if error is None else str(error) or type(error).__name__

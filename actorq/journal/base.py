@@ -13,7 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
-from actorq.model import Event, NewTask, Page, Task, TaskFilter, TaskState
+from actorq.model import Event, EventKind, NewTask, Page, Task, TaskFilter, TaskState
 
 
 @attrs.frozen
@@ -123,7 +123,10 @@ def needs_flush(ops: Sequence[Op]) -> bool:
     no later, flushed commit survives without them. Anything else carries a submission, an
     outcome or a cancellation that someone was told about.
     """
-    return not all(isinstance(op, _RELAXED) for op in ops)
+    return not all(
+        isinstance(op, _RELAXED) or (isinstance(op, Append) and op.event.kind is EventKind.STARTED)
+        for op in ops
+    )
 
 
 _RELAXED = (Claim, Start, ExtendLeases, PromoteDue, ReapExpired)
@@ -196,6 +199,11 @@ class Journal(Protocol):
         """
 
     async def get(self, task_id: str) -> Task: ...
+
+    async def peek_ready(
+        self, queues: Sequence[str] | None, types: Sequence[str] | None
+    ) -> Task | None:
+        """The best ready task of these queues and types (None: any), read without a lock."""
 
     async def list_tasks(self, query: TaskFilter, limit: int, cursor: str | None) -> Page: ...
 

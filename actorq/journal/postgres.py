@@ -569,6 +569,16 @@ class PostgresJournal:
     async def _tasks(self, name_or_sql: str, *args: Any) -> list[Task]:
         return [task_from_row(r) for r in await self._fetch(name_or_sql, *args)]
 
+    async def peek_ready(
+        self, queues: Sequence[str] | None, types: Sequence[str] | None
+    ) -> Task | None:
+        found = await self._tasks(
+            "peek_ready",
+            None if queues is None else list(queues),
+            None if types is None else list(types),
+        )
+        return found[0] if found else None
+
     async def get(self, task_id: str) -> Task:
         found = await self._tasks("get", task_id)
         if not found:

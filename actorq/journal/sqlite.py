@@ -319,6 +319,12 @@ class SqliteJournal:
         rows = await self._rows(sql, *args)
         return rows[0][0] if rows else None
 
+    async def peek_ready(
+        self, queues: Sequence[str] | None, types: Sequence[str] | None
+    ) -> Task | None:
+        found = await self._fetch_tasks(_Q["ready"], _json_list(queues), _json_list(types), 1)
+        return found[0] if found else None
+
     async def get(self, task_id: str) -> Task:
         found = await self._fetch_tasks(_Q["get"], task_id)
         if not found:

@@ -12,6 +12,13 @@ AND ($1::text[] IS NULL OR queue = ANY($1::text[]))
 AND ($2::text[] IS NULL OR type = ANY($2::text[]))
 ORDER BY priority DESC, run_at, seq LIMIT $3 FOR UPDATE SKIP LOCKED
 
+-- name: peek_ready
+-- The best ready task, read without a lock: whether a held task must give way at its start.
+SELECT {columns} FROM tasks WHERE state = 'queued'
+AND ($1::text[] IS NULL OR queue = ANY($1::text[]))
+AND ($2::text[] IS NULL OR type = ANY($2::text[]))
+ORDER BY priority DESC, run_at, seq LIMIT 1
+
 -- name: due
 SELECT {columns} FROM tasks WHERE state = 'scheduled' AND run_at <= $1
 ORDER BY run_at LIMIT $2 FOR UPDATE SKIP LOCKED
