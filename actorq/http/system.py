@@ -122,12 +122,15 @@ async def _next(
     if not feed.empty():
         return feed.get_nowait()
     getting = asyncio.ensure_future(feed.get())
-    done, _ = await asyncio.wait(
-        (getting, stopping), timeout=_SSE_KEEPALIVE, return_when=asyncio.FIRST_COMPLETED
-    )
-    if getting in done:
+    try:
+        done, _ = await asyncio.wait(
+            (getting, stopping), timeout=_SSE_KEEPALIVE, return_when=asyncio.FIRST_COMPLETED
+        )
+    finally:  # also when the handler is cancelled: no get may outlive it
+        if not getting.done():
+            getting.cancel()
+    if getting in done and not getting.cancelled():
         return getting.result()
-    getting.cancel()
     return None if stopping in done else _KEEPALIVE
 
 
