@@ -1,6 +1,7 @@
 """schemathesis against a live node, on both backends: whatever a client sends, within the
-document or outside it, the node never answers a 5xx, and its statuses, headers and bodies are
-the ones the OpenAPI document gives for that operation.
+document or outside it, the node never answers a 5xx; its statuses, headers and bodies are the
+ones the OpenAPI document gives for that operation; what the document refuses the node refuses
+(negative_data_rejection), and a method a path does not take is a 405 with Allow.
 
 The node runs in a thread with its own event loop: schemathesis calls it synchronously, over
 real HTTP on a free port.
@@ -23,9 +24,11 @@ from nodes import Gates, make_registry, node_config
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    negative_data_rejection,
     response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
+    unsupported_method,
 )
 
 from actorq.http.app import make_app
@@ -45,6 +48,8 @@ CHECKS = [
     content_type_conformance,
     response_headers_conformance,
     response_schema_conformance,
+    unsupported_method,
+    negative_data_rejection,
 ]
 
 

@@ -129,7 +129,7 @@ def _cursor(request: web.Request) -> str | None:
         ok = bool(sep and task_id) and math.isfinite(float(created))
     except ValueError:
         ok = False
-    if not ok or len(task_id) > MAX_TEXT or _UNFIT.search(task_id):
+    if not ok or len(raw) > 2 * MAX_TEXT or _UNFIT.search(task_id):
         raise InvalidInput("cursor must be the next_cursor of an earlier page")
     return raw
 
