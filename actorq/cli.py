@@ -12,20 +12,56 @@ import contextlib
 import importlib
 import json
 import logging
+import os
 import signal
 import sys
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from actorq import audit
 from actorq.builtin import builtin_registry
 from actorq.config import Config
-from actorq.errors import ActorqError
-from actorq.journal import journal_from_url
+from actorq.errors import ActorqError, InvalidInput, StorageError, UnknownTaskType
+from actorq.journal import backend_of, is_memory_url, journal_from_url, probe, redact_url
 from actorq.journal.base import Journal
 from actorq.tasks import Registry, parse_submission, parse_time
 
 log = logging.getLogger("actorq.cli")
+T = TypeVar("T")
+
+OK, FAILED, USAGE, UNAVAILABLE = 0, 1, 2, 3
+INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a process Ctrl-C ended
+PIPE_CLOSED = 141  # 128 + SIGPIPE: what `head` leaves a writer that a shell would report
+
+EXIT_CODES = f"""\
+exit codes:
+  {OK}    success
+  {FAILED}    the operation failed: journal verify/replay found a mismatch, replay --task
+       found no such task, a node could not listen or stopped after a failure,
+       a submission was refused (e.g. its idempotency key is taken)
+  {USAGE}    usage or configuration error: bad flags, malformed or unsupported
+       --database-url, invalid --payload, unknown task type, :memory: where it cannot work
+  {UNAVAILABLE}    the database cannot be reached or opened: PostgreSQL down, refusing or
+       too slow to answer (ACTORQ_CONNECT_TIMEOUT), SQLite file in a missing or
+       read-only directory
+  {INTERRUPTED}  interrupted (Ctrl-C)
+  {PIPE_CLOSED}  the reader of the output went away (e.g. `actorq journal export | head`)
+"""
+
+_DESCRIPTION = """\
+actorq: a durable task queue. Every flag of a node also reads from an ACTORQ_* environment
+variable (flags win); `actorq COMMAND --help` shows a command's flags."""
+
+_MEMORY = (
+    "{url} is an in-memory database that lives and dies with one process: only `actorq serve` "
+    "can use it (`actorq {cmd}` would start from an empty one that nobody else sees); "
+    "use a file instead, e.g. sqlite:///actorq.db"
+)
+
+
+class UsageError(InvalidInput):
+    """A command line that cannot work as given (exit 2)."""
 
 
 def load_app(spec: str) -> Any:
@@ -35,24 +71,96 @@ def load_app(spec: str) -> Any:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise SystemExit(f"actorq: cannot import {module_name!r}: {exc}") from exc
+        raise UsageError(f"cannot import {module_name!r}: {exc}") from exc
     try:
         return getattr(module, attr or "app")
     except AttributeError:
-        raise SystemExit(f"actorq: {module_name!r} has no attribute {attr or 'app'!r}") from None
+        raise UsageError(f"{module_name!r} has no attribute {attr or 'app'!r}") from None
 
 
-def _node_args(p: argparse.ArgumentParser, *, http: bool) -> None:
-    p.add_argument("--database-url", help="sqlite:///FILE or postgresql://...")
+# -- flags ----------------------------------------------------------------------------------
+
+
+def _common_args(p: argparse.ArgumentParser) -> None:
+    # SUPPRESS: a subcommand's --log-level is set only when given there, so one given before
+    # the subcommand (`actorq --log-level DEBUG serve`) is not reset to None by its default.
+    p.add_argument("--log-level", default=argparse.SUPPRESS,
+                   help="DEBUG, INFO, WARNING, ERROR (ACTORQ_LOG_LEVEL, default INFO)")  # fmt: skip
+
+
+def _database_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--database-url",
+        help="sqlite:///FILE or postgresql://USER@HOST:PORT/DB "
+        "(ACTORQ_DATABASE_URL, default sqlite:///actorq.db)",
+    )
+
+
+def _app_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--app", help="module:attribute of your actorq.App (ACTORQ_APP)")
+
+
+def _node_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--concurrency", type=int, help="workers in this node (default 10)")
     p.add_argument("--lease-seconds", type=float, help="lease of a running task (default 30)")
     p.add_argument("--shutdown-grace", type=float, help="seconds running tasks get on stop")
     p.add_argument("--queues", help="comma-separated queues to work on (default: all)")
-    p.add_argument("--app", help="module:attribute of your actorq.App (ACTORQ_APP)")
     p.add_argument("--node", help="node name (default: host-pid-random)")
-    if http:
+
+
+def _submit_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("type", help="the task type")
+    p.add_argument("--payload", help="JSON (default: null)")
+    p.add_argument("--priority", type=int, help="higher runs first (default: the type's)")
+    p.add_argument("--queue", help="default: the type's")
+    p.add_argument("--max-attempts", type=int, help="default: the type's")
+    p.add_argument("--timeout", type=float, help="seconds a run may take (default: the type's)")
+    p.add_argument("--delay", type=float, help="seconds to wait before it may run")
+    p.add_argument("--idempotency-key", help="refused while a live task holds the same key")
+
+
+def _subcommand(
+    sub: Any, name: str, text: str, *adders: Callable[[argparse.ArgumentParser], None]
+) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = sub.add_parser(name, help=text, description=text)
+    for add in (*adders, _common_args):
+        add(p)
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="actorq", description=_DESCRIPTION, epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    parser.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR (ACTORQ_LOG_LEVEL)")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    node = (_database_args, _app_args, _node_args)
+
+    def http(p: argparse.ArgumentParser) -> None:
         p.add_argument("--host", help="HTTP bind address (ACTORQ_HOST, default 127.0.0.1)")
         p.add_argument("--port", type=int, help="HTTP port (ACTORQ_PORT, default 8080)")
+
+    _subcommand(sub, "serve", "run a node with the HTTP API and dashboard", *node, http)
+    _subcommand(sub, "worker", "run a node without HTTP", *node)
+    _subcommand(sub, "submit", "submit one task", _database_args, _app_args, _submit_args)
+    _subcommand(sub, "migrate", "apply the schema to the database and exit", _database_args)
+    j = _subcommand(sub, "journal", "replay, verify, export or rebuild from the journal")
+    jsub = j.add_subparsers(dest="journal_cmd", required=True)
+    for name, text in (
+        ("replay", "replay into a fresh projection and compare, or show the state at --until"),
+        ("verify", "replay and compare with the live projection (exit 1 on mismatch)"),
+        ("export", "write the journal as JSON Lines"),
+        ("rebuild", "replace the live projection with the replayed one"),
+    ):
+        jp = _subcommand(jsub, name, text, _database_args)
+        if name in ("replay", "export"):
+            jp.add_argument("--until", help="ISO 8601 time: only events up to then")
+        if name == "replay":
+            jp.add_argument("--task", help="with --until: that task's state then")
+        if name == "export":
+            jp.add_argument("--output", "-o", default="-", help="file (default: stdout)")
+    return parser
 
 
 def _flags(args: argparse.Namespace) -> dict[str, Any]:
@@ -66,11 +174,16 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
 
 def _setup(args: argparse.Namespace) -> tuple[Config, Registry]:
     flags = _flags(args)
+    if args.cmd not in ("serve", "worker", "submit"):
+        return Config.load(flags), Registry()
     app_spec = flags.get("app") or Config.load().app
     if app_spec:
         app = load_app(app_spec)
         return Config.load(flags, base=app.settings), app.registry
     return Config.load(flags), builtin_registry()
+
+
+# -- commands -------------------------------------------------------------------------------
 
 
 async def _run_node(config: Config, registry: Registry, *, http: bool) -> int:
@@ -79,6 +192,7 @@ async def _run_node(config: Config, registry: Registry, *, http: bool) -> int:
     from actorq.http.app import make_app
     from actorq.runtime import Runtime
 
+    await probe(config.database_url, config.connect_timeout)
     runtime = Runtime(config, registry)
     await runtime.start()
     runner = None
@@ -91,7 +205,7 @@ async def _run_node(config: Config, registry: Registry, *, http: bool) -> int:
             log.error("cannot listen on %s:%d: %s", config.host, config.port, exc.strerror)
             await runner.cleanup()
             await runtime.stop()
-            return 1
+            return FAILED
         log.info("API on http://%s:%d (dashboard at /)", config.host, config.port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -111,17 +225,21 @@ async def _run_node(config: Config, registry: Registry, *, http: bool) -> int:
             await task
     if failed is not None:
         log.error("node stopped after an unrecoverable failure: %r", failed)
-        return 1
-    return 0
+        return FAILED
+    return OK
 
 
-async def _with_journal(url: str, body: Any) -> Any:
-    journal: Journal = journal_from_url(url)
-    await journal.open()
-    try:
-        return await body(journal)
-    finally:
-        await journal.close()
+def _with_journal(config: Config, body: Callable[[Journal], Awaitable[T]]) -> T:
+    async def run() -> T:
+        await probe(config.database_url, config.connect_timeout)
+        journal = journal_from_url(config.database_url)
+        await journal.open()
+        try:
+            return await body(journal)
+        finally:
+            await journal.close()
+
+    return asyncio.run(run())
 
 
 def _cmd_journal(args: argparse.Namespace, config: Config) -> int:
@@ -132,7 +250,7 @@ def _cmd_journal(args: argparse.Namespace, config: Config) -> int:
             case "replay" | "verify" if until is None:
                 report = await audit.verify_projection(journal)
                 print(json.dumps(report.as_json(), indent=2))
-                return 0 if report.matches else 1
+                return OK if report.matches else FAILED
             case "replay":
                 tasks, count = await audit.replay(journal, until)
                 if args.task:
@@ -140,28 +258,28 @@ def _cmd_journal(args: argparse.Namespace, config: Config) -> int:
 
                     found = tasks.get(args.task)
                     print(json.dumps(task_json(found) if found else None, indent=2))
-                    return 0 if found else 1
+                    return OK if found else FAILED
                 states = audit.summarize(tasks.values())
                 print(
                     json.dumps({"until": args.until, "events": count, "states": states}, indent=2)
                 )
-                return 0
+                return OK
             case "export":
                 if args.output == "-":
                     n = await audit.export(journal, sys.stdout, until)
+                    sys.stdout.flush()  # a closed pipe shows here, before the count is told
                 else:
                     with open(args.output, "w") as f:  # noqa: ASYNC230 - a CLI writing its output
                         n = await audit.export(journal, f, until)
                 print(f"exported {n} events", file=sys.stderr)
-                return 0
+                return OK
             case "rebuild":
                 n = await audit.rebuild(journal)
                 print(json.dumps({"rebuilt_tasks": n}))
-                return 0
-        return 2
+                return OK
+        return USAGE
 
-    result: int = asyncio.run(_with_journal(config.database_url, body))
-    return result
+    return _with_journal(config, body)
 
 
 def _cmd_submit(args: argparse.Namespace, config: Config, registry: Registry) -> int:
@@ -169,87 +287,94 @@ def _cmd_submit(args: argparse.Namespace, config: Config, registry: Registry) ->
     from actorq.render import task_json
 
     try:
-        payload = json.loads(args.payload) if args.payload else None
+        payload = json.loads(args.payload) if args.payload is not None else None
     except json.JSONDecodeError as exc:
-        raise SystemExit(f"actorq: --payload is not valid JSON: {exc}") from exc
-    item = {"type": args.type, "payload": payload, "priority": args.priority}
-    if args.delay:
-        item["delay"] = args.delay
-    new = parse_submission(item, registry, time.time())
+        raise UsageError(f"--payload is not valid JSON: {exc}") from None
+    item: dict[str, Any] = {"type": args.type, "payload": payload}
+    # Only what was given: the rest comes from the task type's own defaults.
+    for name in ("priority", "queue", "max_attempts", "timeout", "delay", "idempotency_key"):
+        if getattr(args, name) is not None:
+            item[name] = getattr(args, name)
+    try:
+        new = parse_submission(item, registry, time.time())
+    except UnknownTaskType as exc:
+        hint = "" if args.app or config.app else " (load yours with --app module:app)"
+        raise UsageError(f"{exc}{hint}") from None
 
     async def body(journal: Journal) -> int:
         (outcome,) = await journal.run([Submit([new], time.time(), "cli")])
         print(json.dumps(task_json(outcome.unwrap()[0]), indent=2))
-        return 0
+        return OK
 
-    result: int = asyncio.run(_with_journal(config.database_url, body))
-    return result
+    return _with_journal(config, body)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="actorq", description=__doc__)
-    parser.add_argument("--log-level", help="DEBUG, INFO, WARNING (ACTORQ_LOG_LEVEL)")
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    serve = sub.add_parser("serve", help="run a node with the HTTP API and dashboard")
-    _node_args(serve, http=True)
-    _node_args(sub.add_parser("worker", help="run a node without HTTP"), http=False)
-    p = sub.add_parser("submit", help="submit one task")
-    _node_args(p, http=False)
-    p.add_argument("type")
-    p.add_argument("--payload", help="JSON")
-    p.add_argument("--priority", type=int, default=0)
-    p.add_argument("--delay", type=float)
-    p = sub.add_parser("migrate", help="apply the schema to the database and exit")
-    p.add_argument("--database-url")
-    j = sub.add_parser("journal", help="replay, verify, export or rebuild from the journal")
-    jsub = j.add_subparsers(dest="journal_cmd", required=True)
-    for name, text in (
-        ("replay", "replay into a fresh projection and compare, or show the state at --until"),
-        ("verify", "replay and compare with the live projection (exit 1 on mismatch)"),
-        ("export", "write the journal as JSON Lines"),
-        ("rebuild", "replace the live projection with the replayed one"),
-    ):
-        jp = jsub.add_parser(name, help=text)
-        jp.add_argument("--database-url")
-        if name in ("replay", "export"):
-            jp.add_argument("--until", help="ISO 8601 time: only events up to then")
-        if name == "replay":
-            jp.add_argument("--task", help="with --until: that task's state then")
-        if name == "export":
-            jp.add_argument("--output", "-o", default="-", help="file (default: stdout)")
-    return parser
+def _cmd_migrate(config: Config) -> int:
+    async def body(_: Journal) -> None:
+        return None
+
+    _with_journal(config, body)
+    print("schema is up to date")
+    return OK
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    config, registry = _setup(args)
+    level = (args.log_level or config.log_level).upper()
+    if not isinstance(logging.getLevelName(level), int):
+        raise UsageError(f"unknown log level {level!r}: use DEBUG, INFO, WARNING or ERROR")
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    backend_of(config.database_url)  # a malformed URL is a usage error, whatever the command
+    if is_memory_url(config.database_url):
+        if args.cmd != "serve":
+            cmd = " ".join(filter(None, (args.cmd, getattr(args, "journal_cmd", None))))
+            raise UsageError(_MEMORY.format(url=config.database_url, cmd=cmd))
+        log.warning("the database is in memory: this one process only, nothing is durable, "
+                    "every task is gone when it stops")  # fmt: skip
+    match args.cmd:
+        case "serve" | "worker":
+            return asyncio.run(_run_node(config, registry, http=args.cmd == "serve"))
+        case "submit":
+            return _cmd_submit(args, config, registry)
+        case "migrate":
+            return _cmd_migrate(config)
+        case "journal":
+            return _cmd_journal(args, config)
+    return USAGE
+
+
+def _fail(code: int, message: str, args: argparse.Namespace) -> int:
+    """Say why in one line on stderr (never a password) and return the exit code."""
+    url = getattr(args, "database_url", None) or os.environ.get("ACTORQ_DATABASE_URL", "")
+    shown = redact_url(url)
+    if url and shown != url:
+        message = message.replace(url, shown)
+    print(f"actorq: {' '.join(message.split())}", file=sys.stderr)
+    return code
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null: the reader is gone, and the flush at exit must not fail."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.cmd in ("serve", "worker", "submit"):
-            config, registry = _setup(args)
-        else:
-            config, registry = Config.load({"database_url": args.database_url}), Registry()
-        logging.basicConfig(
-            level=(args.log_level or config.log_level).upper(),
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
-        match args.cmd:
-            case "serve" | "worker":
-                return asyncio.run(_run_node(config, registry, http=args.cmd == "serve"))
-            case "submit":
-                return _cmd_submit(args, config, registry)
-            case "migrate":
-                asyncio.run(_with_journal(config.database_url, _noop))
-                print("schema is up to date")
-                return 0
-            case "journal":
-                return _cmd_journal(args, config)
+        return _dispatch(args)
+    except BrokenPipeError:
+        _quiet_stdout()
+        return PIPE_CLOSED
+    except KeyboardInterrupt:
+        return INTERRUPTED
+    except (InvalidInput, UnknownTaskType) as exc:
+        return _fail(USAGE, str(exc), args)
+    except StorageError as exc:
+        return _fail(UNAVAILABLE, str(exc), args)
     except ActorqError as exc:
-        print(f"actorq: {exc}", file=sys.stderr)
-        return 2
-    return 2
-
-
-async def _noop(_: Journal) -> None:
-    return None
+        return _fail(FAILED, str(exc), args)
 
 
 if __name__ == "__main__":

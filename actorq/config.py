@@ -31,6 +31,8 @@ def _not_negative(_inst: object, attribute: attrs.Attribute[Any], value: float) 
 @attrs.frozen
 class Config:
     database_url: str = "sqlite:///actorq.db"
+    # How long the command line waits for the database to answer before it gives up (exit 3).
+    connect_timeout: float = attrs.field(default=5.0, validator=_positive)
     host: str = "127.0.0.1"
     port: int = 8080
     concurrency: int = attrs.field(default=10, validator=_positive)

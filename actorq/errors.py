@@ -95,3 +95,8 @@ class StorageError(ActorqError):
     """The journal's database failed in a way the caller cannot fix."""
 
     code = "storage_error"
+
+
+class StorageUnavailable(StorageError):
+    """The database cannot be reached or cannot write right now (down, locked, full, timed
+    out): nothing is wrong with the request, and the same request may succeed later."""

@@ -83,10 +83,28 @@ def decide_failure(
 
 
 def decide_lease_expiry(task: Task, *, at: float, node: str) -> Event:
-    if task.attempt >= task.max_attempts:
+    """A held task whose lease ran out: back to the queue; a running one spent its attempt
+    (its handler started), so it is dead-lettered when it was the last."""
+    if task.state is _S.RUNNING and task.attempt >= task.max_attempts:
         error = "lease expired: the worker running it stopped"
         return _dead_letter(task, at, node, error, "lease_expired")
     return Event(_K.LEASE_EXPIRED, task.id, at, node, {}, worker=task.worker)
+
+
+def decide_retry(task: Task, event: Event) -> Event:
+    """A manual retry, with the time it runs at recorded: the task's own schedule if that
+    still lies ahead (a cancelled delayed task keeps it), else now."""
+    if "run_at" in event.data:
+        return event
+    data = {**event.data, "run_at": max(task.run_at, event.at)}
+    return Event(event.kind, event.task_id, event.at, event.node, data, event.worker, event.seq)
+
+
+def ranks_before(a: Task, b: Task) -> bool:
+    """Whether ``a`` must run before ``b``: a higher priority, or the same one and an earlier
+    run_at (FIFO within a priority). On a tie neither does: ``seq`` breaks ties in the claim
+    order, but it moves with every event, so it says nothing about who came first."""
+    return (-a.priority, a.run_at) < (-b.priority, b.run_at)
 
 
 def _dead_letter(task: Task, at: float, node: str, error: str, reason: str) -> Event:
@@ -133,6 +151,19 @@ def _requeue(event: Event, **changes: Any) -> dict[str, Any]:
     return {**base, **changes}
 
 
+def _give_back(task: Task, event: Event) -> dict[str, Any]:
+    """A task given back by its worker or its lease: a held one goes back to its place in the
+    queue (run_at kept) with its attempts intact; a running one goes to the back."""
+    if task.state is _S.CLAIMED:
+        return _requeue(event, run_at=task.run_at)
+    return _requeue(event)
+
+
+def _retry_run_at(task: Task, event: Event) -> float:
+    """A manual retry keeps a schedule that still lies ahead; otherwise it runs now."""
+    return max(float(event.data.get("run_at", event.at)), event.at)
+
+
 def _changes(task: Task | None, e: Event) -> tuple[Task, dict[str, Any]]:
     """The task an event applies to, and the fields the event changes."""
     d = e.data
@@ -142,17 +173,26 @@ def _changes(task: Task | None, e: Event) -> tuple[Task, dict[str, Any]]:
         case _K.CLAIMED:
             t = _require(task, e, _S.QUEUED)
             return t, {
-                "state": _S.RUNNING,
-                "attempt": t.attempt + 1,
-                "started_at": e.at,
+                "state": _S.CLAIMED,
                 "worker": e.worker,
                 "lease_expires_at": d["lease_expires_at"],
             }
+        case _K.STARTED:
+            t = _require(task, e, _S.CLAIMED)
+            # The worker that runs it: a task handed over inside a node starts on another
+            # worker than the one that claimed it.
+            return t, {
+                "state": _S.RUNNING,
+                "attempt": t.attempt + 1,
+                "started_at": e.at,
+                "worker": e.worker or t.worker,
+                "lease_expires_at": d.get("lease_expires_at", t.lease_expires_at),
+            }
         case _K.SUCCEEDED:
             t = _require(task, e, _S.RUNNING)
-            # The worker that ran it: a task handed over inside a node ends on another worker
-            # than the one that claimed it.
-            return t, _finish(e, _S.SUCCEEDED, result=d.get("result"), worker=e.worker or t.worker)
+            return t, _finish(
+                e, _S.SUCCEEDED, result=d.get("result"), error=None, worker=e.worker or t.worker
+            )
         case _K.FAILED | _K.TIMED_OUT:
             t = _require(task, e, _S.RUNNING)
             return t, {
@@ -165,16 +205,24 @@ def _changes(task: Task | None, e: Event) -> tuple[Task, dict[str, Any]]:
         case _K.DEAD_LETTERED:
             return _require(task, e, _S.RUNNING), _finish(e, _S.DEAD, error=d["error"])
         case _K.LEASE_EXPIRED:
-            return _require(task, e, _S.RUNNING), _requeue(e)
+            t = _require(task, e, _S.CLAIMED, _S.RUNNING)
+            return t, _give_back(t, e)
         case _K.RELEASED:
-            t = _require(task, e, _S.RUNNING)
-            return t, _requeue(e, attempt=max(t.attempt - 1, 0))
+            t = _require(task, e, _S.CLAIMED, _S.RUNNING)
+            # A stopping node gives a running task back unfinished: that attempt is not spent.
+            return t, {**_give_back(t, e), "attempt": max(t.attempt - (t.state is _S.RUNNING), 0)}
         case _K.CANCELLED:
-            t = _require(task, e, _S.QUEUED, _S.SCHEDULED, _S.RUNNING)
-            return t, _finish(e, _S.CANCELLED, error=d.get("reason"))
+            # The reason is in the event; ``error`` stays the last attempt's error, if any.
+            t = _require(task, e, _S.QUEUED, _S.SCHEDULED, _S.CLAIMED, _S.RUNNING)
+            return t, _finish(e, _S.CANCELLED)
         case _K.RETRIED:
             t = _require(task, e, _S.DEAD, _S.CANCELLED)
-            return t, _requeue(e, attempt=0, error=None, result=None, finished_at=None)
+            run_at = _retry_run_at(t, e)
+            state = _S.SCHEDULED if run_at > e.at else _S.QUEUED
+            return t, _requeue(
+                e, state=state, run_at=run_at, attempt=0, error=None, result=None,
+                finished_at=None,
+            )  # fmt: skip
     raise InvalidTransition(f"cannot apply {e.kind!r} to task {e.task_id}")
 
 
@@ -196,7 +244,8 @@ def apply(task: Task | None, event: Event) -> Task:
 
 _STATE_AFTER = {
     _K.ENQUEUED: _S.QUEUED,
-    _K.CLAIMED: _S.RUNNING,
+    _K.CLAIMED: _S.CLAIMED,
+    _K.STARTED: _S.RUNNING,
     _K.SUCCEEDED: _S.SUCCEEDED,
     _K.FAILED: _S.SCHEDULED,
     _K.TIMED_OUT: _S.SCHEDULED,
@@ -213,25 +262,26 @@ def state_after(event: Event) -> TaskState:
     of the journal needs no task for it): ``apply(task, event).state`` for any task it fits."""
     if event.kind is _K.SUBMITTED:
         return _S.SCHEDULED if float(event.data["run_at"]) > event.at else _S.QUEUED
+    if event.kind is _K.RETRIED:
+        return _S.SCHEDULED if float(event.data.get("run_at", event.at)) > event.at else _S.QUEUED
     return _STATE_AFTER[event.kind]
 
 
 _STATE_BEFORE = {
     _K.ENQUEUED: _S.SCHEDULED,
     _K.CLAIMED: _S.QUEUED,
+    _K.STARTED: _S.CLAIMED,
     _K.SUCCEEDED: _S.RUNNING,
     _K.FAILED: _S.RUNNING,
     _K.TIMED_OUT: _S.RUNNING,
     _K.DEAD_LETTERED: _S.RUNNING,
-    _K.LEASE_EXPIRED: _S.RUNNING,
-    _K.RELEASED: _S.RUNNING,
 }
 
 
 def known_transition(event: Event) -> tuple[TaskState | None, TaskState] | None:
     """(state before, state after) of ``event`` from the event alone, before None for a
     submission; None for the kinds whose before-state depends on the task (a cancellation,
-    a manual retry)."""
+    a manual retry, a lease expiry or release of a held or running task)."""
     if event.kind is _K.SUBMITTED:
         return None, state_after(event)
     before = _STATE_BEFORE.get(event.kind)

@@ -14,8 +14,12 @@ import attrs
 
 
 class TaskState(enum.StrEnum):
+    """Where a task stands. ``claimed``: a worker holds it ahead of time (prefetch), its
+    handler has not started and no attempt is counted; ``running``: a handler runs it."""
+
     SCHEDULED = "scheduled"
     QUEUED = "queued"
+    CLAIMED = "claimed"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     DEAD = "dead"
@@ -27,18 +31,22 @@ class TaskState(enum.StrEnum):
 
 
 FINISHED_STATES = frozenset({TaskState.SUCCEEDED, TaskState.DEAD, TaskState.CANCELLED})
-LIVE_STATES = frozenset({TaskState.SCHEDULED, TaskState.QUEUED, TaskState.RUNNING})
+LIVE_STATES = frozenset(
+    {TaskState.SCHEDULED, TaskState.QUEUED, TaskState.CLAIMED, TaskState.RUNNING}
+)
+HELD_STATES = frozenset({TaskState.CLAIMED, TaskState.RUNNING})  # a worker has it, on a lease
 
 
 class EventKind(enum.StrEnum):
     SUBMITTED = "submitted"
     ENQUEUED = "enqueued"  # a scheduled or retrying task became due
-    CLAIMED = "claimed"
+    CLAIMED = "claimed"  # a worker holds it; its handler has not started
+    STARTED = "started"  # its handler started: the attempt counts from here
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     TIMED_OUT = "timed_out"
     LEASE_EXPIRED = "lease_expired"
-    RELEASED = "released"  # a stopping node gave back a task it had not finished
+    RELEASED = "released"  # a worker gave back a task it had not finished (or not started)
     CANCELLED = "cancelled"
     DEAD_LETTERED = "dead_lettered"
     RETRIED = "retried"  # manual retry of a dead or cancelled task

@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from typing import Any
 
+import attrs
 from prometheus_client import generate_latest
 
 from actorq.actors.core import ActorError, ActorSystem, ChildSpec, Strategy, Supervisor
@@ -24,6 +25,7 @@ from actorq.actors.dispatcher import (
     Drain,
     WorkAvailable,
 )
+from actorq.actors.health import Health, HealthReport
 from actorq.actors.journal_writer import JournalWriter, Subscriber, write
 from actorq.actors.lock_reaper import LockReaper
 from actorq.actors.retry_timer import RetryTimer
@@ -40,7 +42,16 @@ from actorq.config import Config
 from actorq.errors import InvalidTransition, Overloaded
 from actorq.journal import journal_from_url
 from actorq.journal.base import Append, Journal, Notice, Submit
-from actorq.model import Event, EventKind, NewTask, Page, Task, TaskFilter, TaskState
+from actorq.model import (
+    HELD_STATES,
+    Event,
+    EventKind,
+    NewTask,
+    Page,
+    Task,
+    TaskFilter,
+    TaskState,
+)
 from actorq.tasks import Registry
 
 log = logging.getLogger("actorq.runtime")
@@ -48,6 +59,17 @@ log = logging.getLogger("actorq.runtime")
 WRITER, STATS, DISPATCHER, WORKERS, TIMER, REAPER = (
     "journal_writer", "stats", "dispatcher", "workers", "retry_timer", "lock_reaper",
 )  # fmt: skip
+# The actors whose ``Health()`` answer decides readiness: they claim and write for the node.
+HEALTH_CHECKED = (WRITER, DISPATCHER)
+
+
+@attrs.frozen
+class Readiness:
+    """Whether this node can claim and write now; if not, why (for an operator to read)."""
+
+    ok: bool
+    reasons: tuple[str, ...] = ()
+    journal_seq: int | None = None
 
 
 class Runtime:
@@ -93,6 +115,7 @@ class Runtime:
             heartbeat_seconds=c.heartbeat_interval,
             poll_seconds=c.poll_seconds,
             queues=c.queues,
+            types=tuple(self.registry.names()),
             prefetch=c.prefetch,
             write_timeout=self._write_timeout,
         )
@@ -113,18 +136,25 @@ class Runtime:
                 dispatcher=root_ref(DISPATCHER),
                 clock=self.clock,
                 rng=self._rng,
+                lease_seconds=c.lease_seconds,
+                write_timeout=self._write_timeout,
+                queues=c.queues,
+                types=settings.types,
             )
 
         reap_every = max(0.05, min(c.lease_seconds / 4, 5.0))
+        # rest_for_one, in this order: a restarted writer restarts everything that writes;
+        # a restarted dispatcher restarts the workers it alone knows (they hand back what
+        # they held); the statistics, timer and reaper restart cheaply.
         specs = [
             ChildSpec(WRITER, lambda: JournalWriter(self.journal, subscribers(), c.max_batch)),
-            ChildSpec(STATS, make_stats),
             ChildSpec(DISPATCHER, lambda: Dispatcher(settings, root_ref(WRITER), self.clock)),
             ChildSpec(
                 WORKERS,
                 lambda: worker_supervisor(deps(), c.concurrency),
                 shutdown_timeout=c.shutdown_grace + 5,
             ),
+            ChildSpec(STATS, make_stats),
             ChildSpec(
                 TIMER,
                 lambda: RetryTimer(
@@ -143,7 +173,7 @@ class Runtime:
                 ),
             ),
         ]
-        return Supervisor(specs, strategy=Strategy.ONE_FOR_ONE, max_restarts=5, within=10.0)
+        return Supervisor(specs, strategy=Strategy.REST_FOR_ONE, max_restarts=5, within=10.0)
 
     def _ref(self, name: str) -> Any:
         return self._root.child(name)
@@ -187,6 +217,43 @@ class Runtime:
         """Return when the actor system stops (a root failure included)."""
         await self.system.wait()
 
+    async def readiness(self, timeout: float = 2.0) -> Readiness:
+        """Whether this node can do its work: started, its actor system alive, the journal
+        answering, and every actor of ``HEALTH_CHECKED`` reporting healthy. Each check is
+        bounded by ``timeout`` (they run at once); one that does not answer in time fails."""
+        if self.system.failed is not None:
+            return Readiness(False, ("the actor system failed",))
+        if not self._started:
+            return Readiness(False, ("the node is not running",))
+        actors = asyncio.gather(*(self._health(name, timeout) for name in HEALTH_CHECKED))
+        (seq, journal_trouble), troubles = await asyncio.gather(self._journal_head(timeout), actors)
+        reasons = tuple(r for r in (journal_trouble, *troubles) if r is not None)
+        return Readiness(not reasons, reasons, seq)
+
+    async def _journal_head(self, timeout: float) -> tuple[int | None, str | None]:
+        """The journal's head seq, or None and why it could not be read."""
+        try:
+            async with asyncio.timeout(timeout):
+                return (await self.journal.head()).journal_seq, None
+        except TimeoutError:
+            return None, "the journal does not answer in time"
+        except Exception as exc:  # noqa: BLE001 - a probe answers, whatever went wrong
+            log.warning("readiness: the journal failed: %r", exc)
+            return None, "the journal does not answer"
+
+    async def _health(self, name: str, timeout: float) -> str | None:
+        """None if actor ``name`` reports healthy, else why not."""
+        try:
+            report: HealthReport = await self._ref(name).ask(Health(), timeout=timeout)
+        except TimeoutError:
+            return f"{name} does not answer in time"
+        except ActorError:
+            return f"{name} is stopped"
+        except Exception as exc:  # noqa: BLE001 - a probe answers, whatever went wrong
+            log.warning("readiness: %s failed to answer: %r", name, exc)
+            return f"{name} failed to answer"
+        return None if report.ok else f"{name}: {report.reason or 'not healthy'}"
+
     def _on_notice(self, notice: Notice) -> None:
         if notice.kind == "ready":
             self._ref(DISPATCHER).tell_nowait(WorkAvailable())
@@ -214,7 +281,7 @@ class Runtime:
         event = Event(EventKind.CANCELLED, task_id, self.clock(), self.config.node,
                       {"reason": reason})  # fmt: skip
         cancelled: Task = await self._write(Append(event))
-        if task.state is TaskState.RUNNING or cancelled.worker:
+        if task.state in HELD_STATES or cancelled.worker:
             with contextlib.suppress(ActorError):
                 await self._ref(DISPATCHER).tell(CancelRunning(task_id))
         return cancelled

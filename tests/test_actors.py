@@ -123,6 +123,21 @@ async def test_one_for_all_restarts_every_sibling() -> None:
     await system.stop()
 
 
+async def test_rest_for_one_restarts_the_child_and_those_started_after_it() -> None:
+    log = Log()
+    root = Supervisor([spec(n, log) for n in "abc"], strategy=Strategy.REST_FOR_ONE)
+    system = await started(root)
+    before = {n: await root.child(n).ask("instance", timeout=1) for n in "abc"}
+    await root.child("b").tell("crash")
+    await log.wait_for("start c", count=2)
+    after = {n: await root.child(n).ask("instance", timeout=1) for n in "abc"}
+    assert after["a"] == before["a"], "started before the crashed one: left alone"
+    assert after["b"] != before["b"]
+    assert after["c"] != before["c"]
+    assert log.entries.count("start a") == 1
+    await system.stop()
+
+
 async def test_past_the_restart_intensity_the_failure_escalates_to_the_root() -> None:
     log = Log()
     inner = Supervisor([spec("a", log)], max_restarts=2, within=60)
@@ -229,4 +244,45 @@ async def test_add_and_remove_children_at_run_time() -> None:
     assert "stop d" in log.entries
     with pytest.raises(ActorStopped):
         await ref.tell("hi")
+    await system.stop()
+
+
+async def test_messages_queued_behind_a_crash_reach_the_restarted_instance() -> None:
+    log = Log()
+    root = Supervisor([spec("a", log)])
+    system = await started(root)
+    a = root.child("a")
+    first = await a.ask("instance", timeout=1)
+    await a.tell("crash")
+    await a.tell("after")  # already in the mailbox when the crash happens
+    assert await a.ask("instance", timeout=5) != first
+    await log.wait_for("a got after")
+    assert log.entries.count("start a") == 2, "on_start ran again"
+    await system.stop()
+
+
+class Cancelled(Actor):
+    """On a tell, awaits a future someone else cancels: a CancelledError that is no stop."""
+
+    def __init__(self, log: Log) -> None:
+        self.log = log
+
+    async def on_start(self) -> None:
+        self.log.add("start")
+
+    async def receive(self, message: object) -> object:
+        if message == "await a cancelled future":
+            doomed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            doomed.cancel()
+            await doomed
+        return message
+
+
+async def test_a_cancelled_error_escaping_receive_is_a_crash_not_a_stop() -> None:
+    log = Log()
+    root = Supervisor([ChildSpec("c", lambda: Cancelled(log), restart=Restart.TRANSIENT)])
+    system = await started(root)
+    await root.child("c").tell("await a cancelled future")
+    await log.wait_for("start", count=2)  # restarted: a transient child is, after a crash
+    assert await root.child("c").ask("still here", timeout=1) == "still here"
     await system.stop()

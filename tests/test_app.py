@@ -113,6 +113,7 @@ async def test_a_stop_past_the_grace_period_releases_running_tasks_without_error
             after = await journal.get(task.id)
             assert (after.state, after.attempt) == (TaskState.QUEUED, 0)
             kinds = [e.kind for e in await journal.history(task.id)]
-            assert kinds == [EventKind.SUBMITTED, EventKind.CLAIMED, EventKind.RELEASED]
+            assert kinds == [EventKind.SUBMITTED, EventKind.CLAIMED, EventKind.STARTED,
+                             EventKind.RELEASED]  # fmt: skip
     finally:
         await journal.close()

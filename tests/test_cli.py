@@ -1,4 +1,5 @@
-"""The command line's journal tools on a real database: replay, verify, export, rebuild."""
+"""The command line on a real database: the journal tools (replay, verify, export, rebuild)
+and ``submit``."""
 
 from __future__ import annotations
 
@@ -6,12 +7,17 @@ import asyncio
 import datetime as dt
 import json
 import sqlite3
+import textwrap
+import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import actorq
 from actorq.cli import main
+from actorq.journal import journal_from_url
+from actorq.model import Task, TaskState
 
 
 async def workload(url: str) -> tuple[list[str], float]:
@@ -41,7 +47,7 @@ def test_replay_reports_a_match_and_exits_zero(
     report = json.loads(capsys.readouterr().out)
     assert report["matches"] is True
     assert report["tasks"] == 4
-    assert report["events"] == 3 * 3 + 1
+    assert report["events"] == 3 * 4 + 1  # submitted, claimed, started, succeeded; one queued
 
 
 def test_replay_until_shows_the_queue_as_it_was(
@@ -64,11 +70,11 @@ def test_export_writes_every_event_as_json_lines(tmp_path: Path) -> None:
     out = tmp_path / "journal.jsonl"
     assert main(["journal", "export", "--database-url", url, "-o", str(out)]) == 0
     lines = [json.loads(line) for line in out.read_text().splitlines()]
-    assert len(lines) == 10
+    assert len(lines) == 13
     assert [e["seq"] for e in lines] == sorted(e["seq"] for e in lines)
     assert {e["task_id"] for e in lines} == set(ids)
     assert [e["kind"] for e in lines if e["task_id"] == ids[0]] == [
-        "submitted", "claimed", "succeeded",
+        "submitted", "claimed", "started", "succeeded",
     ]  # fmt: skip
 
 
@@ -95,3 +101,71 @@ def test_the_journal_table_refuses_updates_and_deletes(tmp_path: Path) -> None:
             conn.execute("UPDATE journal SET kind = 'succeeded'")
         with pytest.raises(sqlite3.IntegrityError, match="append-only"):
             conn.execute("DELETE FROM journal")
+
+
+def write_app(folder: Path) -> str:
+    """A module in ``folder`` whose App has a task type with defaults of its own; its spec."""
+    name = f"cli_jobs_{uuid.uuid4().hex[:8]}"  # a fresh module: no other test's import cached
+    (folder / f"{name}.py").write_text(
+        textwrap.dedent(
+            """
+            import actorq
+
+            app = actorq.App()
+
+            @app.task("report", priority=7, queue="reports", max_attempts=5, timeout=90)
+            async def report(payload):
+                return payload
+            """
+        )
+    )
+    return f"{name}:app"
+
+
+def submit(argv: list[str], capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    assert main(["submit", *argv]) == 0
+    task: dict[str, Any] = json.loads(capsys.readouterr().out)
+    return task
+
+
+async def stored(url: str, task_id: str) -> Task:
+    journal = journal_from_url(url)
+    await journal.open()
+    try:
+        return await journal.get(task_id)
+    finally:
+        await journal.close()
+
+
+def test_submit_takes_the_task_types_own_defaults(
+    database_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.syspath_prepend(tmp_path)  # also drops the import system's stale caches
+    app = write_app(tmp_path)
+    shown = submit(["report", "--app", app, "--database-url", database_url], capsys)
+    task = asyncio.run(stored(database_url, shown["id"]))
+    assert (task.priority, task.queue, task.max_attempts, task.timeout) == (7, "reports", 5, 90)
+    assert (shown["priority"], shown["queue"]) == (7, "reports")
+
+
+def test_submit_flags_override_the_task_types_defaults(
+    database_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.syspath_prepend(tmp_path)  # also drops the import system's stale caches
+    argv = ["report", "--app", write_app(tmp_path), "--database-url", database_url,
+            "--payload", '{"n": 1}', "--priority", "0", "--queue", "urgent",
+            "--max-attempts", "1", "--timeout", "2.5", "--delay", "3600",
+            "--idempotency-key", "report-1"]  # fmt: skip
+    task = asyncio.run(stored(database_url, submit(argv, capsys)["id"]))
+    assert (task.priority, task.queue, task.max_attempts, task.timeout) == (0, "urgent", 1, 2.5)
+    assert task.payload == {"n": 1}
+    assert task.idempotency_key == "report-1"
+    assert task.state == TaskState.SCHEDULED
+    assert main(["submit", *argv]) == 1, "a live task holds the key"
+    assert "report-1" in capsys.readouterr().err

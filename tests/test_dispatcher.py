@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import attrs
 import pytest
 from nodes import Gates, make_registry, node_config
+from procs import until
 
-from actorq.actors.core import Actor, ActorSystem, ChildSpec, Supervisor
+from actorq.actors.core import Actor, ActorSystem, ChildSpec, Strategy, Supervisor
 from actorq.actors.dispatcher import (
     CancelTask,
     Dispatcher,
@@ -24,9 +26,11 @@ from actorq.actors.dispatcher import (
     WorkAvailable,
     WorkerReady,
 )
+from actorq.actors.health import Health
 from actorq.actors.journal_writer import Write
 from actorq.actors.worker import Worker, WorkerDeps
-from actorq.journal.base import Claim, Outcome
+from actorq.errors import StorageUnavailable
+from actorq.journal.base import Claim, Outcome, Start, Started
 from actorq.model import EventKind, NewTask, Task, TaskState
 from actorq.runtime import Runtime
 
@@ -55,9 +59,10 @@ class Runs(Actor):
         return None
 
 
-def running(new: NewTask, worker: str) -> Task:
+def held(new: NewTask, worker: str) -> Task:
+    """A task claimed for ``worker``, its handler not started."""
     return Task(id=new.id, type=new.type, queue=new.queue, payload=None, priority=0,
-                state=TaskState.RUNNING, attempt=1, max_attempts=1, timeout=None, run_at=0.0,
+                state=TaskState.CLAIMED, attempt=0, max_attempts=1, timeout=None, run_at=0.0,
                 created_at=0.0, updated_at=0.0, worker=worker)  # fmt: skip
 
 
@@ -93,7 +98,7 @@ async def test_a_drain_waits_for_the_claim_in_flight_and_the_tasks_it_brings(tre
     drained = await dispatcher.ask(Drain(), timeout=5)
     assert not drained.done(), "a claim still in flight may bring tasks"
 
-    task = running(NewTask("job"), "n/w0")
+    task = held(NewTask("job"), "n/w0")
     assert claim.reply is not None
     claim.reply.set_result(Outcome(value=[task]))
     assert (await asyncio.wait_for(given.get(), 5)).id == task.id
@@ -109,6 +114,72 @@ async def test_a_drain_with_nothing_running_or_claimed_is_done_at_once(tree: Tre
     drained = await root.child("dispatcher").ask(Drain(), timeout=5)
     await asyncio.wait_for(drained, 5)
     assert writes.empty()
+
+
+class Announces(Runs):
+    """A worker that records what it is given and, like a real one, says so at each start."""
+
+    def __init__(self, given: asyncio.Queue[Task], dispatcher: Callable[[], Any]) -> None:
+        super().__init__(given)
+        self.dispatcher = dispatcher
+
+    async def on_start(self) -> None:
+        await self.dispatcher().tell(WorkerReady("n/w0", self.ref))
+
+
+async def test_a_claim_that_fails_with_a_bug_restarts_the_dispatcher_and_its_workers() -> None:
+    writes: asyncio.Queue[Write] = asyncio.Queue()
+    given: asyncio.Queue[Task] = asyncio.Queue()
+    settings = DispatcherSettings(node="n", lease_seconds=30, heartbeat_seconds=60,
+                                  poll_seconds=60)  # fmt: skip
+    root = Supervisor([
+        ChildSpec("writer", lambda: HeldWrites(writes)),
+        ChildSpec("dispatcher", lambda: Dispatcher(settings, root.child("writer"), lambda: 0.0)),
+        ChildSpec("worker", lambda: Announces(given, lambda: root.child("dispatcher"))),
+    ], strategy=Strategy.REST_FOR_ONE)  # fmt: skip
+    system = ActorSystem(root)
+    await system.start()
+    try:
+        await root.child("dispatcher").tell(WorkAvailable())
+        first = await asyncio.wait_for(writes.get(), 5)
+        assert isinstance(first.op, Claim)
+        assert first.reply is not None
+        first.reply.set_exception(OverflowError("a bug, not an outage"))
+        # Not wedged: the dispatcher crashed, came back with its worker, and claims again.
+        again = await asyncio.wait_for(writes.get(), 5)
+        assert isinstance(again.op, Claim)
+        assert again.reply is not None
+        task = held(NewTask("job"), "n/w0")
+        again.reply.set_result(Outcome(value=[task]))
+        assert (await asyncio.wait_for(given.get(), 5)).id == task.id
+    finally:
+        await system.stop()
+
+
+async def test_a_dispatcher_whose_claims_fail_reports_itself_unhealthy(tree: Tree) -> None:
+    root, writes, _ = tree
+    dispatcher = root.child("dispatcher")
+    await dispatcher.tell(WorkerReady("n/w0", root.child("worker")))
+    await dispatcher.tell(WorkAvailable())
+    claim = await asyncio.wait_for(writes.get(), 5)
+    assert claim.reply is not None
+    claim.reply.set_exception(StorageUnavailable("the database is away"))
+
+    async def unhealthy() -> bool:
+        report = await dispatcher.ask(Health(), timeout=5)
+        return not report.ok and "claim" in (report.reason or "")
+
+    await until(unhealthy, 5)  # once the failed claim's answer reached the dispatcher
+
+    await dispatcher.tell(WorkAvailable())
+    again = await asyncio.wait_for(writes.get(), 5)
+    assert again.reply is not None
+    again.reply.set_result(Outcome(value=[]))
+
+    async def healthy() -> bool:
+        return bool((await dispatcher.ask(Health(), timeout=5)).ok)
+
+    await until(healthy, 5)
 
 
 def test_prefetch_covers_a_claims_round_trip_within_its_bounds() -> None:
@@ -139,7 +210,7 @@ async def test_a_task_held_behind_a_long_one_moves_to_a_worker_that_goes_idle(
         await gates.wait_started("a")
         await gates.wait_started("b")
         (held,) = await node.submit([NewTask("echo", "behind")])
-        claimed = await node.wait_for(held.id, {TaskState.RUNNING}, timeout=10)
+        claimed = await node.wait_for(held.id, {TaskState.CLAIMED}, timeout=10)
         holder = claimed.worker
         # Both workers are busy, so the echo waits in the hand of one of them. Let the other
         # one finish: the echo must move to it, not wait for the long task.
@@ -151,17 +222,40 @@ async def test_a_task_held_behind_a_long_one_moves_to_a_worker_that_goes_idle(
         assert done.worker is not None
         assert done.worker != holder, "run by the worker that went idle"
         assert (await node.get(long_one.id)).state is TaskState.RUNNING, "still blocked"
-        # Moved inside the node: one claim, no lease left to expire, one success.
+        # Moved inside the node: one claim, no lease left to expire, started and finished
+        # by the worker that went idle, one attempt.
         kinds = [(e.kind, e.worker) for e in await node.history(held.id)]
         assert kinds == [
             (EventKind.SUBMITTED, None),
             (EventKind.CLAIMED, holder),
+            (EventKind.STARTED, done.worker),
             (EventKind.SUCCEEDED, done.worker),
         ]
+        assert done.attempt == 1
     finally:
         for name in "ab":
             gates.open(name)
         await node.stop()
+
+
+class StartsAtOnce(Actor):
+    """A writer that starts every held task it is asked to (as the journal would when no
+    better task is ready) and records the other writes."""
+
+    def __init__(self, tasks: dict[str, Task], writes: asyncio.Queue[Write]) -> None:
+        self.tasks = tasks
+        self.writes = writes
+
+    async def receive(self, message: object) -> object:
+        assert isinstance(message, Write)
+        op = message.op
+        if isinstance(op, Start) and message.reply is not None:
+            task = attrs.evolve(self.tasks[op.task_id], state=TaskState.RUNNING, attempt=1,
+                                worker=op.worker)  # fmt: skip
+            message.reply.set_result(Outcome(Started(task)))
+        else:
+            self.writes.put_nowait(message)
+        return None
 
 
 class Heard(Actor):
@@ -185,8 +279,9 @@ async def test_a_cancel_that_reaches_the_worker_a_task_left_follows_it(gates: Ga
                           rng=random.Random(0))  # fmt: skip
         return Worker(worker_id, deps)
 
+    tasks: dict[str, Task] = {}
     root = Supervisor([
-        ChildSpec("writer", lambda: HeldWrites(writes)),
+        ChildSpec("writer", lambda: StartsAtOnce(tasks, writes)),
         ChildSpec("dispatcher", lambda: Heard(heard)),
         ChildSpec("n/w0", lambda: worker("n/w0")),
         ChildSpec("n/w1", lambda: worker("n/w1")),
@@ -195,8 +290,9 @@ async def test_a_cancel_that_reaches_the_worker_a_task_left_follows_it(gates: Ga
     await system.start()
     try:
         w0, w1 = root.child("n/w0"), root.child("n/w1")
-        long, moved = (attrs.evolve(running(NewTask("gate", {"gate": g}), "n/w0"),
+        long, moved = (attrs.evolve(held(NewTask("gate", {"gate": g}), "n/w0"),
                                     payload={"gate": g}) for g in ("long", "moved"))  # fmt: skip
+        tasks.update({long.id: long, moved.id: moved})
         await w0.tell(RunTask(long))
         await w0.tell(RunTask(moved))  # in w0's hand, behind the long one
         await gates.wait_started("long")

@@ -25,9 +25,11 @@ from actorq.journal.base import (
     Op,
     PromoteDue,
     ReapExpired,
+    Start,
     Submit,
 )
 from actorq.journal.postgres import PostgresJournal, split_url
+from actorq.journal.rows import migrations
 from actorq.journal.sqlite import path_from_url
 from actorq.model import Event, EventKind, NewTask, Task, TaskFilter, TaskState
 
@@ -53,10 +55,31 @@ async def submit(journal: Journal, *tasks: NewTask, at: float = T0) -> list[Task
 
 
 async def claim(
-    journal: Journal, *workers: str, at: float = T0, queues: Sequence[str] | None = None
+    journal: Journal,
+    *workers: str,
+    at: float = T0,
+    queues: Sequence[str] | None = None,
+    types: Sequence[str] | None = None,
+    start: bool = True,
 ) -> list[Task]:
-    claimed: list[Task] = await one(journal, Claim(workers, at, NODE, LEASE, queues))
-    return claimed
+    """Claim tasks for ``workers`` and, unless ``start`` is false, start each one's handler
+    (at the same instant): running tasks, as most tests want them."""
+    claimed: list[Task] = await one(journal, Claim(workers, at, NODE, LEASE, queues, types))
+    if not start:
+        return claimed
+    return [(await one(journal, begin(t, at, queues, types))).task for t in claimed]
+
+
+def begin(
+    task: Task,
+    at: float,
+    queues: Sequence[str] | None = None,
+    types: Sequence[str] | None = None,
+    worker: str | None = None,
+) -> Start:
+    """The start of a held task's handler, on the worker that claimed it unless told."""
+    assert task.worker is not None
+    return Start(task.id, task.worker, worker or task.worker, at, NODE, LEASE, queues, types)
 
 
 def event(kind: EventKind, task: Task | str, at: float, **data: Any) -> Event:
@@ -171,6 +194,18 @@ async def test_claim_gives_one_task_to_each_worker_it_names(journal: Journal) ->
         assert task.lease_expires_at == T0 + 1 + LEASE
         assert await journal.get(task.id) == task
     assert [t.id for t in await claim(journal, "w", at=T0 + 1)] == [third.id]
+
+
+async def test_claim_takes_only_the_task_types_the_node_serves(journal: Journal) -> None:
+    theirs = NewTask("report", priority=9)
+    ours = NewTask("job", queue="b")
+    await submit(journal, theirs, ours)
+
+    claimed = await claim(journal, "w0", "w1", at=T0 + 1, types=["job", "echo"])
+
+    assert [t.id for t in claimed] == [ours.id]
+    assert await claim(journal, "w0", at=T0 + 1, queues=["default"], types=["job"]) == []
+    assert (await journal.get(theirs.id)).state is _S.QUEUED
 
 
 async def test_submit_of_a_future_task_schedules_it_until_promoted(journal: Journal) -> None:
@@ -357,6 +392,89 @@ async def test_reaper_requeues_expired_leases_and_dead_letters_the_last_attempt(
     assert await one(journal, ReapExpired(T0 + 1_000, NODE)) == []
 
 
+async def test_a_held_task_whose_lease_expires_goes_back_with_its_attempts_intact(
+    journal: Journal,
+) -> None:
+    task = NewTask("job", max_attempts=1)
+    await submit(journal, task)
+    for n in range(3):  # more expiries than attempts: a handler that never ran spends none
+        at = T0 + n * 100
+        (held,) = await claim(journal, "w1", at=at, start=False)
+        assert (held.state, held.attempt, held.started_at) == (_S.CLAIMED, 0, None)
+        (back,) = await one(journal, ReapExpired(at + LEASE, NODE))
+        assert (back.state, back.attempt, back.run_at) == (_S.QUEUED, 0, T0)
+    (running,) = await claim(journal, "w1", at=T0 + 500)
+    assert (running.state, running.attempt, running.started_at) == (_S.RUNNING, 1, T0 + 500)
+
+
+async def test_a_start_gives_way_to_a_ready_task_of_higher_priority(journal: Journal) -> None:
+    low, later_low = NewTask("job", priority=1), NewTask("job", priority=1)
+    await submit(journal, low)
+    (held,) = await claim(journal, "n/w0", at=T0 + 1, start=False)
+    high = NewTask("job", priority=9)
+    await submit(journal, high, later_low, at=T0 + 2)
+
+    started = await one(journal, begin(held, T0 + 3))
+
+    assert (started.task.id, started.released) == (high.id, low.id)
+    assert (started.task.state, started.task.worker, started.task.attempt) == (
+        _S.RUNNING, "n/w0", 1,
+    )  # fmt: skip
+    back = await journal.get(low.id)
+    assert (back.state, back.attempt, back.run_at, back.worker) == (_S.QUEUED, 0, T0, None)
+    assert [e.kind for e in await journal.history(low.id)] == [
+        _K.SUBMITTED, _K.CLAIMED, _K.RELEASED,
+    ]  # fmt: skip
+    # FIFO within a priority: the given-back task still goes before the one submitted later.
+    (held_again,) = await claim(journal, "n/w0", at=T0 + 4, start=False)
+    assert held_again.id == low.id
+    assert (await one(journal, begin(held_again, T0 + 5))).released is None
+
+
+async def test_a_start_keeps_its_turn_against_equal_or_lower_or_unserved_work(
+    journal: Journal,
+) -> None:
+    first = NewTask("job", priority=1)
+    await submit(journal, first)
+    (held,) = await claim(journal, "n/w0", at=T0 + 1, start=False, types=["job"])
+    same, lower = NewTask("job", priority=1), NewTask("job", priority=0)
+    unserved = NewTask("report", priority=9)
+    await submit(journal, same, lower, unserved, at=T0 + 2)
+
+    started = await one(journal, begin(held, T0 + 3, types=["job"]))
+
+    assert (started.task.id, started.released) == (first.id, None)
+
+
+async def test_a_start_of_a_task_no_longer_held_is_refused(journal: Journal) -> None:
+    await submit(journal, NewTask("job"))
+    (held,) = await claim(journal, "n/w0", at=T0, start=False)
+    await one(journal, Append(event(_K.CANCELLED, held, T0 + 1)))
+    with pytest.raises(InvalidTransition):
+        await one(journal, begin(held, T0 + 2))
+    (_again,) = await submit(journal, NewTask("job"))
+    (held,) = await claim(journal, "n/w0", at=T0 + 3, start=False)
+    await one(journal, ReapExpired(T0 + 3 + LEASE, NODE))
+    await claim(journal, "n/w1", at=T0 + 40, start=False)  # reclaimed by another worker
+    with pytest.raises(InvalidTransition):
+        await one(journal, begin(held, T0 + 41))
+
+
+async def test_several_starts_in_one_batch_each_take_the_best_work(journal: Journal) -> None:
+    await submit(journal, *[NewTask("job", priority=0) for _ in range(3)])
+    held = await claim(journal, "n/w0", "n/w1", "n/w2", at=T0 + 1, start=False)
+    high = NewTask("job", priority=5)
+    await submit(journal, high, at=T0 + 2)
+
+    outcomes = await journal.run([begin(t, T0 + 3) for t in held])
+
+    started = [o.unwrap() for o in outcomes]
+    assert [s.task.id for s in started].count(high.id) == 1
+    assert sum(s.released is not None for s in started) == 1
+    running = [t async for t in journal.tasks() if t.state is _S.RUNNING]
+    assert len(running) == 3
+
+
 async def test_extend_leases_moves_the_leases_of_running_tasks_without_an_event(
     journal: Journal,
 ) -> None:
@@ -402,11 +520,12 @@ async def test_history_lists_a_tasks_events_in_order(journal: Journal) -> None:
     history = await journal.history(task.id)
 
     assert [e.kind for e in history] == [
-        _K.SUBMITTED, _K.CLAIMED, _K.FAILED, _K.ENQUEUED, _K.CLAIMED, _K.SUCCEEDED,
+        _K.SUBMITTED, _K.CLAIMED, _K.STARTED, _K.FAILED, _K.ENQUEUED, _K.CLAIMED,
+        _K.STARTED, _K.SUCCEEDED,
     ]  # fmt: skip
     assert [e.seq for e in history] == sorted(e.seq for e in history)
-    assert history[2].data == {"error": "boom", "retry_at": T0 + 3}
-    assert history[4].worker == "w2"
+    assert history[3].data == {"error": "boom", "retry_at": T0 + 3}
+    assert history[5].worker == "w2"
     with pytest.raises(TaskNotFound):
         await journal.history("no-such-task")
     with pytest.raises(TaskNotFound):
@@ -562,7 +681,7 @@ async def test_nodes_starting_together_migrate_once(postgres_url: str) -> None:
             versions = await conn.fetch("SELECT version FROM schema_version")
         finally:
             await conn.close()
-        assert [v[0] for v in versions] == [1]
+        assert [v[0] for v in versions] == [n for n, _ in migrations("postgres")]
     finally:
         for journal in journals:
             await journal.close()

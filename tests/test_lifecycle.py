@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 
+import attrs
 import pytest
 
 from actorq import lifecycle
@@ -22,6 +23,19 @@ def claimed(task: Task, at: float) -> Event:
     return Event(K.CLAIMED, task.id, at, "n", {"lease_expires_at": at + 30}, worker="n/w0")
 
 
+def started(task: Task, at: float, worker: str = "n/w0") -> Event:
+    return Event(K.STARTED, task.id, at, "n", {"lease_expires_at": at + 30}, worker=worker)
+
+
+def run(task: Task, at: float) -> Task:
+    """Claimed by a worker, then its handler starts."""
+    return lifecycle.apply(lifecycle.apply(task, claimed(task, at)), started(task, at + 0.5))
+
+
+def retried(task: Task, at: float) -> Event:
+    return lifecycle.decide_retry(task, Event(K.RETRIED, task.id, at, "n"))
+
+
 def every_kind_in_a_life() -> list[tuple[Task | None, Event]]:
     """(task before, event) for at least one event of every kind, each fitting its task."""
     rng = random.Random(7)
@@ -32,31 +46,42 @@ def every_kind_in_a_life() -> list[tuple[Task | None, Event]]:
         steps.append((task, event))
         return lifecycle.apply(task, event)
 
-    # scheduled -> queued -> running -> timed out (retry) -> queued -> running -> dead
+    # scheduled -> queued -> claimed -> running -> timed out (retry) -> ... -> dead
     t = step(None, submitted(run_at=150.0))
     t = step(t, Event(K.ENQUEUED, t.id, 150.0, "n"))
     t = step(t, claimed(t, 151.0))
+    t = step(t, started(t, 151.5))
     t = step(t, lifecycle.decide_failure(t, error="slow", timed_out=True, at=152.0, node="n",
                                          policy=policy, rng=rng))  # fmt: skip
     t = step(t, Event(K.ENQUEUED, t.id, 153.0, "n"))
     t = step(t, claimed(t, 154.0))
+    t = step(t, started(t, 154.5))
     t = step(t, lifecycle.decide_failure(t, error="boom", timed_out=False, at=155.0, node="n",
                                          policy=policy, rng=rng))  # fmt: skip
-    # retried by hand; a released attempt, a lease-expired one, then success
-    t = step(t, Event(K.RETRIED, t.id, 156.0, "n"))
+    # retried by hand; a held task given back, a running one given back, a held one whose
+    # lease expired, a running one whose lease expired, then success
+    t = step(t, retried(t, 156.0))
     t = step(t, claimed(t, 157.0))
     t = step(t, Event(K.RELEASED, t.id, 158.0, "n"))
+    t = step(t, claimed(t, 158.5))
+    t = step(t, started(t, 158.6))
+    t = step(t, Event(K.RELEASED, t.id, 158.7, "n"))
     t = step(t, claimed(t, 159.0))
+    t = step(t, lifecycle.decide_lease_expiry(t, at=159.5, node="n"))
+    t = step(t, claimed(t, 159.6))
+    t = step(t, started(t, 159.7))
     t = step(t, lifecycle.decide_lease_expiry(t, at=160.0, node="n"))
     t = step(t, claimed(t, 161.0))
+    t = step(t, started(t, 161.5))
     step(t, Event(K.SUCCEEDED, t.id, 162.0, "n", {"result": 1}))
     # failed with a retry to come, cancelled while scheduled, then retried by hand
     q = step(None, submitted())
     q = step(q, claimed(q, 101.0))
+    q = step(q, started(q, 101.5))
     q = step(q, lifecycle.decide_failure(q, error="boom", timed_out=False, at=102.0, node="n",
                                          policy=policy, rng=rng))  # fmt: skip
     q = step(q, Event(K.CANCELLED, q.id, 102.5, "n", {"reason": "no"}))
-    step(q, Event(K.RETRIED, q.id, 103.0, "n"))
+    step(q, retried(q, 103.0))
     return steps
 
 
@@ -77,7 +102,73 @@ def test_the_state_after_an_event_is_known_from_the_event_alone() -> None:
         if transition is not None:
             assert transition == (None if before is None else before.state, after.state)
         else:
-            assert event.kind in (K.CANCELLED, K.RETRIED)
+            assert event.kind in (K.CANCELLED, K.RETRIED, K.LEASE_EXPIRED, K.RELEASED)
+
+
+def test_an_attempt_counts_when_its_handler_starts_not_when_it_is_claimed() -> None:
+    task = lifecycle.apply(None, submitted())
+    held = lifecycle.apply(task, claimed(task, 101.0))
+    assert (held.state, held.attempt, held.started_at) == (TaskState.CLAIMED, 0, None)
+    assert held.worker == "n/w0"
+    running = lifecycle.apply(held, started(held, 103.0, worker="n/w1"))
+    assert (running.state, running.attempt, running.started_at) == (TaskState.RUNNING, 1, 103.0)
+    assert running.worker == "n/w1"  # handed over inside the node before it started
+
+
+def test_a_held_task_whose_lease_expires_goes_back_to_its_place_with_attempts_intact() -> None:
+    task = lifecycle.apply(None, submitted())  # max_attempts 2
+    for at in (101.0, 201.0, 301.0):  # more expiries than attempts: none of them counts
+        held = lifecycle.apply(task, claimed(task, at))
+        expiry = lifecycle.decide_lease_expiry(held, at=at + 31, node="n")
+        assert expiry.kind is K.LEASE_EXPIRED
+        task = lifecycle.apply(held, expiry)
+        assert (task.state, task.attempt, task.run_at) == (TaskState.QUEUED, 0, 100.0)
+
+
+def test_a_running_task_whose_lease_expires_spent_its_attempt() -> None:
+    task = run(lifecycle.apply(None, submitted()), 101.0)
+    task = lifecycle.apply(task, lifecycle.decide_lease_expiry(task, at=140.0, node="n"))
+    assert (task.state, task.attempt) == (TaskState.QUEUED, 1)
+    task = run(task, 141.0)
+    last = lifecycle.decide_lease_expiry(task, at=180.0, node="n")
+    assert last.kind is K.DEAD_LETTERED
+    assert lifecycle.apply(task, last).state is TaskState.DEAD
+
+
+def test_success_after_failures_leaves_no_error_and_a_cancel_writes_none() -> None:
+    policy = lifecycle.RetryPolicy(base=1, jitter=0)
+    task = run(lifecycle.apply(None, submitted()), 101.0)
+    failure = lifecycle.decide_failure(task, error="boom", timed_out=False, at=102.0, node="n",
+                                       policy=policy, rng=random.Random(1))  # fmt: skip
+    task = lifecycle.apply(task, failure)
+    assert task.error == "boom"  # the last error, while a retry is to come
+    task = lifecycle.apply(task, Event(K.ENQUEUED, task.id, 103.0, "n"))
+    task = run(task, 104.0)
+    done = lifecycle.apply(task, Event(K.SUCCEEDED, task.id, 105.0, "n", {"result": 2}))
+    assert (done.state, done.error, done.result) == (TaskState.SUCCEEDED, None, 2)
+
+    fresh = lifecycle.apply(None, submitted())
+    cancelled = lifecycle.apply(fresh, Event(K.CANCELLED, fresh.id, 101.0, "n", {"reason": "x"}))
+    assert (cancelled.state, cancelled.error) == (TaskState.CANCELLED, None)
+
+
+def test_a_retried_task_keeps_a_schedule_still_ahead_and_otherwise_runs_now() -> None:
+    delayed = lifecycle.apply(None, submitted(at=100.0, run_at=500.0))
+    cancelled = lifecycle.apply(delayed, Event(K.CANCELLED, delayed.id, 101.0, "n"))
+    again = lifecycle.apply(cancelled, retried(cancelled, 102.0))
+    assert (again.state, again.run_at) == (TaskState.SCHEDULED, 500.0)
+    late = lifecycle.apply(cancelled, retried(cancelled, 600.0))
+    assert (late.state, late.run_at) == (TaskState.QUEUED, 600.0)
+
+
+def test_a_held_task_ranks_after_a_ready_task_of_higher_priority_or_older_run_at() -> None:
+    base = lifecycle.apply(None, submitted())
+    high = attrs.evolve(base, priority=5)
+    older = attrs.evolve(base, run_at=base.run_at - 1)
+    assert lifecycle.ranks_before(high, base)
+    assert lifecycle.ranks_before(older, base)
+    assert not lifecycle.ranks_before(base, high)
+    assert not lifecycle.ranks_before(base, base)
 
 
 def test_a_submission_in_the_future_is_scheduled_and_one_due_now_is_queued() -> None:
@@ -98,7 +189,7 @@ def test_events_that_do_not_fit_the_task_are_refused() -> None:
 def test_a_failed_attempt_retries_until_the_attempts_are_spent() -> None:
     policy = lifecycle.RetryPolicy(base=2, factor=3, jitter=0)
     task = lifecycle.apply(None, submitted())
-    task = lifecycle.apply(task, claimed(task, 101.0))
+    task = run(task, 101.0)
     first = lifecycle.decide_failure(task, error="e1", timed_out=False, at=102.0, node="n",
                                      policy=policy, rng=random.Random(1))  # fmt: skip
     assert first.kind is K.FAILED
@@ -106,7 +197,7 @@ def test_a_failed_attempt_retries_until_the_attempts_are_spent() -> None:
     task = lifecycle.apply(task, first)
     assert (task.state, task.error, task.run_at) == (TaskState.SCHEDULED, "e1", 104.0)
     task = lifecycle.apply(task, Event(K.ENQUEUED, task.id, 104.0, "n"))
-    task = lifecycle.apply(task, claimed(task, 104.5))
+    task = run(task, 104.5)
     last = lifecycle.decide_failure(task, error="e2", timed_out=False, at=105.0, node="n",
                                     policy=policy, rng=random.Random(1))  # fmt: skip
     assert last.kind is K.DEAD_LETTERED

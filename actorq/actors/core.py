@@ -114,8 +114,9 @@ class Restart(enum.Enum):
 
 
 class Strategy(enum.Enum):
-    ONE_FOR_ONE = "one_for_one"
-    ONE_FOR_ALL = "one_for_all"
+    ONE_FOR_ONE = "one_for_one"  # restart the child that exited
+    ONE_FOR_ALL = "one_for_all"  # restart every child
+    REST_FOR_ONE = "rest_for_one"  # restart it and the children started after it
 
 
 @attrs.frozen
@@ -153,16 +154,24 @@ class _Cell:
                 self.busy = True
                 await self._handle(actor, envelope)
                 self.busy = False
-        except asyncio.CancelledError:
-            pass
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if not self.stopping and (task is None or not task.cancelling()):
+                # Nobody stopped us: the actor awaited something that was cancelled (a
+                # future, another task). That is an error of its own, not an order to stop.
+                error = exc
+                await self._stop_after_crash()
         except Exception as exc:  # noqa: BLE001 - a crash goes to the supervisor, not up the stack
             error = exc
-            if self.actor is not None:
-                with contextlib.suppress(Exception):
-                    await self.actor.on_stop()
+            await self._stop_after_crash()
         finally:
             self.started.set()
             self._on_exit(self, error)
+
+    async def _stop_after_crash(self) -> None:
+        if self.actor is not None:
+            with contextlib.suppress(Exception):
+                await self.actor.on_stop()
 
     async def drain(self) -> None:
         """After the loop ended: handle the messages still queued."""
@@ -324,13 +333,17 @@ class Supervisor(Actor):
                 f"restart intensity exceeded ({self._max_restarts} in {self._within}s): "
                 f"{exited.name} failed with {exited.error!r}"
             )
+        names = list(self._specs)
         if self._strategy is Strategy.ONE_FOR_ALL:
-            for name in reversed(list(self._cells)):
-                await self._stop_child(name, final=False)
-            for name in self._specs:
-                await self._start_child(name)
+            restart = names
+        elif self._strategy is Strategy.REST_FOR_ONE:
+            restart = names[names.index(exited.name) :]
         else:
-            await self._start_child(exited.name)
+            restart = [exited.name]
+        for name in reversed(restart):
+            await self._stop_child(name, final=False)
+        for name in restart:
+            await self._start_child(name)
 
 
 class ActorSystem:

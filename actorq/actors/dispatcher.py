@@ -18,6 +18,7 @@ from collections.abc import Callable
 import attrs
 
 from actorq.actors.core import Actor, ActorRef, MailboxFull
+from actorq.actors.health import Health, HealthReport
 from actorq.actors.journal_writer import Committed, Write, write
 from actorq.actors.ticker import Ticker
 from actorq.errors import ActorqError
@@ -43,6 +44,16 @@ class TaskDone:
     worker_id: str
     task_id: str
     ran_seconds: float | None = None
+
+
+@attrs.frozen
+class TaskSwapped:
+    """From a worker: the journal gave its held ``released`` back to the queue and started
+    the better ``started`` in its place (priority holds across prefetch)."""
+
+    worker_id: str
+    released: str
+    started: str
 
 
 @attrs.frozen
@@ -110,6 +121,7 @@ class DispatcherSettings:
     heartbeat_seconds: float
     poll_seconds: float
     queues: tuple[str, ...] | None = None
+    types: tuple[str, ...] | None = None  # the task types this node has handlers for
     write_timeout: float = 30.0  # the runtime's own
     prefetch: int = 1  # tasks a worker holds besides the one it runs
     burst: int = 8  # how many times more of them while tasks are far shorter than a claim
@@ -158,9 +170,11 @@ class Dispatcher(Actor):
         self._workers: dict[str, ActorRef] = {}
         self._held: dict[str, int] = {}  # worker id -> tasks it holds (running or in hand)
         self.prefetch = Prefetch(settings.prefetch, settings.burst)
-        self._running: dict[str, str] = {}  # task id -> id of the worker holding it
+        # task id -> id of the worker holding it (claimed or running): whose leases to renew
+        self._running: dict[str, str] = {}
         self._maybe_work = True
         self._claim: asyncio.Task[None] | None = None  # at most one claim in flight
+        self._claim_failures = 0  # claims failed in a row: a node that cannot claim is not ready
         self._draining = False
         self._drained: asyncio.Future[None] | None = None
         self._tickers: list[Ticker] = []
@@ -181,7 +195,7 @@ class Dispatcher(Actor):
 
     async def receive(self, message: object) -> object:
         match message:
-            case WorkerReady() | TaskDone() | HandedOver():
+            case WorkerReady() | TaskDone() | HandedOver() | TaskSwapped():
                 self._worker_news(message)
             case Committed(changes):
                 if any(c.after.state is TaskState.QUEUED for c in changes):
@@ -200,10 +214,21 @@ class Dispatcher(Actor):
                     await self._workers[holder].tell(CancelTask(task_id))
             case Drain():
                 return self._drain()
+            case Health():
+                return self._health()
         return None
 
-    def _worker_news(self, message: WorkerReady | TaskDone | HandedOver) -> None:
+    def _health(self) -> HealthReport:
+        if self._claim_failures:
+            return HealthReport(False, f"{self._claim_failures} claim(s) failed in a row")
+        return HealthReport(True)
+
+    def _worker_news(self, message: WorkerReady | TaskDone | HandedOver | TaskSwapped) -> None:
         match message:
+            case TaskSwapped(worker_id, released, started):
+                self._running.pop(released, None)
+                self._running[started] = worker_id
+                self._maybe_work = True  # the released task is ready again
             case HandedOver(giver, to, task_id):
                 if task_id is None:  # it had started them all: undo the move
                     self._held[giver] += 1
@@ -273,7 +298,8 @@ class Dispatcher(Actor):
         workers = self._slots()
         if not workers:
             return
-        claim = Claim(workers, self._clock(), self._s.node, self._s.lease_seconds, self._s.queues)
+        s = self._s
+        claim = Claim(workers, self._clock(), s.node, s.lease_seconds, s.queues, s.types)
         self._claim = asyncio.create_task(self._run_claim(claim), name="dispatcher:claim")
 
     async def _run_claim(self, claim: Claim) -> None:
@@ -283,16 +309,21 @@ class Dispatcher(Actor):
             outcome = await write(self._writer, claim, timeout=self._s.write_timeout)
             self.prefetch.claimed(time.monotonic() - began)
             reply = Claimed(workers, tuple(outcome.unwrap()))
-        except (ActorqError, TimeoutError) as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure must reach the loop (see _claimed)
             reply = Claimed(workers, error=exc)
         await self.ref.tell(reply)
 
     async def _claimed(self, claimed: Claimed) -> None:
         self._claim = None
         if claimed.error is not None:
+            self._claim_failures += 1
+            if not isinstance(claimed.error, ActorqError | TimeoutError):
+                # A bug, not an outage: crash, and let the supervisor start us afresh.
+                raise claimed.error
             log.warning("claiming work failed; retrying at the next wake-up: %s", claimed.error)
             self._check_drained()
             return
+        self._claim_failures = 0
         for task in claimed.tasks:
             assert task.worker is not None
             ref = self._workers[task.worker]

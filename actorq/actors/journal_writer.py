@@ -3,17 +3,27 @@
 Operations queue up in the writer's mailbox while a batch is being committed; the next batch
 takes all of them at once, so under load many submits, claims and completions share one
 transaction and one fsync. After each commit it tells its subscribers what changed.
+
+A batch whose transaction fails for something one of its operations carries (a value the
+database cannot store) runs again in halves, down to single operations, so only the operation
+at fault gets the error and the others commit. A batch that fails because the database cannot
+be used (``StorageUnavailable``) fails as a whole at once: retrying it piecemeal would only
+hammer a database that is down. The writer remembers that failure and reports it to
+``Health()`` until a write succeeds again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 
 import attrs
 
 from actorq.actors.core import Actor, ActorRef, ActorStopped, MailboxFull
+from actorq.actors.health import Health, HealthReport
+from actorq.errors import StorageUnavailable
 from actorq.journal.base import Change, Journal, Op, Outcome
 
 log = logging.getLogger("actorq.journal_writer")
@@ -57,6 +67,7 @@ class JournalWriter(Actor):
         self._max_batch = max_batch
         self._pending: list[Write] = []
         self._flush_queued = False
+        self._failure: str | None = None  # why the last batch could not be written, if so
 
     async def receive(self, message: object) -> object:
         match message:
@@ -69,7 +80,18 @@ class JournalWriter(Actor):
             case Flush():
                 self._flush_queued = False
                 await self._flush()
+            case Health():
+                return await self._health()
         return None
+
+    async def _health(self) -> HealthReport:
+        if self._failure is not None:
+            # Nothing may have been written since the failure: try an empty transaction, so a
+            # database that came back is seen without waiting for the next write.
+            with contextlib.suppress(StorageUnavailable):
+                await self._journal.run([])
+                self._failure = None
+        return HealthReport(self._failure is None, self._failure)
 
     def _queue_flush(self) -> None:
         # The Flush lands behind every Write already in the mailbox: they join this batch.
@@ -86,23 +108,47 @@ class JournalWriter(Actor):
         batch, self._pending = self._pending, []
         if not batch:
             return
-        try:
-            outcomes = await self._journal.run([w.op for w in batch])
-        except Exception as exc:  # noqa: BLE001 - every caller gets the error; the writer lives on
-            log.error("journal batch of %d operations failed: %s", len(batch), exc)
-            for write in batch:
-                if write.reply is not None and not write.reply.done():
-                    write.reply.set_exception(exc)
-            return
         changes: list[Change] = []
-        for write, outcome in zip(batch, outcomes, strict=True):
-            changes.extend(outcome.changes)
-            if write.reply is not None and not write.reply.done():
-                write.reply.set_result(outcome)
-            elif outcome.error is not None:
-                log.debug("unanswered %s refused: %s", type(write.op).__name__, outcome.error)
+        try:
+            await self._commit(batch, changes)
+        except BaseException:
+            # Cancelled (or crashed) mid-commit, the outcome is unknown: say so, not nothing.
+            _fail(batch, StorageUnavailable("the journal writer stopped during the write"))
+            raise
         if changes:
             await self._publish(Committed(changes))
+
+    async def _commit(self, batch: list[Write], changes: list[Change]) -> None:
+        """Run ``batch``; if it fails for what an operation carries, run its halves (first
+        half first, so each operation still sees the ones before it)."""
+        chunks = [batch]  # a stack: the next chunk to run is last
+        while chunks:
+            chunk = chunks.pop()
+            try:
+                outcomes = await self._journal.run([w.op for w in chunk])
+            except StorageUnavailable as exc:
+                self._failure = str(exc)
+                left = [w for c in (chunk, *chunks) for w in c]
+                log.error("journal batch of %d operations failed: %s", len(left), exc)
+                _fail(left, exc)
+                return
+            except Exception as exc:  # noqa: BLE001 - one operation's error is its own
+                if len(chunk) == 1:
+                    log.warning("journal refused %s: %r", type(chunk[0].op).__name__, exc)
+                    _fail(chunk, exc)
+                else:
+                    log.warning("journal batch of %d operations failed (%r); running it in "
+                                "halves to find the one at fault", len(chunk), exc)  # fmt: skip
+                    half = len(chunk) // 2
+                    chunks += [chunk[half:], chunk[:half]]
+                continue
+            self._failure = None
+            for write, outcome in zip(chunk, outcomes, strict=True):
+                changes.extend(outcome.changes)
+                if write.reply is not None and not write.reply.done():
+                    write.reply.set_result(outcome)
+                elif outcome.error is not None:
+                    log.debug("unanswered %s refused: %s", type(write.op).__name__, outcome.error)
 
     async def _publish(self, message: Committed) -> None:
         for sub in self._subscribers:
@@ -117,6 +163,12 @@ class JournalWriter(Actor):
                 # Stopping, the writer outlives the others to write their last releases;
                 # an actor stopped for good needs no more news.
                 pass
+
+
+def _fail(writes: Sequence[Write], exc: BaseException) -> None:
+    for write in writes:
+        if write.reply is not None and not write.reply.done():
+            write.reply.set_exception(exc)
 
 
 async def write(writer: ActorRef, op: Op, *, timeout: float) -> Outcome:

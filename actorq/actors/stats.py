@@ -20,6 +20,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -113,7 +114,7 @@ class Metrics:
                            registry=self.registry)  # fmt: skip
         self.events = Counter("actorq_events", "Journal events by kind", ["kind"],
                               registry=self.registry)  # fmt: skip
-        self.pickup = Histogram("actorq_pickup_seconds", "From due to claimed",
+        self.pickup = Histogram("actorq_pickup_seconds", "From due to handler start",
                                 buckets=_LATENCY_BUCKETS, registry=self.registry)  # fmt: skip
         self.runtime = Histogram("actorq_run_seconds", "Handler run time of finished attempts",
                                  buckets=_LATENCY_BUCKETS, registry=self.registry)  # fmt: skip
@@ -218,7 +219,7 @@ class StatsAggregator(Actor):
         if counter is None:
             counter = self._kind_counters[e.kind] = self.metrics.events.labels(e.kind.value)
         counter.inc()
-        if e.kind is EventKind.CLAIMED:
+        if e.kind is EventKind.STARTED:
             self.metrics.pickup.observe(max(0.0, e.at - after.run_at))
         elif change.before is TaskState.RUNNING and after.started_at is not None:
             self.metrics.runtime.observe(max(0.0, e.at - after.started_at))
@@ -227,7 +228,7 @@ class StatsAggregator(Actor):
         """The statistics of ``/stats``, from an event; ``after`` is its task if known."""
         self._last_seq = max(self._last_seq, e.seq)
         self._kinds[e.kind] += 1
-        if e.kind is EventKind.CLAIMED and after is not None:
+        if e.kind is EventKind.STARTED and after is not None:
             pickup = e.at - after.run_at
             if pickup >= 0:  # else the task has been rescheduled since: no longer known
                 self._pickups.append(pickup)
@@ -293,7 +294,9 @@ class StatsAggregator(Actor):
         every ``follow_seconds``. Read the counts again after a change, once the last read is
         a second old and 20 of its own durations: on a large table it stays a small share of
         the database."""
-        counted_at, count_cost = time.monotonic(), 0.0
+        # The counts read at the start may already hold events the tail hands out again:
+        # the first change read is followed by a fresh count at once.
+        counted_at, count_cost = -math.inf, 0.0
         changed = failing = False
         while True:
             try:

@@ -1,7 +1,9 @@
 """Worker: runs one task at a time and reports how it ended; WorkerSupervisor keeps N of them.
 
-A worker may hold a prefetched task beside the running one, so it never waits for a claim
-between two tasks.
+A worker may hold prefetched (``claimed``) tasks beside the running one, so it never waits for
+a claim between two tasks. Before a handler starts, the worker journals the start: that is
+when the attempt counts, and when a ready task of higher priority may take the held one's
+turn (see ``journal.base.Start``).
 
 The handler runs in its own asyncio task, owned by the worker, so the worker's loop stays free
 to hear a cancellation while the handler runs. A handler that raises or passes its timeout is
@@ -31,11 +33,12 @@ from actorq.actors.dispatcher import (
     HandOver,
     RunTask,
     TaskDone,
+    TaskSwapped,
     WorkerReady,
 )
-from actorq.actors.journal_writer import Write
+from actorq.actors.journal_writer import Write, write
 from actorq.errors import ActorqError
-from actorq.journal.base import Append
+from actorq.journal.base import Append, Start, Started
 from actorq.lifecycle import RetryPolicy
 from actorq.model import Event, EventKind, Task
 from actorq.tasks import Registry, TaskContext
@@ -61,13 +64,31 @@ class Cancelled:
     """The handler was stopped because its task was cancelled (already journaled)."""
 
 
+@attrs.frozen
+class NotStarted:
+    """The held task could not start: cancelled or reaped meanwhile, or the journal refused.
+    Nothing to journal: a task still held comes back when its lease expires, attempts
+    intact."""
+
+    reason: str
+
+
+@attrs.frozen
+class TaskBegan:
+    """From the worker's own job: the journal started ``task`` in place of held ``held_id``
+    (the same task, or a better one that took its turn)."""
+
+    held_id: str
+    started: Started
+
+
 _MOVED_KEPT = 64  # tasks handed over lately, whose cancellation may still come here
 
 
 @attrs.frozen
 class HandlerDone:
     task_id: str
-    outcome: Succeeded | Failed | Cancelled
+    outcome: Succeeded | Failed | Cancelled | NotStarted
     seconds: float  # how long the handler ran
 
 
@@ -79,6 +100,10 @@ class WorkerDeps:
     dispatcher: ActorRef
     clock: Callable[[], float]
     rng: random.Random
+    lease_seconds: float = 30.0
+    write_timeout: float = 30.0
+    queues: tuple[str, ...] | None = None  # the node's claim filters, for the priority check
+    types: tuple[str, ...] | None = None
     default_retry: RetryPolicy = RetryPolicy()
 
 
@@ -130,14 +155,26 @@ class Worker(Actor):
                         self._moved.popitem(last=False)
                 handed = HandedOver(self.worker_id, to, None if given is None else given.id)
                 await self._d.dispatcher.tell(handed)
+            case TaskBegan(held_id, started):
+                await self._began(held_id, started)
             case HandlerDone(task_id, outcome, seconds):
                 await self._finish(task_id, outcome, seconds)
                 self._start_next()
         return None
 
+    async def _began(self, held_id: str, started: Started) -> None:
+        if self._task is None or self._task.id != held_id:
+            return
+        self._task = started.task  # its attempt and worker fence the outcome
+        if started.released is not None:
+            swapped = TaskSwapped(self.worker_id, started.released, started.task.id)
+            await self._d.dispatcher.tell(swapped)
+
     def _start_next(self) -> None:
         if self._task is None and self._next:
-            task = self._task = self._next.popleft()
+            # The best of what it holds: a later claim may have brought a higher priority.
+            task = self._task = min(self._next, key=lambda t: (-t.priority, t.run_at))
+            self._next.remove(task)
             self._job = asyncio.create_task(self._execute(task), name=f"task:{task.id}")
 
     async def _cancel(self, task_id: str) -> None:
@@ -153,14 +190,33 @@ class Worker(Actor):
                 self._next.remove(task)
                 await self._d.dispatcher.tell(TaskDone(self.worker_id, task_id))
 
-    async def _execute(self, task: Task) -> None:
-        outcome: Succeeded | Failed | Cancelled
+    async def _execute(self, held: Task) -> None:
+        outcome: Succeeded | Failed | Cancelled | NotStarted
+        task_id = held.id
         began = time.monotonic()
         try:
-            outcome = await self._call(task)
+            started = await self._start(held)
+            if isinstance(started, NotStarted):
+                outcome = started
+            else:
+                task_id = started.task.id
+                await self.ref.tell(TaskBegan(held.id, started))
+                began = time.monotonic()
+                outcome = await self._call(started.task)
         except asyncio.CancelledError:
             outcome = Cancelled()
-        await self.ref.tell(HandlerDone(task.id, outcome, time.monotonic() - began))
+        await self.ref.tell(HandlerDone(task_id, outcome, time.monotonic() - began))
+
+    async def _start(self, held: Task) -> Started | NotStarted:
+        d = self._d
+        assert held.worker is not None
+        op = Start(held.id, held.worker, self.worker_id, d.clock(), d.node, d.lease_seconds,
+                   d.queues, d.types)  # fmt: skip
+        try:
+            started: Started = (await write(d.writer, op, timeout=d.write_timeout)).unwrap()
+        except (ActorqError, TimeoutError) as exc:
+            return NotStarted(str(exc) or type(exc).__name__)
+        return started
 
     async def _call(self, task: Task) -> Succeeded | Failed:
         try:
@@ -179,12 +235,16 @@ class Worker(Actor):
             return Failed(f"{type(exc).__name__}: {exc}", tb)
 
     async def _finish(
-        self, task_id: str, outcome: Succeeded | Failed | Cancelled, seconds: float
+        self, task_id: str, outcome: Succeeded | Failed | Cancelled | NotStarted, seconds: float
     ) -> None:
         task = self._task
         if task is None or task.id != task_id:
             return
         self._task = self._job = None
+        if isinstance(outcome, NotStarted):
+            log.info("task %s did not start: %s", task_id, outcome.reason)
+            await self._d.dispatcher.tell(TaskDone(self.worker_id, task_id))
+            return
         event = self._event(task, outcome)
         if event is not None:
             # Fenced by the claim (its worker and attempt), which a handed-over task keeps.

@@ -44,12 +44,13 @@ async def health(request: web.Request) -> web.Response:
 
 @routes.get("/ready")
 async def ready(request: web.Request) -> web.Response:
-    """Ready: the journal answers and the actor system has not failed."""
-    runtime = request.app[RUNTIME]
-    if runtime.system.failed is not None:
-        return web.json_response({"status": "failed"}, status=503)
-    head = await runtime.journal.head()
-    return web.json_response({"status": "ready", "journal_seq": head.journal_seq})
+    """Ready: this node can claim and write (see ``Runtime.readiness``); else 503, saying why."""
+    readiness = await request.app[RUNTIME].readiness()
+    if not readiness.ok:
+        message = "not ready: " + "; ".join(readiness.reasons)
+        body = {"error": {"code": "not_ready", "message": message}}
+        return web.json_response(body, status=503)
+    return web.json_response({"status": "ready", "journal_seq": readiness.journal_seq})
 
 
 @routes.get("/api/v1/stats")

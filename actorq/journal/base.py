@@ -27,9 +27,10 @@ class Submit:
 
 @attrs.frozen
 class Claim:
-    """Claim up to ``limit`` ready tasks, best first, for ``workers`` (one each, in order).
+    """Claim ready tasks, best first, for ``workers`` (one each, in order), among those of
+    ``queues`` and ``types`` (None: any). A node claims only the types it has handlers for.
 
-    Result: the claimed tasks, ``len`` at most ``min(limit, len(workers))``.
+    Result: the claimed tasks, at most one per worker.
     """
 
     workers: Sequence[str]
@@ -37,6 +38,35 @@ class Claim:
     node: str
     lease_seconds: float
     queues: Sequence[str] | None = None
+    types: Sequence[str] | None = None
+
+
+@attrs.frozen
+class Start:
+    """A worker is about to run the handler of ``task_id``, which it holds (``claimed`` by
+    ``claimer``). The attempt counts from here.
+
+    Priority holds across prefetch: if a ready task of the node's ``queues`` and ``types``
+    ranks before the held one, the held task goes back to its place in the queue and the
+    better one is claimed and started for ``worker`` instead. Result: a ``Started``.
+    """
+
+    task_id: str
+    claimer: str
+    worker: str
+    at: float
+    node: str
+    lease_seconds: float
+    queues: Sequence[str] | None = None
+    types: Sequence[str] | None = None
+
+
+@attrs.frozen
+class Started:
+    """The task whose handler may start now, and the held task given back for it, if any."""
+
+    task: Task
+    released: str | None = None
 
 
 @attrs.frozen
@@ -81,21 +111,22 @@ class ExtendLeases:
     until: float
 
 
-Op = Submit | Claim | Append | PromoteDue | ReapExpired | ExtendLeases
+Op = Submit | Claim | Start | Append | PromoteDue | ReapExpired | ExtendLeases
 
 
 def needs_flush(ops: Sequence[Op]) -> bool:
     """Whether committing ``ops`` must wait for the disk.
 
-    Claims, promotions, reaps and heartbeats may skip it: lost in a crash, they lose nothing
-    acknowledged (the tasks are claimed, promoted or reaped again), and the log's order means
+    Claims, starts, promotions, reaps and heartbeats may skip it: lost in a crash, they lose
+    nothing acknowledged (the tasks are claimed, promoted or reaped again; a lost start gives
+    the attempt back), and the log's order means
     no later, flushed commit survives without them. Anything else carries a submission, an
     outcome or a cancellation that someone was told about.
     """
     return not all(isinstance(op, _RELAXED) for op in ops)
 
 
-_RELAXED = (Claim, ExtendLeases, PromoteDue, ReapExpired)
+_RELAXED = (Claim, Start, ExtendLeases, PromoteDue, ReapExpired)
 
 
 @attrs.frozen

@@ -30,9 +30,11 @@ from actorq.journal.base import (
     Outcome,
     PromoteDue,
     ReapExpired,
+    Start,
+    Started,
     Submit,
 )
-from actorq.model import LIVE_STATES, Event, EventKind, Task
+from actorq.model import LIVE_STATES, Event, EventKind, Task, TaskState
 
 
 class Tx(Protocol):
@@ -40,8 +42,11 @@ class Tx(Protocol):
 
     async def load(self, task_ids: Sequence[str]) -> dict[str, Task]: ...
 
-    async def ready(self, limit: int, queues: Sequence[str] | None) -> list[Task]:
-        """Queued tasks, best first (priority desc, run_at, seq), locked for this tx."""
+    async def ready(
+        self, limit: int, queues: Sequence[str] | None, types: Sequence[str] | None
+    ) -> list[Task]:
+        """Queued tasks of those queues and types (None: any), best first (priority desc,
+        run_at, seq), locked for this tx."""
 
     async def due(self, at: float, limit: int) -> list[Task]: ...
 
@@ -79,13 +84,22 @@ class BatchRun:
         self._tx = tx
         self._staged = _Staged()
         self._known: dict[str, Task] = {}  # current rows, as this transaction sees them
+        self._starts: dict[int, Outcome] | None = None  # the batch's starts, decided together
 
     async def run(self, ops: Sequence[Op]) -> list[Outcome]:
         # One read for every task the batch's transitions touch, not one per operation.
         wanted = [op.event.task_id for op in ops if isinstance(op, Append)]
+        wanted += [op.task_id for op in ops if isinstance(op, Start)]
         if wanted:
             self._known.update(await self._tx.load(wanted))
-        outcomes = [await self._run_one(op) for op in ops]
+        outcomes = []
+        for i, op in enumerate(ops):
+            if isinstance(op, Start):
+                if self._starts is None:
+                    self._starts = await self._start_all(ops)
+                outcomes.append(self._starts[i])
+            else:
+                outcomes.append(await self._run_one(op))
         await self.flush()
         return outcomes
 
@@ -104,18 +118,10 @@ class BatchRun:
                     return await self._append(op)
                 case Claim():
                     await self.flush()
-                    rows = await self._tx.ready(len(op.workers), op.queues)
+                    rows = await self._tx.ready(len(op.workers), op.queues, op.types)
                     until = op.at + op.lease_seconds
                     return await self._apply_each(
-                        rows,
-                        lambda t, i: Event(
-                            EventKind.CLAIMED,
-                            t.id,
-                            op.at,
-                            op.node,
-                            {"lease_expires_at": until},
-                            worker=op.workers[i],
-                        ),
+                        rows, lambda t, i: _claimed(t, op.workers[i], op.at, op.node, until)
                     )
                 case PromoteDue():
                     await self.flush()
@@ -135,6 +141,47 @@ class BatchRun:
         except ActorqError as exc:
             return Outcome(error=exc)
         raise TypeError(f"unknown journal operation {op!r}")  # pragma: no cover
+
+    async def _start_all(self, ops: Sequence[Op]) -> dict[int, Outcome]:
+        """Decide every start of the batch at once: one read of the best ready tasks serves
+        them all (a start is on every task's path; a read per start would not do)."""
+        starts = {i: op for i, op in enumerate(ops) if isinstance(op, Start)}
+        await self.flush()
+        first = next(iter(starts.values()))
+        ready = await self._tx.ready(len(starts), first.queues, first.types)
+        outcomes: dict[int, Outcome] = {}
+        for i, op in starts.items():
+            same_filter = op.queues == first.queues and op.types == first.types
+            try:
+                outcomes[i] = await self._start(op, ready if same_filter else [])
+            except ActorqError as exc:
+                outcomes[i] = Outcome(error=exc)
+        return outcomes
+
+    async def _start(self, op: Start, ready: list[Task]) -> Outcome:
+        held = await self._current(op.task_id)
+        if held is None:
+            raise TaskNotFound(op.task_id)
+        if held.state is not TaskState.CLAIMED or held.worker != op.claimer:
+            raise InvalidTransition(f"task {held.id} is no longer held by {op.claimer}")
+        until = op.at + op.lease_seconds
+        better = ready[0] if ready and lifecycle.ranks_before(ready[0], held) else None
+        if better is None:
+            started = _started(held, op, until)
+            outcome = await self._stage([(held, started)])
+            return Outcome(Started(outcome.value[0]), changes=outcome.changes)
+        # A ready task outranks the held one: it goes first, the held one back to its place.
+        ready.pop(0)
+        released = Event(EventKind.RELEASED, held.id, op.at, op.node, {}, op.worker)
+        claimed = _claimed(better, op.worker, op.at, op.node, until)
+        outcome = await self._stage([(held, released), (better, claimed)])
+        back, taken = outcome.value
+        index = next((k for k, t in enumerate(ready) if lifecycle.ranks_before(back, t)), None)
+        ready.insert(len(ready) if index is None else index, back)  # the next start sees it
+        begun = await self._stage([(taken, _started(taken, op, until))])
+        return Outcome(
+            Started(begun.value[0], released=held.id), changes=[*outcome.changes, *begun.changes]
+        )
 
     async def _current(self, task_id: str) -> Task | None:
         if task_id not in self._known:
@@ -209,6 +256,8 @@ class BatchRun:
                 f"task {task.id} is no longer held by {op.worker} (attempt {op.attempt})"
             )
         key = task.idempotency_key
+        if event.kind is EventKind.RETRIED:
+            event = lifecycle.decide_retry(task, event)
         if event.kind is EventKind.RETRIED and key is not None:
             # A retry makes the task live again: its key may belong to a newer task by now.
             owner = self._staged_key_owner(key) or await self._live_owner(key)
@@ -216,3 +265,11 @@ class BatchRun:
                 raise DuplicateTask(key, owner)
         staged = await self._stage([(task, event)])
         return Outcome(staged.value[0], changes=staged.changes)
+
+
+def _claimed(task: Task, worker: str, at: float, node: str, until: float) -> Event:
+    return Event(EventKind.CLAIMED, task.id, at, node, {"lease_expires_at": until}, worker)
+
+
+def _started(task: Task, op: Start, until: float) -> Event:
+    return Event(EventKind.STARTED, task.id, op.at, op.node, {"lease_expires_at": until}, op.worker)

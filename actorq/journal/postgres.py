@@ -21,7 +21,14 @@ from typing import Any
 
 import asyncpg
 
-from actorq.errors import ActorqError, DuplicateTask, InvalidInput, StorageError, TaskNotFound
+from actorq.errors import (
+    ActorqError,
+    DuplicateTask,
+    InvalidInput,
+    StorageError,
+    StorageUnavailable,
+    TaskNotFound,
+)
 from actorq.journal.base import Head, Notice, Op, Outcome, needs_flush
 from actorq.journal.batch import BatchRun, refold
 from actorq.journal.rows import (
@@ -40,7 +47,7 @@ from actorq.journal.rows import (
     tasks_in_pages,
     update_row,
 )
-from actorq.model import Event, EventKind, Page, Task, TaskFilter, TaskState
+from actorq.model import HELD_STATES, Event, EventKind, Page, Task, TaskFilter, TaskState
 
 log = logging.getLogger("actorq.journal.postgres")
 
@@ -65,13 +72,42 @@ def split_url(url: str) -> tuple[str, str | None]:
     return dsn, schemas[0]
 
 
+# The server cannot serve us now (down, shutting down, out of resources, read-only, busy
+# with locks or deadlocks): the same request may succeed later.
+_UNAVAILABLE = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.OperatorInterventionError,  # admin shutdown, statement timeout, cannot connect now
+    asyncpg.InsufficientResourcesError,  # disk full, too many connections
+    asyncpg.PostgresSystemError,
+    asyncpg.ReadOnlySQLTransactionError,  # a standby
+    asyncpg.LockNotAvailableError,
+    asyncpg.TransactionRollbackError,  # deadlock or serialization, still after the retries
+)
+
+
+def _is_bad_data(exc: Exception) -> bool:
+    """Data the database cannot hold: SQLSTATE class 22 (a number out of range, a NUL or an
+    untranslatable character in text, an invalid text representation), or a value asyncpg
+    could not encode (its client-side DataError, an InterfaceError that is a ValueError)."""
+    return isinstance(exc, asyncpg.DataError) or (
+        isinstance(exc, asyncpg.InterfaceError) and isinstance(exc, ValueError)
+    )
+
+
 def _translate(exc: Exception) -> ActorqError:
+    """The domain error a driver error means. The driver's words go to the log only: an
+    error may reach an HTTP client, and they can quote the data or the schema."""
     if isinstance(exc, asyncpg.UniqueViolationError) and exc.constraint_name == "tasks_live_key":
         found = re.search(r"\)=\((.*)\) already exists", exc.detail or "")
         return DuplicateTask(found.group(1) if found else "?")
-    if isinstance(exc, asyncpg.PostgresError | asyncpg.InterfaceError):
-        return StorageError(f"postgres: {exc}")
-    return StorageError(f"postgres unreachable: {exc!r}")
+    log.warning("postgres: %r", exc)
+    if _is_bad_data(exc):
+        return InvalidInput("a value cannot be stored by the database (out of range, or a "
+                            "character it does not accept)")  # fmt: skip
+    if isinstance(exc, asyncpg.PostgresError) and not isinstance(exc, _UNAVAILABLE):
+        return StorageError("the database refused the operation")
+    # the connection failed or timed out, or the server is unavailable
+    return StorageUnavailable("the database cannot be used right now")
 
 
 _DRIVER_ERRORS = (
@@ -106,6 +142,8 @@ def _discard(conn: asyncpg.Connection) -> None:
 def _healthy_after(exc: Exception) -> bool:
     """Whether the connection is still fit to use after ``exc`` (an error of the server's
     about one statement, not of the connection)."""
+    if _is_bad_data(exc) and not isinstance(exc, asyncpg.PostgresError):
+        return True  # asyncpg refused to encode an argument: nothing was sent
     return isinstance(exc, asyncpg.PostgresError) and not isinstance(
         exc, asyncpg.PostgresConnectionError | asyncpg.AdminShutdownError
     )
@@ -134,10 +172,15 @@ class _Tx:
     async def load(self, task_ids: Sequence[str]) -> dict[str, Task]:
         return {t.id: t for t in await self._tasks("load", list(task_ids))}
 
-    async def ready(self, limit: int, queues: Sequence[str] | None) -> list[Task]:
-        if queues is None:
-            return await self._tasks("ready_any", limit)
-        return await self._tasks("ready_in", list(queues), limit)
+    async def ready(
+        self, limit: int, queues: Sequence[str] | None, types: Sequence[str] | None
+    ) -> list[Task]:
+        return await self._tasks(
+            "ready",
+            None if queues is None else list(queues),
+            None if types is None else list(types),
+            limit,
+        )
 
     async def due(self, at: float, limit: int) -> list[Task]:
         return await self._tasks("due", at, limit)
@@ -192,7 +235,7 @@ def _notices(outcomes: Sequence[Outcome], origin: str) -> list[str]:
             task = change.after
             if task.state is TaskState.QUEUED and change.before is not TaskState.QUEUED:
                 queues[task.queue] = None
-            elif change.event.kind is EventKind.CANCELLED and change.before is TaskState.RUNNING:
+            elif change.event.kind is EventKind.CANCELLED and change.before in HELD_STATES:
                 cancelled[task.id] = None
     return [dumps({"kind": "ready", "queue": q, "origin": origin}) for q in queues] + [
         dumps({"kind": "cancel", "task_id": t, "origin": origin}) for t in cancelled
@@ -316,7 +359,7 @@ class PostgresJournal:
 
     def _acquire(self) -> Any:
         if self._pool is None:
-            raise StorageError("the journal is not open")
+            raise StorageUnavailable("the journal is not open")
         return self._pool.acquire(timeout=self._timeout)
 
     async def _migrate(self, conn: asyncpg.Connection) -> None:

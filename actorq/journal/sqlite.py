@@ -11,13 +11,15 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
+import logging
 import sqlite3
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar, cast
 
 import aiosqlite
 
-from actorq.errors import InvalidInput, StorageError, TaskNotFound
+from actorq.errors import ActorqError, InvalidInput, StorageError, StorageUnavailable, TaskNotFound
 from actorq.journal.base import Head, Notice, Op, Outcome, needs_flush
 from actorq.journal.batch import BatchRun, refold
 from actorq.journal.rows import (
@@ -36,6 +38,8 @@ from actorq.journal.rows import (
 )
 from actorq.model import Event, Page, Task, TaskFilter, TaskState
 
+log = logging.getLogger("actorq.journal.sqlite")
+
 T = TypeVar("T")
 _COLUMNS = ", ".join(TASK_COLUMNS)
 _Q = {
@@ -52,11 +56,34 @@ def path_from_url(url: str) -> str:
     return rest.removeprefix("/") if rest.startswith("/") else rest
 
 
+# What the driver raises for a bug of ours or a constraint a request broke: not worth retrying.
+_REFUSED = (
+    sqlite3.IntegrityError,
+    sqlite3.ProgrammingError,
+    sqlite3.InterfaceError,
+    sqlite3.NotSupportedError,
+)
+
+
+def _translate(exc: Exception) -> ActorqError:
+    """The domain error a driver error means. The driver's words go to the log only: an
+    error may reach an HTTP client, and they can quote the data or the schema."""
+    log.warning("sqlite: %r", exc)
+    if isinstance(exc, OverflowError):  # an integer beyond 64 bits, refused while binding
+        return InvalidInput("a value is out of range for the database")
+    if isinstance(exc, ValueError | TypeError | sqlite3.DataError):  # lone surrogates, ...
+        return InvalidInput("a value cannot be stored by the database")
+    if isinstance(exc, _REFUSED):
+        return StorageError("the database refused the operation")
+    # OperationalError (locked past the busy timeout, read-only, disk full, I/O), corruption
+    return StorageUnavailable("the database cannot be used right now")
+
+
 async def _guard(call: Awaitable[T]) -> T:
     try:
         return await call
-    except sqlite3.Error as exc:
-        raise StorageError(f"sqlite: {exc}") from exc
+    except (sqlite3.Error, OverflowError, ValueError, TypeError) as exc:
+        raise _translate(exc) from exc
 
 
 def drive(coro: Coroutine[Any, Any, T]) -> T:
@@ -87,10 +114,10 @@ class _Tx:
         found = await self._tasks(_Q["load"], json.dumps(list(task_ids)))
         return {t.id: t for t in found}
 
-    async def ready(self, limit: int, queues: Sequence[str] | None) -> list[Task]:
-        if queues is None:
-            return await self._tasks(_Q["ready_any"], limit)
-        return await self._tasks(_Q["ready_in"], json.dumps(list(queues)), limit)
+    async def ready(
+        self, limit: int, queues: Sequence[str] | None, types: Sequence[str] | None
+    ) -> list[Task]:
+        return await self._tasks(_Q["ready"], _json_list(queues), _json_list(types), limit)
 
     async def due(self, at: float, limit: int) -> list[Task]:
         return await self._tasks(_Q["due"], at, limit)
@@ -146,6 +173,13 @@ class SqliteJournal:
 
     def __init__(self, path: str, *, busy_timeout: float = 10.0) -> None:
         self.path = path
+        # ":memory:" would give the writer and the reader a database each: one named database
+        # of the memdb VFS is shared by both connections of this journal, and by no one else.
+        self._target, self._uri = (
+            (f"file:/actorq-mem-{uuid.uuid4().hex}?vfs=memdb", True)
+            if path == ":memory:"
+            else (path, False)
+        )
         self._busy_ms = int(busy_timeout * 1000)
         self._writer: sqlite3.Connection | None = None
         self._thread: concurrent.futures.ThreadPoolExecutor | None = None
@@ -163,7 +197,9 @@ class SqliteJournal:
         ]
 
     def _open_writer(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db = sqlite3.connect(
+            self._target, uri=self._uri, isolation_level=None, check_same_thread=False
+        )
         for pragma in self._pragmas():
             db.execute(pragma)
         return db
@@ -173,7 +209,9 @@ class SqliteJournal:
             self._thread = concurrent.futures.ThreadPoolExecutor(1, "actorq-sqlite-writer")
             self._writer = await self._on_writer(self._open_writer)
             await self._on_writer(self._migrate)
-            self._reader = await aiosqlite.connect(self.path, isolation_level=None)
+            self._reader = await aiosqlite.connect(
+                self._target, uri=self._uri, isolation_level=None
+            )
             for pragma in [*self._pragmas()[1:], "PRAGMA query_only = ON"]:
                 await self._reader.execute(pragma)
         except sqlite3.Error as exc:
@@ -197,19 +235,19 @@ class SqliteJournal:
 
     async def _on_writer(self, fn: Callable[[], T]) -> T:
         if self._thread is None:
-            raise StorageError("the journal is not open")
+            raise StorageUnavailable("the journal is not open")
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn)
 
     @property
     def _w(self) -> sqlite3.Connection:
         if self._writer is None:
-            raise StorageError("the journal is not open")
+            raise StorageUnavailable("the journal is not open")
         return self._writer
 
     @property
     def _r(self) -> aiosqlite.Connection:
         if self._reader is None:
-            raise StorageError("the journal is not open")
+            raise StorageUnavailable("the journal is not open")
         return self._reader
 
     def _migrate(self) -> None:
@@ -267,17 +305,22 @@ class SqliteJournal:
 
         await self._transaction(body)
 
+    async def _rows(self, sql: str, *args: Any) -> list[Any]:
+        # One hop to the reader's thread runs the statement to its end. Run as execute, then
+        # fetchall, a statement of one caller stays open while another's runs, and SQLite keeps
+        # the connection's read snapshot while any statement is open: under concurrent reads
+        # the reader could go on seeing the past (a task "running" long after it succeeded).
+        return list(await _guard(self._r.execute_fetchall(sql, args)))
+
     async def _fetch_tasks(self, sql: str, *args: Any) -> list[Task]:
-        async with self._r.execute(sql, args) as cur:
-            return [task_from_row(r) for r in await cur.fetchall()]
+        return [task_from_row(r) for r in await self._rows(sql, *args)]
 
     async def _scalar(self, sql: str, *args: Any) -> Any:
-        async with self._r.execute(sql, args) as cur:
-            row = await cur.fetchone()
-        return None if row is None else row[0]
+        rows = await self._rows(sql, *args)
+        return rows[0][0] if rows else None
 
     async def get(self, task_id: str) -> Task:
-        found = await _guard(self._fetch_tasks(_Q["get"], task_id))
+        found = await self._fetch_tasks(_Q["get"], task_id)
         if not found:
             raise TaskNotFound(task_id)
         return found[0]
@@ -300,21 +343,19 @@ class SqliteJournal:
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
-        tasks = await _guard(self._fetch_tasks(sql, *args, limit + 1))
+        tasks = await self._fetch_tasks(sql, *args, limit + 1)
         more = len(tasks) > limit
         tasks = tasks[:limit]
         return Page(tasks, encode_cursor(tasks[-1]) if more else None)
 
     async def history(self, task_id: str) -> list[Event]:
-        async with self._r.execute(_Q["history"], (task_id,)) as cur:
-            rows = await cur.fetchall()
+        rows = await self._rows(_Q["history"], task_id)
         if not rows:
             await self.get(task_id)  # raises TaskNotFound for an unknown id
         return [event_from_row(r) for r in rows]
 
     async def counts(self) -> dict[tuple[str, TaskState], int]:
-        async with self._r.execute(_Q["counts"]) as cur:
-            return {(q, TaskState(s)): n for q, s, n in await cur.fetchall()}
+        return {(q, TaskState(s)): n for q, s, n in await self._rows(_Q["counts"])}
 
     async def next_due(self) -> float | None:
         value = await self._scalar(_Q["next_due"])
@@ -335,8 +376,7 @@ class SqliteJournal:
 
     def events(self, after_seq: int = 0, until: float | None = None) -> AsyncIterator[Event]:
         async def page(after: int, limit: int) -> list[Any]:
-            async with self._r.execute(_Q["events"], (after, limit)) as cur:
-                return list(await cur.fetchall())
+            return await self._rows(_Q["events"], after, limit)
 
         return events_in_pages(page, after_seq, until)
 
@@ -353,6 +393,10 @@ class SqliteJournal:
             tx.set_watermark(seq)
 
         await self._transaction(body)
+
+
+def _json_list(values: Sequence[str] | None) -> str | None:
+    return None if values is None else json.dumps(list(values))
 
 
 def _statements(script: str) -> list[str]:

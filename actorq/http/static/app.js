@@ -6,13 +6,13 @@
 "use strict";
 
 const API = "/api/v1";
-const STATES = ["scheduled", "queued", "running", "succeeded", "dead", "cancelled"];
+const STATES = ["scheduled", "queued", "claimed", "running", "succeeded", "dead", "cancelled"];
 const LIVE_STATES = new Set(["scheduled", "queued", "claimed", "running"]);
 const RETRYABLE_STATES = new Set(["dead", "cancelled"]);
 // The server names each SSE message after its event kind; EventSource only hands over the
 // kinds it listens for. Keep in step with actorq.model.EventKind (a test checks).
 const EVENT_KINDS = [
-  "submitted", "enqueued", "claimed", "succeeded", "failed", "timed_out",
+  "submitted", "enqueued", "claimed", "started", "succeeded", "failed", "timed_out",
   "lease_expired", "released", "cancelled", "dead_lettered", "retried",
 ];
 const FEED_SIZE = 100;

@@ -3,30 +3,32 @@
 -- and two batches locking overlapping sets lock them in the same order.
 SELECT {columns} FROM tasks WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE
 
--- name: ready_any
+-- name: ready
 -- SKIP LOCKED: rows another node is claiming right now are passed over, never claimed twice.
+-- $1: the queues served, or NULL for all; $2: the task types served, likewise. The filters
+-- only narrow the walk down tasks_ready, whose order is the claim order.
 SELECT {columns} FROM tasks WHERE state = 'queued'
-ORDER BY priority DESC, run_at, seq LIMIT $1 FOR UPDATE SKIP LOCKED
-
--- name: ready_in
-SELECT {columns} FROM tasks WHERE state = 'queued' AND queue = ANY($1::text[])
-ORDER BY priority DESC, run_at, seq LIMIT $2 FOR UPDATE SKIP LOCKED
+AND ($1::text[] IS NULL OR queue = ANY($1::text[]))
+AND ($2::text[] IS NULL OR type = ANY($2::text[]))
+ORDER BY priority DESC, run_at, seq LIMIT $3 FOR UPDATE SKIP LOCKED
 
 -- name: due
 SELECT {columns} FROM tasks WHERE state = 'scheduled' AND run_at <= $1
 ORDER BY run_at LIMIT $2 FOR UPDATE SKIP LOCKED
 
 -- name: expired
-SELECT {columns} FROM tasks WHERE state = 'running' AND lease_expires_at <= $1
+-- A lease is set only while a worker holds the task (claimed or running).
+SELECT {columns} FROM tasks WHERE lease_expires_at <= $1
 ORDER BY lease_expires_at LIMIT $2 FOR UPDATE SKIP LOCKED
 
 -- name: live_key_owner
-SELECT id FROM tasks WHERE idempotency_key = $1 AND state IN ('scheduled', 'queued', 'running')
+SELECT id FROM tasks WHERE idempotency_key = $1
+AND state IN ('scheduled', 'queued', 'claimed', 'running')
 
 -- name: extend
 UPDATE tasks SET lease_expires_at = $1
 WHERE id IN (
-    SELECT id FROM tasks WHERE id = ANY($2::text[]) AND state = 'running'
+    SELECT id FROM tasks WHERE id = ANY($2::text[]) AND state IN ('claimed', 'running')
     ORDER BY id FOR UPDATE
 )
 
@@ -108,10 +110,10 @@ SELECT queue, state, count(*) FROM tasks GROUP BY queue, state
 SELECT min(run_at) FROM tasks WHERE state = 'scheduled'
 
 -- name: next_lease_expiry
-SELECT min(lease_expires_at) FROM tasks WHERE state = 'running'
+SELECT min(lease_expires_at) FROM tasks WHERE lease_expires_at IS NOT NULL
 
 -- name: running_on
-SELECT {columns} FROM tasks WHERE state = 'running' AND worker LIKE $1 ESCAPE '\'
+SELECT {columns} FROM tasks WHERE state IN ('claimed', 'running') AND worker LIKE $1 ESCAPE '\'
 
 -- name: clear_tasks
 DELETE FROM tasks

@@ -1,31 +1,30 @@
 -- name: load
 SELECT {columns} FROM tasks WHERE id IN (SELECT value FROM json_each(?))
 
--- name: ready_any
+-- name: ready
 -- INDEXED BY: the planner would otherwise pick tasks_state_created and sort every queued row.
+-- ?1: the queues served (JSON array) or NULL for all; ?2 the task types served, likewise.
 SELECT {columns} FROM tasks INDEXED BY tasks_ready WHERE state = 'queued'
-ORDER BY priority DESC, run_at, seq LIMIT ?
-
--- name: ready_in
-SELECT {columns} FROM tasks INDEXED BY tasks_ready WHERE state = 'queued'
-AND queue IN (SELECT value FROM json_each(?))
-ORDER BY priority DESC, run_at, seq LIMIT ?
+AND (?1 IS NULL OR queue IN (SELECT value FROM json_each(?1)))
+AND (?2 IS NULL OR type IN (SELECT value FROM json_each(?2)))
+ORDER BY priority DESC, run_at, seq LIMIT ?3
 
 -- name: due
 SELECT {columns} FROM tasks INDEXED BY tasks_due
 WHERE state = 'scheduled' AND run_at <= ? ORDER BY run_at LIMIT ?
 
 -- name: expired
-SELECT {columns} FROM tasks INDEXED BY tasks_lease
-WHERE state = 'running' AND lease_expires_at <= ?
-ORDER BY lease_expires_at LIMIT ?
+-- A lease is set only while a worker holds the task (claimed or running).
+SELECT {columns} FROM tasks INDEXED BY tasks_held
+WHERE lease_expires_at <= ? ORDER BY lease_expires_at LIMIT ?
 
 -- name: live_key_owner
-SELECT id FROM tasks WHERE idempotency_key = ? AND state IN ('scheduled', 'queued', 'running')
+SELECT id FROM tasks WHERE idempotency_key = ?
+AND state IN ('scheduled', 'queued', 'claimed', 'running')
 
 -- name: extend
 UPDATE tasks SET lease_expires_at = ?
-WHERE state = 'running' AND id IN (SELECT value FROM json_each(?))
+WHERE state IN ('claimed', 'running') AND id IN (SELECT value FROM json_each(?))
 
 -- name: insert_event
 INSERT INTO journal (seq, at, task_id, kind, node, worker, data) VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -67,10 +66,10 @@ SELECT queue, state, count(*) FROM tasks GROUP BY queue, state
 SELECT min(run_at) FROM tasks WHERE state = 'scheduled'
 
 -- name: next_lease_expiry
-SELECT min(lease_expires_at) FROM tasks WHERE state = 'running'
+SELECT min(lease_expires_at) FROM tasks WHERE lease_expires_at IS NOT NULL
 
 -- name: running_on
-SELECT {columns} FROM tasks WHERE state = 'running' AND worker LIKE ? ESCAPE '\'
+SELECT {columns} FROM tasks WHERE state IN ('claimed', 'running') AND worker LIKE ? ESCAPE '\'
 
 -- name: clear_tasks
 DELETE FROM tasks

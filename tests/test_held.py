@@ -1,0 +1,103 @@
+"""What a node shows of the tasks its workers hold ahead of time (prefetch), and priority
+across prefetch: on both backends, through the API."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+from nodes import Gates
+from procs import until
+
+from actorq.model import TaskState
+from actorq.runtime import Runtime
+
+TASKS = "/api/v1/tasks"
+
+
+async def post(client: TestClient, body: Any) -> Any:
+    resp = await client.post(TASKS, json=body)
+    assert resp.status == 201, await resp.text()
+    return await resp.json()
+
+
+async def ids_in(client: TestClient, state: str) -> list[str]:
+    page = await (await client.get(TASKS, params={"state": state})).json()
+    return [t["id"] for t in page["tasks"]]
+
+
+def when(iso: str) -> float:
+    return dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+async def test_a_held_task_is_claimed_not_running_and_a_higher_priority_goes_first(
+    single_worker_node: Runtime, gates: Gates, client_single: TestClient
+) -> None:
+    node, client = single_worker_node, client_single
+    blocker = await post(client, {"type": "gate", "payload": {"gate": "g"}})
+    await gates.wait_started("g")
+    low = await post(client, {"type": "record", "payload": "low", "priority": 1})
+    await node.wait_for(low["id"], {TaskState.CLAIMED}, timeout=10)  # in the busy worker's hand
+
+    assert await ids_in(client, "running") == [blocker["id"]]
+    assert await ids_in(client, "claimed") == [low["id"]]
+    shown = await (await client.get(f"{TASKS}/{low['id']}")).json()
+    assert (shown["state"], shown["attempt"], shown["started_at"]) == ("claimed", 0, None)
+    assert shown["worker"] is not None
+
+    async def stats_show_one_running_and_one_claimed() -> bool:
+        # On PostgreSQL the counts follow the journal's tail: exact within a moment.
+        tasks = (await (await client.get("/api/v1/stats")).json())["tasks"]
+        return (tasks["running"], tasks["claimed"]) == (1, 1)
+
+    await until(stats_show_one_running_and_one_claimed, 10)
+
+    high = await post(client, {"type": "record", "payload": "high", "priority": 9})
+    opened = node.clock()
+    gates.open("g")
+    done_low = await node.wait_for(low["id"], timeout=10)
+    done_high = await node.wait_for(high["id"], timeout=10)
+
+    assert gates.order == ["high", "low"], "a held task never starts before a better ready one"
+    assert done_low.state is done_high.state is TaskState.SUCCEEDED
+    assert done_low.attempt == done_high.attempt == 1
+    assert done_low.started_at is not None
+    assert done_low.started_at >= opened
+    kinds = [e.kind.value for e in await node.history(low["id"])]
+    assert kinds == ["submitted", "claimed", "released", "claimed", "started", "succeeded"]
+    body = await (await client.get(f"{TASKS}/{low['id']}")).json()
+    assert when(body["started_at"]) >= opened, "started_at is when the handler started"
+
+
+async def test_fifo_within_a_priority_holds_across_prefetch(
+    single_worker_node: Runtime, gates: Gates, client_single: TestClient
+) -> None:
+    node, client = single_worker_node, client_single
+    await post(client, {"type": "gate", "payload": {"gate": "g"}})
+    await gates.wait_started("g")
+    first = await post(client, {"type": "record", "payload": 1})
+    await node.wait_for(first["id"], {TaskState.CLAIMED}, timeout=10)
+    rest = [await post(client, {"type": "record", "payload": n}) for n in range(2, 6)]
+    gates.open("g")
+    for task in [first, *rest]:
+        await node.wait_for(task["id"], timeout=10)
+    assert gates.order == [1, 2, 3, 4, 5]
+
+
+async def test_cancelling_a_held_task_drops_it_from_the_workers_hand(
+    single_worker_node: Runtime, gates: Gates, client_single: TestClient
+) -> None:
+    node, client = single_worker_node, client_single
+    await post(client, {"type": "gate", "payload": {"gate": "g"}})
+    await gates.wait_started("g")
+    held = await post(client, {"type": "record", "payload": "never"})
+    await node.wait_for(held["id"], {TaskState.CLAIMED}, timeout=10)
+    cancelled = await (await client.delete(f"{TASKS}/{held['id']}")).json()
+    assert (cancelled["state"], cancelled["error"]) == ("cancelled", None)
+    after = await post(client, {"type": "record", "payload": "after"})
+    gates.open("g")
+    await node.wait_for(after["id"], timeout=10)
+    assert gates.order == ["after"]
+    kinds = [e.kind.value for e in await node.history(held["id"])]
+    assert kinds == ["submitted", "claimed", "cancelled"]
