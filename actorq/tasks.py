@@ -129,6 +129,14 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _given(value: Any, kind: Any) -> str:
+    """What was given, for a value of the wrong type; a number out of range is not repeated
+    (the range says enough, and a huge one only makes the message long)."""
+    if isinstance(value, kind) and not isinstance(value, bool):
+        return ""
+    return f", got {_shown(value)}"
+
+
 def _integer(data: Mapping[str, Any], name: str, low: int, high: int) -> int | None:
     """An integer in [low, high]; an integral float (5.0) counts, as JSON does not tell them
     apart."""
@@ -138,9 +146,8 @@ def _integer(data: Mapping[str, Any], name: str, low: int, high: int) -> int | N
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise InvalidInput(
-            f"field {name!r} must be an integer from {low} to {high}, got {_shown(value)}"
-        )
+        raise InvalidInput(f"field {name!r} must be an integer from {low} to {high}"
+                           + _given(value, int))  # fmt: skip
     return value
 
 
@@ -151,8 +158,8 @@ def _number(data: Mapping[str, Any], name: str, low: float, high: float) -> floa
         return None
     ok = isinstance(value, int | float) and not isinstance(value, bool)
     if not ok or not low <= value <= high:  # NaN fails every comparison
-        raise InvalidInput(f"field {name!r} must be a number from {low} to {high}, "
-                           f"got {_shown(value)}")  # fmt: skip
+        raise InvalidInput(f"field {name!r} must be a number from {low} to {high}"
+                           + _given(value, int | float))  # fmt: skip
     return float(value)
 
 
