@@ -1,6 +1,11 @@
-"""Typed domain errors. Deeper code raises these; the HTTP layer maps each to a status code."""
+"""Typed domain errors. Deeper code raises these; the HTTP layer maps each to a status code.
+
+``details()`` is what an error adds to its JSON body besides its code and message.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class ActorqError(Exception):
@@ -8,11 +13,20 @@ class ActorqError(Exception):
 
     code = "error"
 
+    def details(self) -> dict[str, Any]:
+        return {}
+
 
 class InvalidInput(ActorqError):
     """A request field is missing, of the wrong type or out of range."""
 
     code = "invalid_input"
+
+
+class InvalidJson(InvalidInput):
+    """The request body is not JSON: not UTF-8, malformed, NaN or Infinity, nested too deep."""
+
+    code = "invalid_json"
 
 
 class TaskNotFound(ActorqError):
@@ -39,6 +53,10 @@ class DuplicateTask(ActorqError):
         self.key = key
         self.existing_id = existing_id
 
+    def details(self) -> dict[str, Any]:
+        # The holder's id lets a client follow the task that has its key.
+        return {} if self.existing_id is None else {"task_id": self.existing_id}
+
 
 class UnknownTaskType(ActorqError):
     code = "unknown_task_type"
@@ -48,10 +66,29 @@ class UnknownTaskType(ActorqError):
         self.task_type = task_type
 
 
+class BatchItemError(ActorqError):
+    """The error of one task of a batch: the item's own error, named by its index."""
+
+    def __init__(self, index: int, error: ActorqError) -> None:
+        super().__init__(f"task [{index}]: {error}")
+        self.index = index
+        self.error = error
+        self.code = error.code
+
+    def details(self) -> dict[str, Any]:
+        return {**self.error.details(), "index": self.index}
+
+
 class Overloaded(ActorqError):
     """The runtime cannot take more work right now; the caller should retry later."""
 
     code = "overloaded"
+
+
+class Unavailable(ActorqError):
+    """A part of the node did not answer in time or has stopped; the caller may retry."""
+
+    code = "unavailable"
 
 
 class StorageError(ActorqError):

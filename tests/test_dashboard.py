@@ -155,6 +155,12 @@ async def test_task_submitted_from_the_form_succeeds_in_table_feed_and_stats(
         "items => items.map(i => i.dataset.kind)"
     )
     assert kinds == ["succeeded", "started", "claimed", "submitted"]  # newest first
+    # The feed's times arrive as ISO with microseconds: shown as a clock, exact in the title.
+    time = page.locator(f'[data-testid="feed-item"][data-task-id="{task_id}"] .time').first
+    await expect(time).to_have_text(re.compile(r"^\d{2}:\d{2}:\d{2}\.\d{3}$"))
+    await expect(time).to_have_attribute(
+        "title", re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
+    )
     await expect(page.get_by_test_id("count-succeeded")).to_have_text("1")
     mail = page.locator('#queues-table tr[data-queue="mail"] td')
     await expect(mail).to_have_text(["mail", "0", "0", "0", "0", "1", "0", "0"])
@@ -245,7 +251,7 @@ async def test_invalid_payload_and_an_api_error_are_shown_to_the_user(
     await page.fill("#submit-max-attempts", "0")
     await page.click("#submit-button")
     await expect(message).to_contain_text("400 invalid_input")
-    await expect(message).to_contain_text("'max_attempts' must be between 1 and 1000")
+    await expect(message).to_contain_text("'max_attempts' must be an integer from 1 to 1000")
     assert await node.journal.head() == before
 
 

@@ -139,6 +139,10 @@ GOOD_SUBMISSIONS: list[Any] = [
     {"type": "echo", "scheduled_at": "2030-01-01T00:00:00Z"},
     {"type": "echo", "scheduled_at": 1893456000},
     [{"type": "echo", "payload": 1}, {"type": "sync_add", "payload": {"a": 1, "b": 2}}],
+    {"type": "echo", "priority": 5.0, "max_attempts": 271.0},
+    {"type": "echo", "queue": None, "priority": None, "delay": None,
+     "scheduled_at": "2030-01-01T00:00:00Z"},
+    {"type": "echo", "priority": -2147483648, "timeout": 31536000, "delay": 315360000},
 ]  # fmt: skip
 
 BAD_SUBMISSIONS: list[Any] = [
@@ -159,6 +163,12 @@ BAD_SUBMISSIONS: list[Any] = [
     "echo",
     [],
     [{"type": "echo"}, {"type": "echo", "priority": "high"}],
+    {"type": "echo", "priority": 2**63},
+    {"type": "echo", "priority": 2147483648},
+    {"type": "echo", "timeout": 31536001},
+    {"type": "echo", "delay": 315360001},
+    {"type": "echo", "queue": "a\u0000b"},
+    {"type": "echo", "idempotency_key": "\u0000"},
 ]
 
 

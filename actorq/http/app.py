@@ -1,29 +1,36 @@
 """The aiohttp application: routes, the error middleware, and the runtime in app state.
 
-Domain errors become JSON ``{"error": {"code", "message"}}`` with the status they deserve;
-nothing below this layer knows about HTTP.
+Every error leaves as JSON ``{"error": {"code", "message", ...}}`` with the status it
+deserves: domain errors, aiohttp's own (404, 405, 413) and unexpected failures alike, the
+last as a 500 with a request id that the log line of its traceback carries too. Nothing below
+this layer knows about HTTP.
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import aiojobs.aiohttp
 from aiohttp import web
 
+from actorq.actors.core import ActorError
 from actorq.errors import (
     ActorqError,
+    BatchItemError,
     DuplicateTask,
     InvalidInput,
     InvalidTransition,
     Overloaded,
     StorageError,
     TaskNotFound,
+    Unavailable,
     UnknownTaskType,
 )
-from actorq.http.keys import RUNTIME
+from actorq.http.keys import RUNTIME, SHUTDOWN
 from actorq.http.system import routes as system_routes
 from actorq.http.tasks import routes as task_routes
 from actorq.runtime import Runtime
@@ -37,15 +44,39 @@ _STATUS: dict[type[ActorqError], int] = {
     DuplicateTask: 409,
     UnknownTaskType: 422,
     Overloaded: 503,
+    Unavailable: 503,
     StorageError: 503,
 }
+# A driver's message may name tables, hosts or values: it goes to the log, not to clients.
+_STORAGE_MESSAGE = "the database failed to answer; try again later"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def error_response(status: int, code: str, message: str) -> web.Response:
-    body = {"error": {"code": code, "message": message}}
+def error_response(status: int, code: str, message: str, **details: Any) -> web.Response:
+    body = {"error": {"code": code, "message": message, **details}}
     return web.json_response(body, status=status)
+
+
+def _domain_error(request: web.Request, exc: ActorqError) -> web.Response:
+    kind = exc.error if isinstance(exc, BatchItemError) else exc
+    status = next((s for t, s in _STATUS.items() if isinstance(kind, t)), 500)
+    message = str(exc)
+    if isinstance(kind, StorageError):
+        log.warning("%s %s: %s", request.method, request.path, exc)
+        message = _STORAGE_MESSAGE
+        if isinstance(exc, BatchItemError):
+            message = f"task [{exc.index}]: {message}"
+    return error_response(status, exc.code, message, **exc.details())
+
+
+def _http_error(exc: web.HTTPException) -> web.Response:
+    """aiohttp's own errors (no route, wrong method, body too large) in our shape."""
+    code = {413: "payload_too_large"}.get(exc.status) or exc.reason.lower().replace(" ", "_")
+    resp = error_response(exc.status, code, exc.text or exc.reason)
+    if "Allow" in exc.headers:  # a 405 says which methods the route takes
+        resp.headers["Allow"] = exc.headers["Allow"]
+    return resp
 
 
 @web.middleware
@@ -53,22 +84,36 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except ActorqError as exc:
-        status = next((s for t, s in _STATUS.items() if isinstance(exc, t)), 500)
-        return error_response(status, exc.code, str(exc))
-    except web.HTTPRequestEntityTooLarge as exc:
-        return error_response(413, "payload_too_large", exc.text or "request body too large")
+        return _domain_error(request, exc)
+    except (ActorError, TimeoutError) as exc:
+        # An actor that stopped (the node is stopping) or did not answer an ask in time.
+        log.warning("%s %s: %s", request.method, request.path, exc.__class__.__name__)
+        return _domain_error(request, Unavailable("the node is busy or stopping; try again"))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        code = exc.reason.lower().replace(" ", "_")
-        return error_response(exc.status, code, exc.text or exc.reason)
-    except json.JSONDecodeError as exc:
-        return error_response(400, "invalid_json", f"request body is not valid JSON: {exc}")
+        return _http_error(exc)
+    except Exception:
+        request_id = uuid.uuid4().hex
+        log.exception("%s %s failed [request_id=%s]", request.method, request.path, request_id)
+        resp = error_response(
+            500, "internal_error", f"the server failed (request id {request_id})",
+            request_id=request_id,
+        )  # fmt: skip
+        resp.headers["X-Request-Id"] = request_id
+        return resp
+
+
+async def _end_streams(app: web.Application) -> None:
+    """On stop, open event streams end at once instead of holding the server's shutdown."""
+    app[SHUTDOWN].set()
 
 
 def make_app(runtime: Runtime) -> web.Application:
     app = web.Application(middlewares=[errors], client_max_size=runtime.config.max_body_bytes)
     app[RUNTIME] = runtime
+    app[SHUTDOWN] = asyncio.Event()
+    app.on_shutdown.append(_end_streams)
     aiojobs.aiohttp.setup(app)
     app.add_routes(task_routes)
     app.add_routes(system_routes)

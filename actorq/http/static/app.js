@@ -103,10 +103,17 @@ function pad(n, width = 2) {
   return String(n).padStart(width, "0");
 }
 
+// The API sends every time as ISO 8601 UTC with microseconds (2026-11-27T02:20:52.000000Z);
+// Date is only specified to parse milliseconds, so the extra digits are cut before parsing.
+function toDate(value) {
+  if (typeof value === "number") return new Date(value * 1000);
+  return new Date(String(value).replace(/(\.\d{3})\d+/, "$1"));
+}
+
 // Local time, to the millisecond; the exact UTC value is in the element's title.
 function formatTime(value) {
   if (value === null || value === undefined) return "";
-  const date = typeof value === "number" ? new Date(value * 1000) : new Date(value);
+  const date = toDate(value);
   if (Number.isNaN(date.getTime())) return String(value);
   const day = `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}`;
   const clock = `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}`;
@@ -114,7 +121,7 @@ function formatTime(value) {
 }
 
 function timeCell(value) {
-  const iso = typeof value === "number" ? new Date(value * 1000).toISOString() : value;
+  const iso = typeof value === "number" ? toDate(value).toISOString() : value;
   return el("td", { title: iso ?? "" }, formatTime(value));
 }
 
@@ -450,8 +457,7 @@ function addToFeed(item) {
   const entry = el(
     "li",
     { "data-testid": "feed-item", "data-kind": item.kind, "data-task-id": item.task_id },
-    el("span", { class: "time", title: new Date(item.at * 1000).toISOString() },
-      formatTime(item.at).slice(11)),
+    el("span", { class: "time", title: item.at }, formatTime(item.at).slice(11)),
     el("span", { class: `kind kind-${item.kind}` }, item.kind),
     link,
     badge(item.state),
