@@ -12,12 +12,15 @@ some live node can run, even without importing its handler.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Protocol
+from collections.abc import Collection, Mapping, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 import attrs
 
 from actorq.errors import UnknownTaskType
+
+if TYPE_CHECKING:
+    from actorq.journal.base import Journal
 
 LIVENESS_INTERVALS = 3
 """A node is live while its last heartbeat is at most this many heartbeat intervals old."""
@@ -94,16 +97,19 @@ class ClusterType:
 class Cluster:
     """The live nodes at one moment, and the task types they serve between them.
 
-    Nodes may disagree on a type's defaults while a deployment rolls out: the most recently
-    started node's (the newest code) win.
+    Nodes may disagree on a type's defaults while a deployment rolls out: the node ``own``
+    (the one asking) wins for the types it serves itself, else the most recently started
+    node (the newest code).
     """
 
     nodes: tuple[Node, ...] = ()
+    own: str | None = None
     types: Mapping[str, ClusterType] = attrs.field(init=False)
 
     @types.default
     def _types(self) -> dict[str, ClusterType]:
-        newest_first = sorted(self.nodes, key=lambda n: (-n.started_at, n.node))
+        newest_first = sorted(self.nodes, key=lambda n: (n.node != self.own, -n.started_at,
+                                                         n.node))  # fmt: skip
         found: dict[str, ClusterType] = {}
         for node in newest_first:
             for name, served in node.types.items():
@@ -137,15 +143,12 @@ class Layered:
             return self.then.get(name)
 
 
-def waiting_for_handler(
-    queued: Mapping[tuple[str, str], int], cluster: Cluster, own: Node
-) -> dict[str, int]:
-    """Queued tasks by type that no live node would claim (no node serves their type on
-    their queue). ``queued``: counts by (queue, type); ``own``: the asking node, live as it
-    asks even if its record is late."""
+def waiting_for_handler(queued: Mapping[tuple[str, str], int], cluster: Cluster) -> dict[str, int]:
+    """Queued tasks by type that no live node would claim: no node serves their type on their
+    queue. ``queued``: counts by (queue, type)."""
     waiting: dict[str, int] = {}
     for (queue, type_), n in queued.items():
-        if not own.serves(type_, queue) and not cluster.serves(type_, queue):
+        if not cluster.serves(type_, queue):
             waiting[type_] = waiting.get(type_, 0) + n
     return dict(sorted(waiting.items()))
 
@@ -153,3 +156,24 @@ def waiting_for_handler(
 def names_in(items: Sequence[object]) -> list[str]:
     """The ``type`` of each submission in ``items`` that names one (to resolve them first)."""
     return [t for i in items if isinstance(i, Mapping) and isinstance(t := i.get("type"), str)]
+
+
+async def catalog_from_journal(
+    journal: Journal,
+    local: Catalog,
+    names: Collection[str],
+    heartbeat_interval: float,
+    now: float,
+) -> Catalog:
+    """For a process that runs no node (it writes the journal directly): ``local``, then the
+    types of the live nodes, read from the journal only if ``names`` holds one ``local`` does
+    not know."""
+    for name in names:
+        try:
+            local.get(name)
+        except UnknownTaskType:
+            break
+    else:
+        return local
+    nodes = await journal.live_nodes(liveness_horizon(now, heartbeat_interval))
+    return Layered(local, Cluster(tuple(nodes)))

@@ -19,6 +19,7 @@ import attrs
 from actorq.errors import InvalidInput, UnknownTaskType
 from actorq.lifecycle import RetryPolicy
 from actorq.model import NewTask, Task
+from actorq.nodes import Catalog
 
 Handler = Callable[..., Any]
 MAX_ATTEMPTS_LIMIT = 1000
@@ -154,7 +155,7 @@ def _run_at(data: Mapping[str, Any], now: float) -> float | None:
     return None if when is None else parse_time(when)
 
 
-def parse_submission(data: Any, registry: Registry, now: float) -> NewTask:
+def parse_submission(data: Any, catalog: Catalog, now: float) -> NewTask:
     """A validated ``NewTask`` from a JSON object, with the task type's defaults filled in."""
     if not isinstance(data, dict):
         raise InvalidInput("a task must be a JSON object")
@@ -164,7 +165,7 @@ def parse_submission(data: Any, registry: Registry, now: float) -> NewTask:
     name = _string(data, "type")
     if name is None:
         raise InvalidInput("field 'type' is required")
-    task_type = registry.get(name)
+    task_type = catalog.get(name)  # the node's own types, then the cluster's (actorq.nodes)
     max_attempts = _number(data, "max_attempts", integer=True)
     if max_attempts is not None and not 1 <= max_attempts <= MAX_ATTEMPTS_LIMIT:
         raise InvalidInput(f"field 'max_attempts' must be between 1 and {MAX_ATTEMPTS_LIMIT}")

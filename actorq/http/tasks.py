@@ -11,6 +11,7 @@ from aiohttp import web
 from actorq.errors import InvalidInput
 from actorq.http.keys import RUNTIME
 from actorq.model import TaskFilter, TaskState
+from actorq.nodes import names_in
 from actorq.render import event_json, task_json
 from actorq.tasks import parse_submission
 
@@ -30,6 +31,8 @@ async def submit(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     body = await _json_body(request)
     now = time.time()
+    # Types this node does not know may be served by another live node: resolve them first.
+    catalog = await runtime.catalog(names_in(body if isinstance(body, list) else [body]))
     if isinstance(body, list):
         if not body:
             raise InvalidInput("a batch must hold at least one task")
@@ -38,12 +41,12 @@ async def submit(request: web.Request) -> web.Response:
         news = []
         for i, item in enumerate(body):
             try:
-                news.append(parse_submission(item, runtime.registry, now))
+                news.append(parse_submission(item, catalog, now))
             except InvalidInput as exc:
                 raise InvalidInput(f"task [{i}]: {exc}") from None
         tasks = await runtime.submit(news)
         return web.json_response({"tasks": [task_json(t) for t in tasks]}, status=201)
-    (task,) = await runtime.submit([parse_submission(body, runtime.registry, now)])
+    (task,) = await runtime.submit([parse_submission(body, catalog, now)])
     return web.json_response(task_json(task), status=201)
 
 
