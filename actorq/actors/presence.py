@@ -62,7 +62,8 @@ class Presence(Actor):
         self._clock = clock
         self._monotonic = monotonic
         self._cluster = Cluster((me,), own=me.node)
-        self._read_at: float | None = None  # monotonic time of the last read of the nodes
+        # Monotonic time of the last read someone asked for (heartbeats read on their own).
+        self._asked_at: float | None = None
         self._ticker: Ticker | None = None
 
     async def on_start(self) -> None:
@@ -84,18 +85,22 @@ class Presence(Actor):
                 await self._beat()
             case ClusterTypes(names, fresh):
                 stale = fresh or not names <= self._cluster.types.keys()
-                if stale and self._may_read():
-                    await self._read()
+                if stale:
+                    await self._read_on_demand()
                 return self._cluster
             case WaitingForHandler():
-                if self._may_read():
-                    await self._read()
+                await self._read_on_demand()
                 queued = await self._journal.queued_by_type()
                 return waiting_for_handler(queued, self._cluster)
         return None
 
-    def _may_read(self) -> bool:
-        return self._read_at is None or self._monotonic() - self._read_at >= REFRESH_SECONDS
+    async def _read_on_demand(self) -> None:
+        """Read the nodes again, unless an ask did less than a second ago: a flood of
+        submissions of unknown types costs the database one read a second."""
+        now = self._monotonic()
+        if self._asked_at is None or now - self._asked_at >= REFRESH_SECONDS:
+            self._asked_at = now
+            await self._read()
 
     async def _beat(self) -> None:
         """Renew the record, then read the cluster; a database away is not a crash (the
@@ -112,4 +117,3 @@ class Presence(Actor):
         others = [n for n in await self._journal.live_nodes(horizon) if n.node != self._me.node]
         # This node is live as it answers, even if its own record is late or gone.
         self._cluster = Cluster((self._me, *others), own=self._me.node)
-        self._read_at = self._monotonic()
