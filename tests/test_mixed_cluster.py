@@ -134,8 +134,12 @@ async def test_a_task_whose_type_no_live_node_serves_waits_visibly_then_runs(
         assert done.attempt == 1
     finally:
         await worker.stop()
-    stats = await (await api.get("/api/v1/stats")).json()
-    assert stats["waiting_for_handler"] == {}
+
+    async def none_waiting() -> bool:
+        stats = await (await api.get("/api/v1/stats")).json()
+        return bool(stats["waiting_for_handler"] == {})
+
+    await until(none_waiting, 20)
 
 
 async def test_an_app_without_a_node_enqueues_a_type_a_live_node_serves(
