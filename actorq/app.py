@@ -18,6 +18,7 @@ from actorq.journal import journal_from_url
 from actorq.journal.base import Journal, Submit
 from actorq.lifecycle import RetryPolicy
 from actorq.model import NewTask, Task, TaskState
+from actorq.nodes import catalog_from_journal, names_in
 from actorq.runtime import Runtime
 from actorq.tasks import Handler, Registry, parse_submission, task_decorator
 
@@ -103,7 +104,14 @@ class App:
     ) -> list[Task]:
         """Submit many tasks in one transaction: all of them, or none."""
         now = time.time()
-        tasks = [parse_submission(dict(item), self.registry, now) for item in items]
+        names = names_in(items)
+        if self.runtime is not None:
+            catalog = await self.runtime.catalog(names)
+        else:  # no node here: the live nodes' types straight from the journal
+            interval = self.config().heartbeat_interval
+            journal = await self._client_journal()
+            catalog = await catalog_from_journal(journal, self.registry, names, interval, now)
+        tasks = [parse_submission(dict(item), catalog, now) for item in items]
         return await self.submit(tasks, connection=connection)
 
     async def submit(self, tasks: Sequence[NewTask], *, connection: Any = None) -> list[Task]:

@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
+import socket
 import time
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
 from typing import Any
 
 import attrs
@@ -28,6 +30,7 @@ from actorq.actors.dispatcher import (
 from actorq.actors.health import Health, HealthReport
 from actorq.actors.journal_writer import JournalWriter, Subscriber, write
 from actorq.actors.lock_reaper import LockReaper
+from actorq.actors.presence import ClusterTypes, Presence, WaitingForHandler
 from actorq.actors.retry_timer import RetryTimer
 from actorq.actors.stats import (
     Follow,
@@ -52,6 +55,7 @@ from actorq.model import (
     TaskFilter,
     TaskState,
 )
+from actorq.nodes import Catalog, Cluster, Layered, Node, ServedType
 from actorq.tasks import Registry
 
 log = logging.getLogger("actorq.runtime")
@@ -59,6 +63,7 @@ log = logging.getLogger("actorq.runtime")
 WRITER, STATS, DISPATCHER, WORKERS, TIMER, REAPER = (
     "journal_writer", "stats", "dispatcher", "workers", "retry_timer", "lock_reaper",
 )  # fmt: skip
+PRESENCE = "presence"
 # The actors whose ``Health()`` answer decides readiness: they claim and write for the node.
 HEALTH_CHECKED = (WRITER, DISPATCHER)
 
@@ -96,6 +101,7 @@ class Runtime:
         self.system = ActorSystem(self._root, name=f"actorq:{config.node}")
         self._stats_actor: StatsAggregator | None = None
         self._started = False
+        self._born = clock()
 
     # -- the actor tree ------------------------------------------------------------------
 
@@ -173,8 +179,23 @@ class Runtime:
                     root_ref(WRITER), c.node, self.clock, reap_every, self._write_timeout
                 ),
             ),
+            # Last: it tells the cluster we serve only once everything that serves is up, and
+            # stops first, so a stopping node stops being offered new types of work first.
+            ChildSpec(
+                PRESENCE,
+                lambda: Presence(
+                    self.journal, self._me(), c.heartbeat_interval, self.clock, time.monotonic
+                ),
+            ),
         ]
         return Supervisor(specs, strategy=Strategy.REST_FOR_ONE, max_restarts=5, within=10.0)
+
+    def _me(self) -> Node:
+        """This node's record in the nodes table: what it serves and where it runs."""
+        types = {n: ServedType.of(n, self.registry.get(n)) for n in self.registry.names()}
+        now = self.clock()
+        return Node(self.config.node, socket.gethostname(), os.getpid(), self._born, now, types,
+                    self.config.queues)  # fmt: skip
 
     def _ref(self, name: str) -> Any:
         return self._root.child(name)
@@ -303,7 +324,23 @@ class Runtime:
 
     async def stats(self) -> dict[str, Any]:
         snapshot: dict[str, Any] = await self._ref(STATS).ask(Snapshot(), timeout=5.0)
-        return snapshot
+        waiting = await self._ref(PRESENCE).ask(WaitingForHandler(), timeout=5.0)
+        return {**snapshot, "waiting_for_handler": waiting}
+
+    async def catalog(self, names: Iterable[str] = ()) -> Catalog:
+        """The task types a submission here may name: this node's own, then those of the
+        live nodes of the cluster. ``names`` are those about to be resolved: one this node
+        does not know makes the cluster's view be read again (at most once a second)."""
+        unknown = frozenset(n for n in names if n not in self.registry)
+        if not unknown:
+            return self.registry
+        return Layered(self.registry, await self.cluster(unknown))
+
+    async def cluster(self, names: Collection[str] = ()) -> Cluster:
+        """The live nodes and the types they serve, this node included."""
+        ask = ClusterTypes(frozenset(names), fresh=not names)
+        cluster: Cluster = await self._ref(PRESENCE).ask(ask, timeout=5.0)
+        return cluster
 
     async def metrics(self) -> bytes:
         """This node's metrics in Prometheus' text format."""

@@ -20,6 +20,7 @@ import attrs
 from actorq.errors import InvalidInput, UnknownTaskType
 from actorq.lifecycle import RetryPolicy
 from actorq.model import NewTask, Task
+from actorq.nodes import Catalog
 
 Handler = Callable[..., Any]
 MAX_ATTEMPTS_LIMIT = 1000
@@ -240,7 +241,7 @@ def _run_at(data: Mapping[str, Any], now: float) -> float | None:
     return at if at > now else None
 
 
-def parse_submission(data: Any, registry: Registry, now: float) -> NewTask:
+def parse_submission(data: Any, catalog: Catalog, now: float) -> NewTask:
     """A validated ``NewTask`` from a JSON object, with the task type's defaults filled in."""
     if not isinstance(data, dict):
         raise InvalidInput("a task must be a JSON object")
@@ -251,7 +252,7 @@ def parse_submission(data: Any, registry: Registry, now: float) -> NewTask:
     name = _text(data, "type", _CONTROL)
     if name is None:
         raise InvalidInput("field 'type' is required")
-    task_type = registry.get(name)
+    task_type = catalog.get(name)  # the node's own types, then the cluster's (actorq.nodes)
     max_attempts = _integer(data, "max_attempts", 1, MAX_ATTEMPTS_LIMIT)
     timeout = _number(data, "timeout", 0, TIMEOUT_MAX)
     if timeout == 0:

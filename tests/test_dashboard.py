@@ -309,3 +309,17 @@ async def test_feed_reconnects_after_the_server_drops_it_for_lagging(
     (task,) = await node.submit([NewTask("echo")])
     item = page.locator(f'[data-testid="feed-item"][data-task-id="{task.id}"]')
     await expect(item.first).to_be_visible()
+
+
+async def test_tasks_of_a_type_no_live_node_serves_show_as_waiting_for_a_handler(
+    node: Runtime, dashboard: Dashboard
+) -> None:
+    waiting = dashboard.page.get_by_test_id("waiting-for-handler")
+    await expect(waiting).to_be_hidden()
+    # Written past the API's check, as a node that has since stopped would have accepted it.
+    await node.submit([NewTask("retired_type"), NewTask("retired_type")])
+    await expect(waiting).to_be_visible()
+    await expect(waiting.locator('tr[data-type="retired_type"] td')).to_have_text(
+        ["retired_type", "2"]
+    )
+    assert dashboard.errors == []

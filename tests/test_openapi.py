@@ -296,7 +296,8 @@ async def test_types_lists_every_registered_type_with_its_defaults(
     assert by_name["flaky_fast"]["max_attempts"] == 5
     assert by_name["gate"]["max_attempts"] == 1
     assert by_name["echo"] == {
-        "name": "echo", "queue": "default", "priority": 0, "max_attempts": 3, "timeout": None
+        "name": "echo", "queue": "default", "priority": 0, "max_attempts": 3, "timeout": None,
+        "nodes": [node.config.node],
     }  # fmt: skip
 
 

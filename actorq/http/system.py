@@ -60,20 +60,21 @@ async def stats(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/types")
 async def task_types(request: web.Request) -> web.Response:
-    """The task types this node can run, with the defaults a submission inherits."""
-    registry = request.app[RUNTIME].registry
-    types = [registry.get(name) for name in registry.names()]
+    """The task types the cluster serves (this node's own included): each with the defaults
+    a submission inherits and the live nodes serving it."""
+    cluster = await request.app[RUNTIME].cluster()
     return web.json_response(
         {
             "types": [
                 {
-                    "name": t.name,
-                    "queue": t.queue,
-                    "priority": t.priority,
-                    "max_attempts": t.max_attempts,
-                    "timeout": t.timeout,
+                    "name": name,
+                    "queue": t.defaults.queue,
+                    "priority": t.defaults.priority,
+                    "max_attempts": t.defaults.max_attempts,
+                    "timeout": t.defaults.timeout,
+                    "nodes": list(t.nodes),
                 }
-                for t in types
+                for name, t in cluster.types.items()
             ]
         }
     )

@@ -25,6 +25,7 @@ from actorq.errors import (
 )
 from actorq.http.keys import RUNTIME
 from actorq.model import NewTask, TaskFilter, TaskState
+from actorq.nodes import Catalog, names_in
 from actorq.render import event_json, task_json
 from actorq.tasks import MAX_TEXT, parse_submission
 
@@ -54,7 +55,9 @@ async def _json_body(request: web.Request) -> Any:
         raise InvalidJson(f"request body is not valid JSON: {exc}") from None
 
 
-def _parse_batch(body: list[Any], request: web.Request, now: float) -> list[NewTask]:
+def _parse_batch(
+    body: list[Any], request: web.Request, catalog: Catalog, now: float
+) -> list[NewTask]:
     """Every item checked, each error naming its item; keys unique within the batch."""
     runtime = request.app[RUNTIME]
     if not body:
@@ -65,7 +68,7 @@ def _parse_batch(body: list[Any], request: web.Request, now: float) -> list[NewT
     keys: dict[str, int] = {}
     for i, item in enumerate(body):
         try:
-            new = parse_submission(item, runtime.registry, now)
+            new = parse_submission(item, catalog, now)
             key = new.idempotency_key
             if key is not None and key in keys:
                 raise InvalidInput(f"idempotency key {key!r} is also given to task [{keys[key]}]")
@@ -83,10 +86,12 @@ async def submit(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     body = await _json_body(request)
     now = time.time()
+    # Types this node does not know may be served by another live node: resolve them first.
+    catalog = await runtime.catalog(names_in(body if isinstance(body, list) else [body]))
     if not isinstance(body, list):
-        (task,) = await runtime.submit([parse_submission(body, runtime.registry, now)])
+        (task,) = await runtime.submit([parse_submission(body, catalog, now)])
         return web.json_response(task_json(task), status=201)
-    news = _parse_batch(body, request, now)
+    news = _parse_batch(body, request, catalog, now)
     try:
         tasks = await runtime.submit(news)
     except DuplicateTask as exc:  # a key a live task holds: name the item that gave it

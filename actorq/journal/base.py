@@ -14,6 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 import attrs
 
 from actorq.model import Event, EventKind, NewTask, Page, Task, TaskFilter, TaskState
+from actorq.nodes import Node
 
 
 @attrs.frozen
@@ -230,6 +231,20 @@ class Journal(Protocol):
 
     async def replace_projection(self, tasks: Sequence[Task], seq: int) -> None:
         """Swap the live projection for ``tasks`` (rebuild from a replay) in one transaction."""
+
+    # -- nodes: soft state, renewed by heartbeats, not journaled (see actorq.nodes) ----------
+
+    async def register_node(self, node: Node) -> None:
+        """Record ``node`` and what it serves, or refresh its record: the node heartbeat."""
+
+    async def remove_node(self, node: str) -> None:
+        """Forget node ``node`` (it stops); nothing happens if it is not recorded."""
+
+    async def live_nodes(self, since: float) -> list[Node]:
+        """The nodes whose last heartbeat is at ``since`` or later, by node id."""
+
+    async def queued_by_type(self) -> dict[tuple[str, str], int]:
+        """Number of queued tasks by (queue, type)."""
 
 
 @runtime_checkable

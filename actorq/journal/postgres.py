@@ -41,6 +41,8 @@ from actorq.journal.rows import (
     event_to_row,
     events_in_pages,
     migrations,
+    node_from_row,
+    node_to_row,
     queries,
     task_from_row,
     task_to_row,
@@ -48,6 +50,7 @@ from actorq.journal.rows import (
     update_row,
 )
 from actorq.model import HELD_STATES, Event, EventKind, Page, Task, TaskFilter, TaskState
+from actorq.nodes import Node
 
 log = logging.getLogger("actorq.journal.postgres")
 
@@ -691,6 +694,27 @@ class PostgresJournal:
             return await self._tasks("all_tasks", after, limit)
 
         return tasks_in_pages(page)
+
+    # -- nodes ---------------------------------------------------------------------------
+
+    async def _execute(self, name: str, *args: Any) -> None:
+        try:
+            async with self._acquire() as conn:
+                await conn.execute(_Q[name], *args)
+        except _DRIVER_ERRORS as exc:
+            raise _translate(exc) from exc
+
+    async def register_node(self, node: Node) -> None:
+        await self._execute("register_node", *node_to_row(node))
+
+    async def remove_node(self, node: str) -> None:
+        await self._execute("remove_node", node)
+
+    async def live_nodes(self, since: float) -> list[Node]:
+        return [node_from_row(r) for r in await self._fetch("live_nodes", since)]
+
+    async def queued_by_type(self) -> dict[tuple[str, str], int]:
+        return {(q, t): n for q, t, n in await self._fetch("queued_by_type")}
 
 
 _Window = list[tuple[int, list[Event]]]  # (xid, its events in seq order), in xid order

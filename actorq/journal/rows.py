@@ -13,6 +13,7 @@ from typing import Any
 
 from actorq.errors import InvalidInput
 from actorq.model import Event, EventKind, Task, TaskState
+from actorq.nodes import Node, ServedType
 
 TASK_COLUMNS = (
     "id", "type", "queue", "payload", "priority", "state", "attempt", "max_attempts",
@@ -154,3 +155,29 @@ async def tasks_in_pages(
         if len(batch) < PAGE:
             return
         last = batch[-1].id
+
+
+_DEFAULTS = frozenset({"queue", "priority", "max_attempts", "timeout"})
+NODE_COLUMNS = ("node", "host", "pid", "started_at", "last_heartbeat", "types", "queues")
+
+
+def node_to_row(node: Node) -> tuple[Any, ...]:
+    types = {
+        name: {"queue": t.queue, "priority": t.priority, "max_attempts": t.max_attempts,
+               "timeout": t.timeout}
+        for name, t in node.types.items()
+    }  # fmt: skip
+    queues = None if node.queues is None else dumps(list(node.queues))
+    return (node.node, node.host, node.pid, node.started_at, node.last_heartbeat, dumps(types),
+            queues)  # fmt: skip
+
+
+def node_from_row(r: Sequence[Any]) -> Node:
+    """A node from a row in NODE_COLUMNS order. Defaults missing from a record (written by
+    another version) take ServedType's."""
+    types = {
+        name: ServedType(name, **{k: v for k, v in d.items() if k in _DEFAULTS})
+        for name, d in _loads(r[5]).items()
+    }
+    queues = None if r[6] is None else tuple(_loads(r[6]))
+    return Node(r[0], r[1], int(r[2]), float(r[3]), float(r[4]), types, queues)

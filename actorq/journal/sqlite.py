@@ -30,6 +30,8 @@ from actorq.journal.rows import (
     event_to_row,
     events_in_pages,
     migrations,
+    node_from_row,
+    node_to_row,
     queries,
     task_from_row,
     task_to_row,
@@ -37,6 +39,7 @@ from actorq.journal.rows import (
     update_row,
 )
 from actorq.model import Event, Page, Task, TaskFilter, TaskState
+from actorq.nodes import Node
 
 log = logging.getLogger("actorq.journal.sqlite")
 
@@ -399,6 +402,38 @@ class SqliteJournal:
             tx.set_watermark(seq)
 
         await self._transaction(body)
+
+    # -- nodes ---------------------------------------------------------------------------
+
+    async def _write_soft(self, name: str, *args: Any) -> None:
+        """One statement of soft state (node records) in a transaction of its own. Not
+        flushed: lost in a crash, it is written again at the next heartbeat."""
+
+        def body(db: sqlite3.Connection) -> None:
+            db.execute(_Q[name], args)
+
+        async with self._write_lock:
+            await _guard(self._on_writer(lambda: self._in_transaction(body, durable=False)))
+
+    async def register_node(self, node: Node) -> None:
+        await self._write_soft("register_node", *node_to_row(node))
+
+    async def remove_node(self, node: str) -> None:
+        await self._write_soft("remove_node", node)
+
+    async def live_nodes(self, since: float) -> list[Node]:
+        async def read() -> list[Node]:
+            async with self._r.execute(_Q["live_nodes"], (since,)) as cur:
+                return [node_from_row(r) for r in await cur.fetchall()]
+
+        return await _guard(read())
+
+    async def queued_by_type(self) -> dict[tuple[str, str], int]:
+        async def read() -> dict[tuple[str, str], int]:
+            async with self._r.execute(_Q["queued_by_type"]) as cur:
+                return {(q, t): n for q, t, n in await cur.fetchall()}
+
+        return await _guard(read())
 
 
 def _json_list(values: Sequence[str] | None) -> str | None:

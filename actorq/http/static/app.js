@@ -174,6 +174,18 @@ function renderStats(stats) {
     ),
   );
   $("queues-table").tBodies[0].replaceChildren(...rows);
+  renderWaiting(stats.waiting_for_handler ?? {});
+}
+
+// Queued tasks of types no live node serves: shown only while there are some.
+function renderWaiting(waiting) {
+  const types = Object.keys(waiting).sort();
+  $("waiting").hidden = types.length === 0;
+  $("waiting-table").tBodies[0].replaceChildren(
+    ...types.map((type) =>
+      el("tr", { "data-type": type }, el("td", {}, type), el("td", { class: "num" }, waiting[type])),
+    ),
+  );
 }
 
 // -- the tasks table ------------------------------------------------------------------------

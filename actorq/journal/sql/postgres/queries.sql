@@ -141,3 +141,23 @@ ORDER BY xid, seq LIMIT $3
 -- name: tail_floor
 -- The lowest seq committed by a transaction the caller has not been handed yet.
 SELECT min(seq) FROM journal WHERE xid >= $1::bigint::text::xid8
+
+-- name: register_node
+-- Registering again is the heartbeat: the whole row is written, so a node whose row was
+-- removed (it looked dead) comes back with its next heartbeat.
+INSERT INTO nodes (node, host, pid, started_at, last_heartbeat, types, queues)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+ON CONFLICT (node) DO UPDATE SET host = excluded.host, pid = excluded.pid,
+started_at = excluded.started_at, last_heartbeat = excluded.last_heartbeat,
+types = excluded.types, queues = excluded.queues
+
+-- name: remove_node
+DELETE FROM nodes WHERE node = $1
+
+-- name: live_nodes
+SELECT node, host, pid, started_at, last_heartbeat, types, queues FROM nodes
+WHERE last_heartbeat >= $1 ORDER BY node
+
+-- name: queued_by_type
+-- Walks only the queued rows (the partial index tasks_ready), never finished ones.
+SELECT queue, type, count(*) FROM tasks WHERE state = 'queued' GROUP BY queue, type
