@@ -221,7 +221,8 @@ async def test_a_task_held_behind_a_long_one_moves_to_a_worker_that_goes_idle(
         assert done.state is TaskState.SUCCEEDED
         assert done.worker is not None
         assert done.worker != holder, "run by the worker that went idle"
-        assert (await node.get(long_one.id)).state is TaskState.RUNNING, "still blocked"
+        still = await node.wait_for(long_one.id, {TaskState.RUNNING}, timeout=10)
+        assert still.state is TaskState.RUNNING, "still blocked"
         # Moved inside the node: one claim, no lease left to expire, started and finished
         # by the worker that went idle, one attempt.
         kinds = [(e.kind, e.worker) for e in await node.history(held.id)]

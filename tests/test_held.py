@@ -6,11 +6,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
-from nodes import Gates
+from nodes import Gates, make_registry, node_config
 from procs import until
 
-from actorq.model import TaskState
+from actorq.actors import worker
+from actorq.model import NewTask, TaskState
 from actorq.runtime import Runtime
 
 TASKS = "/api/v1/tasks"
@@ -40,6 +42,8 @@ async def test_a_held_task_is_claimed_not_running_and_a_higher_priority_goes_fir
     low = await post(client, {"type": "record", "payload": "low", "priority": 1})
     await node.wait_for(low["id"], {TaskState.CLAIMED}, timeout=10)  # in the busy worker's hand
 
+    # A handler's start is journaled within a moment of it (worker.START_WINDOW).
+    await node.wait_for(blocker["id"], {TaskState.RUNNING}, timeout=10)
     assert await ids_in(client, "running") == [blocker["id"]]
     assert await ids_in(client, "claimed") == [low["id"]]
     shown = await (await client.get(f"{TASKS}/{low['id']}")).json()
@@ -101,3 +105,25 @@ async def test_cancelling_a_held_task_drops_it_from_the_workers_hand(
     assert gates.order == ["after"]
     kinds = [e.kind.value for e in await node.history(held["id"])]
     assert kinds == ["submitted", "claimed", "cancelled"]
+
+
+@pytest.mark.parametrize("window", [0.0, 0.001])
+async def test_every_start_is_journaled_however_the_start_window_falls(
+    database_url: str, gates: Gates, monkeypatch: pytest.MonkeyPatch, window: float
+) -> None:
+    """A handler's start is written after worker.START_WINDOW, or with its outcome if that
+    comes first. Whichever wins, the start must be written once: a lost one left the task
+    claimed until its lease expired."""
+    monkeypatch.setattr(worker, "START_WINDOW", window)
+    node = Runtime(node_config(database_url, concurrency=4), make_registry(gates))
+    await node.start()
+    try:
+        tasks = await node.submit([NewTask("echo", n) for n in range(300)])
+        for task in tasks:
+            done = await node.wait_for(task.id, timeout=10)
+            assert (done.state, done.attempt) == (TaskState.SUCCEEDED, 1)
+        for task in tasks[::7]:
+            kinds = [e.kind.value for e in await node.history(task.id)]
+            assert kinds == ["submitted", "claimed", "started", "succeeded"]
+    finally:
+        await node.stop()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import json
 import logging
 import random
@@ -26,7 +27,16 @@ from typing import Any
 import attrs
 
 import actorq.lifecycle as lifecycle
-from actorq.actors.core import Actor, ActorError, ActorRef, ChildSpec, Restart, Supervisor
+from actorq.actors.core import (
+    Actor,
+    ActorError,
+    ActorRef,
+    ActorStopped,
+    ChildSpec,
+    MailboxFull,
+    Restart,
+    Supervisor,
+)
 from actorq.actors.dispatcher import (
     CancelTask,
     HandedOver,
@@ -75,11 +85,34 @@ class NotStarted:
 
 @attrs.frozen
 class TaskBegan:
-    """From the worker's own job: the journal started ``task`` in place of held ``held_id``
-    (the same task, or a better one that took its turn)."""
+    """From the worker's own job: the journal's decision on held ``held_id``: None to start
+    it, or the better task it started in its place."""
 
     held_id: str
-    started: Started
+    started: Started | None
+
+
+# A handler's start is journaled this long after it began, or with its outcome if it ends
+# sooner: most tasks then cost one write, not two. A node killed within that window gives
+# the attempt back (at-least-once either way).
+START_WINDOW = 0.01
+
+
+@attrs.define
+class _Run:
+    """One run of a handler: its start while not yet written, and why the journal refused
+    it, if it did."""
+
+    start: Append | None = None
+    timer: asyncio.TimerHandle | None = None
+    refused: str | None = None
+
+    def take_start(self) -> Append | None:
+        """The start, if still unwritten; the caller writes it (alone or with the outcome)."""
+        if self.timer is not None:
+            self.timer.cancel()
+        start, self.start = self.start, None
+        return start
 
 
 _MOVED_KEPT = 64  # tasks handed over lately, whose cancellation may still come here
@@ -120,6 +153,7 @@ class Worker(Actor):
         self._next: collections.deque[Task] = collections.deque()
         self._moved: collections.OrderedDict[str, ActorRef] = collections.OrderedDict()
         self._done_later: list[TaskDone] = []
+        self._run: _Run | None = None  # the handler run of ``_task``, once it began
         self._ceiling = Ceiling()  # the best ready task, as the dispatcher last told it
 
     async def on_start(self) -> None:
@@ -128,18 +162,25 @@ class Worker(Actor):
     async def on_stop(self) -> None:
         # Stopping with tasks in hand: give them back so the next start runs them without
         # waiting for their lease, and without counting this attempt.
-        held = list(self._next)
-        if self._task is not None and self._job is not None:
+        fences: list[tuple[str, str | None, int | None]] = [
+            (t.id, t.worker, t.attempt) for t in self._next
+        ]
+        task = self._task
+        if task is not None and self._job is not None:
             self._job.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(self._job, timeout=1.0)
-            held.insert(0, self._task)
-        for task in held:
+            start = None if self._run is None else self._run.take_start()
+            if start is not None:  # its start was never written: it is still held
+                fences.insert(0, (task.id, start.worker, start.attempt))
+            else:
+                fences.insert(0, (task.id, task.worker, task.attempt))
+        for task_id, worker, attempt in fences:
             released = Event(
-                EventKind.RELEASED, task.id, self._d.clock(), self._d.node, {}, self.worker_id
+                EventKind.RELEASED, task_id, self._d.clock(), self._d.node, {}, self.worker_id
             )
-            await self._d.writer.tell(Write(Append(released, task.worker, task.attempt)))
-        self._task = self._job = None
+            await self._d.writer.tell(Write(Append(released, worker, attempt)))
+        self._task = self._job = self._run = None
         self._next.clear()
         with contextlib.suppress(ActorError):
             await self._report_done()
@@ -151,7 +192,7 @@ class Worker(Actor):
             case RunTask(task, ceiling):
                 self._ceiling = ceiling
                 self._next.append(task)
-                self._start_next()
+                await self._start_next()
             case CancelTask(task_id):
                 await self._cancel(task_id)
             case HandOver(to, ref):
@@ -168,26 +209,90 @@ class Worker(Actor):
                 await self._began(held_id, started)
             case HandlerDone(task_id, outcome, seconds):
                 await self._finish(task_id, outcome, seconds)
-                self._start_next()
+                await self._start_next()
         return None
 
-    async def _began(self, held_id: str, started: Started) -> None:
+    async def _start_next(self) -> None:
+        if self._task is not None or not self._next:
+            return
+        # The best of what it holds: a later claim may have brought a higher priority.
+        held = self._task = min(self._next, key=lifecycle.rank)
+        self._next.remove(held)
+        if self._ceiling.may_outrank(held):
+            # Better work may be ready: the journal decides which task starts.
+            self._job = asyncio.create_task(self._decide(held), name=f"start:{held.id}")
+        else:
+            await self._begin(held)
+
+    async def _begin(self, held: Task) -> None:
+        """Start the handler of ``held`` now. Its ``started`` event is written beside it,
+        not waited for: if the journal refuses it (the task was cancelled or reaped
+        meanwhile), the handler is stopped, for the task is no longer this worker's."""
+        d = self._d
+        now = d.clock()
+        data = {"lease_expires_at": now + d.lease_seconds}
+        event = Event(EventKind.STARTED, held.id, now, d.node, data, self.worker_id)
+        task = self._task = lifecycle.apply(held, event)  # its attempt and worker fence the outcome
+        run = self._run = _Run(Append(event, held.worker, held.attempt))
+        job = self._job = asyncio.create_task(self._execute(task, run), name=f"task:{task.id}")
+        run.timer = asyncio.get_running_loop().call_later(START_WINDOW, self._write_start, run, job)
         await self._report_done()
+
+    def _write_start(self, run: _Run, job: asyncio.Task[None]) -> None:
+        """The handler runs on: journal its start now (a loop callback of this worker's)."""
+        if job.done():  # its outcome is on the way, and takes the start along
+            return
+        start = run.take_start()
+        if start is None:
+            return
+        confirmed: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        try:
+            self._d.writer.tell_nowait(Write(start, confirmed))
+        except MailboxFull:  # the writer is swamped: try again shortly
+            run.start = start
+            run.timer = asyncio.get_running_loop().call_later(
+                START_WINDOW, self._write_start, run, job
+            )
+            return
+        except ActorStopped:
+            return
+        confirmed.add_done_callback(functools.partial(_stop_if_refused, run, job))
+
+    async def _began(self, held_id: str, started: Started | None) -> None:
+        """The journal decided (see ``_decide``): start ``held``, or the better task it
+        started in its place."""
         if self._task is None or self._task.id != held_id:
             return
-        self._task = started.task  # its attempt and worker fence the outcome
+        if started is None:
+            await self._begin(self._task)
+            return
+        task = self._task = started.task
         if started.released is not None:
-            swapped = TaskSwapped(self.worker_id, started.released, started.task.id)
+            swapped = TaskSwapped(self.worker_id, started.released, task.id)
             await self._d.dispatcher.tell(swapped)
+        self._job = asyncio.create_task(self._execute(task, _Run()), name=f"task:{task.id}")
+        await self._report_done()
 
-    def _start_next(self) -> None:
-        if self._task is None and self._next:
-            # The best of what it holds: a later claim may have brought a higher priority.
-            task = self._task = min(self._next, key=lambda t: (-t.priority, t.run_at))
-            self._next.remove(task)
-            self._job = asyncio.create_task(
-                self._execute(task, self._ceiling), name=f"task:{task.id}"
-            )
+    async def _decide(self, held: Task) -> None:
+        """One unlocked read: is a ready task better than ``held``? Only then does the
+        journal's atomic ``Start`` run, which may give ``held`` back for it."""
+        d = self._d
+        assert held.worker is not None
+        started: Started | None = None
+        try:
+            best = None if d.peek is None else await asyncio.wait_for(d.peek(), d.write_timeout)
+            if best is not None and lifecycle.ranks_before(best, held):
+                op = Start(held.id, held.worker, self.worker_id, d.clock(), d.node,
+                           d.lease_seconds, d.queues, d.types)  # fmt: skip
+                started = (await write(d.writer, op, timeout=d.write_timeout)).unwrap()
+        except (ActorqError, TimeoutError) as exc:
+            reason = str(exc) or type(exc).__name__
+            await self.ref.tell(HandlerDone(held.id, NotStarted(reason), 0.0))
+            return
+        except asyncio.CancelledError:
+            await self.ref.tell(HandlerDone(held.id, Cancelled(), 0.0))
+            return
+        await self.ref.tell(TaskBegan(held.id, started))
 
     async def _cancel(self, task_id: str) -> None:
         if self._task is not None and self._task.id == task_id and self._job:
@@ -202,75 +307,14 @@ class Worker(Actor):
                 self._next.remove(task)
                 await self._d.dispatcher.tell(TaskDone(self.worker_id, task_id))
 
-    async def _execute(self, held: Task, ceiling: Ceiling) -> None:
+    async def _execute(self, task: Task, run: _Run) -> None:
         outcome: Succeeded | Failed | Cancelled | NotStarted
-        task_id = held.id
         began = time.monotonic()
         try:
-            start = await self._start(held, ceiling)
-            if isinstance(start, NotStarted):
-                outcome = start
-            else:
-                started, confirmed = start
-                task_id = started.task.id
-                await self.ref.tell(TaskBegan(held.id, started))
-                began = time.monotonic()
-                outcome = await self._run(started.task, confirmed)
+            outcome = await self._call(task)
         except asyncio.CancelledError:
-            outcome = Cancelled()
-        await self.ref.tell(HandlerDone(task_id, outcome, time.monotonic() - began))
-
-    async def _start(
-        self, held: Task, ceiling: Ceiling
-    ) -> tuple[Started, asyncio.Future[Outcome] | None] | NotStarted:
-        """Start ``held``, or the better ready task that takes its turn.
-
-        The common case waits on nothing: no ready task can outrank the held one (the
-        dispatcher's ceiling says so, or else one unlocked read does), so its handler starts
-        at once while its ``started`` event is written beside it (the future confirms it).
-        Only when a better task is ready does the journal decide, atomically, which one
-        starts (``Start``).
-        """
-        d = self._d
-        assert held.worker is not None
-        try:
-            best = None
-            if ceiling.may_outrank(held) and d.peek is not None:
-                best = await asyncio.wait_for(d.peek(), d.write_timeout)
-            now = d.clock()
-            if best is not None and lifecycle.ranks_before(best, held):
-                op = Start(held.id, held.worker, self.worker_id, now, d.node, d.lease_seconds,
-                           d.queues, d.types)  # fmt: skip
-                started: Started = (await write(d.writer, op, timeout=d.write_timeout)).unwrap()
-                return started, None
-        except (ActorqError, TimeoutError) as exc:
-            return NotStarted(str(exc) or type(exc).__name__)
-        data = {"lease_expires_at": now + d.lease_seconds}
-        event = Event(EventKind.STARTED, held.id, now, d.node, data, self.worker_id)
-        confirmed: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        await d.writer.tell(Write(Append(event, held.worker, held.attempt), confirmed))
-        return Started(lifecycle.apply(held, event)), confirmed
-
-    async def _run(
-        self, task: Task, confirmed: asyncio.Future[Outcome] | None
-    ) -> Succeeded | Failed | NotStarted:
-        """Run the handler; if the journal refuses its start (the task was cancelled or
-        reaped meanwhile), stop it: the task is no longer this worker's."""
-        if confirmed is None:
-            return await self._call(task)
-        call = asyncio.ensure_future(self._call(task))
-        try:
-            either: list[asyncio.Future[Any]] = [call, confirmed]
-            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
-            refused = _refusal(confirmed)
-            if refused is not None and not call.done():
-                call.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await call
-                return NotStarted(refused)
-            return await call
-        finally:
-            call.cancel()
+            outcome = NotStarted(run.refused) if run.refused else Cancelled()
+        await self.ref.tell(HandlerDone(task.id, outcome, time.monotonic() - began))
 
     async def _call(self, task: Task) -> Succeeded | Failed:
         try:
@@ -295,13 +339,19 @@ class Worker(Actor):
         if task is None or task.id != task_id:
             return
         self._task = self._job = None
+        run, self._run = self._run, None
+        start = None if run is None else run.take_start()
         if isinstance(outcome, NotStarted):
             log.info("task %s did not start: %s", task_id, outcome.reason)
             await self._report_done()
             await self._d.dispatcher.tell(TaskDone(self.worker_id, task_id))
             return
         event = self._event(task, outcome)
-        if event is not None:
+        if event is not None and start is not None:
+            # Its start was not written yet: both in one step, fenced as the start is.
+            op = Append(event, start.worker, start.attempt, started=start.event)
+            await self._d.writer.tell(Write(op))
+        elif event is not None:
             # Fenced by the start (its worker and attempt).
             await self._d.writer.tell(Write(Append(event, task.worker, task.attempt)))
         done = TaskDone(self.worker_id, task_id, seconds)
@@ -368,3 +418,12 @@ def _refusal(confirmed: asyncio.Future[Outcome]) -> str | None:
         return "the start was not written"
     error = confirmed.exception() or confirmed.result().error
     return None if error is None else str(error) or type(error).__name__
+
+
+def _stop_if_refused(
+    run: _Run, job: asyncio.Task[None], confirmed: asyncio.Future[Outcome]
+) -> None:
+    reason = _refusal(confirmed)
+    if reason is not None and not job.done():
+        run.refused = reason
+        job.cancel()
