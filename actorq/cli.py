@@ -284,6 +284,7 @@ def _cmd_journal(args: argparse.Namespace, config: Config) -> int:
 
 def _cmd_submit(args: argparse.Namespace, config: Config, registry: Registry) -> int:
     from actorq.journal.base import Submit
+    from actorq.nodes import catalog_from_journal
     from actorq.render import task_json
 
     try:
@@ -295,13 +296,18 @@ def _cmd_submit(args: argparse.Namespace, config: Config, registry: Registry) ->
     for name in ("priority", "queue", "max_attempts", "timeout", "delay", "idempotency_key"):
         if getattr(args, name) is not None:
             item[name] = getattr(args, name)
-    try:
-        new = parse_submission(item, registry, time.time())
-    except UnknownTaskType as exc:
-        hint = "" if args.app or config.app else " (load yours with --app module:app)"
-        raise UsageError(f"{exc}{hint}") from None
 
     async def body(journal: Journal) -> int:
+        # A type this command does not load may be served by a live node: take its defaults.
+        now = time.time()
+        catalog = await catalog_from_journal(
+            journal, registry, [args.type], config.heartbeat_interval, now
+        )
+        try:
+            new = parse_submission(item, catalog, now)
+        except UnknownTaskType as exc:
+            hint = "" if args.app or config.app else " (load yours with --app module:app)"
+            raise UsageError(f"{exc}{hint}") from None
         (outcome,) = await journal.run([Submit([new], time.time(), "cli")])
         print(json.dumps(task_json(outcome.unwrap()[0]), indent=2))
         return OK

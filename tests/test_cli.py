@@ -16,8 +16,11 @@ import pytest
 
 import actorq
 from actorq.cli import main
+from actorq.config import Config
 from actorq.journal import journal_from_url
 from actorq.model import Task, TaskState
+from actorq.runtime import Runtime
+from actorq.tasks import Registry, TaskType
 
 
 async def workload(url: str) -> tuple[list[str], float]:
@@ -149,6 +152,29 @@ def test_submit_takes_the_task_types_own_defaults(
     task = asyncio.run(stored(database_url, shown["id"]))
     assert (task.priority, task.queue, task.max_attempts, task.timeout) == (7, "reports", 5, 90)
     assert (shown["priority"], shown["queue"]) == (7, "reports")
+
+
+async def test_submit_takes_a_type_only_a_live_node_serves(
+    database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    registry = Registry()
+    registry.add(TaskType("crunch", _crunch, priority=4, queue="numbers", max_attempts=2))
+    node = Runtime(Config(database_url=database_url, node="cruncher", concurrency=1), registry)
+    await node.start()
+    try:
+        argv = ["submit", "crunch", "--database-url", database_url, "--payload", "3"]
+        assert await asyncio.to_thread(main, argv) == 0  # this command loads no such type
+        shown = json.loads(capsys.readouterr().out)
+        assert (shown["priority"], shown["queue"], shown["max_attempts"]) == (4, "numbers", 2)
+        done = await node.wait_for(shown["id"], timeout=10)
+        assert (done.state, done.result) == (TaskState.SUCCEEDED, 9)
+    finally:
+        await node.stop()
+    assert await asyncio.to_thread(main, argv) == 2, "no live node serves it any more"
+
+
+async def _crunch(payload: int) -> int:
+    return payload * payload
 
 
 def test_submit_flags_override_the_task_types_defaults(
