@@ -200,7 +200,7 @@ async def test_sqlite_node_sigkilled_again_and_again_loses_no_task_and_spends_no
     await submitter.run(last.url)
     await drained(last.url)
     await sigterm(last)
-    await check(db, log, submitter, total=total, kills=kills, began=began)
+    await check(db, log, submitter, total=total, kills=kills, began=began, runners=("solo/",))
 
 
 # -- the postgres crash loop --------------------------------------------------------------
@@ -245,7 +245,9 @@ async def test_postgres_workers_sigkilled_in_turn_lose_no_task_and_spend_no_atte
     await drained(serve.url)
     for node in [*workers, serve]:
         await sigterm(node)
-    await check(postgres_url, log, submitter, total=total, kills=kills, began=began)
+    await check(
+        postgres_url, log, submitter, total=total, kills=kills, began=began, runners=("w0/", "w1/")
+    )
 
 
 # -- what must hold afterwards ------------------------------------------------------------
@@ -315,7 +317,14 @@ class HandlerLog:
 
 
 async def check(
-    url: str, log: Path, submitter: Submitter, *, total: int, kills: int, began: float
+    url: str,
+    log: Path,
+    submitter: Submitter,
+    *,
+    total: int,
+    kills: int,
+    began: float,
+    runners: tuple[str, ...],
 ) -> None:
     """Everything the journal and the handlers' log must agree on after the crash loop."""
     journal = journal_from_url(url)
@@ -338,6 +347,14 @@ async def check(
     problems: list[str] = []
     for task_id, task in tasks.items():
         problems += task_problems(task, histories[task_id], handlers)
+    strangers = {
+        e.worker
+        for h in histories.values()
+        for e in h
+        if e.kind is EventKind.STARTED and not (e.worker or "").startswith(runners)
+    }
+    if strangers:
+        problems.append(f"handlers started on {sorted(map(str, strangers))}, not {runners}")
     missing = set(submitter.acked) - set(tasks)
     problems += [f"{tid}: acknowledged, not in the journal" for tid in sorted(missing)]
     if verify.returncode != 0:
@@ -354,6 +371,8 @@ async def check(
     )
     journaled = sum(e.kind is EventKind.STARTED for h in histories.values() for e in h)
     handler_runs = sum(len(runs) for runs in handlers.starts.values())
+    # At least once: a handler that ended, but whose run the journal never learned of.
+    ran_twice = sum(n > 1 for tid, n in handlers.done.items() if tasks[tid].type == "work")
 
     states = collections.Counter(f"{t.type}:{t.state.value}" for t in tasks.values())
     summary = (
@@ -362,7 +381,7 @@ async def check(
         f" states {dict(states)}; {kills} kills; attempts ended by a kill {len(lost_to_kills)}"
         f" ({len(unseen)} journaled as started before the handler ran: {unseen[:5]});"
         f" tasks hit by more than one kill {len(hit_again)}; handler runs {handler_runs},"
-        f" journaled starts {journaled}"
+        f" journaled starts {journaled}; work tasks whose handler ended twice {ran_twice}"
     )
     print(summary)  # the numbers of a passing run, seen with -s
     shown = "\n".join(problems[:20])
