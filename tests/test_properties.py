@@ -68,8 +68,14 @@ def attempts_counted(life: list[tuple[Task | None, Event]]) -> int:
     return n
 
 
-def last_at(life: list[tuple[Task | None, Event]], kind: EventKind) -> float | None:
-    return next((e.at for _, e in reversed(life) if e.kind is kind), None)
+def this_attempts_start(life: list[tuple[Task | None, Event]]) -> float | None:
+    started = None
+    for _, e in life:
+        if e.kind is K.STARTED:
+            started = e.at
+        elif e.kind in (K.CLAIMED, K.RETRIED):
+            started = None
+    return started
 
 
 def check_transition(before: Task, event: Event, after: Task) -> None:
@@ -142,7 +148,9 @@ class LifecycleMachine(RuleBasedStateMachine):
                 most = draw.draw(st.integers(1, 3), label="max_attempts")
                 new = NewTask("job", id=slot, run_at=run_at, max_attempts=most)
                 return lifecycle.submitted_event(new, at=at, node=NODE)
-            case K.CLAIMED | K.STARTED:
+            case K.CLAIMED:
+                return lifecycle.claimed_event(slot, worker, at=at, node=NODE, until=at + LEASE)
+            case K.STARTED:
                 return Event(kind, slot, at, NODE, lease, worker)
             case K.FAILED | K.TIMED_OUT if task is not None:
                 return lifecycle.decide_failure(
@@ -239,14 +247,12 @@ class LifecycleMachine(RuleBasedStateMachine):
         for task in self.tasks.values():
             life = self.lives[task.id]
             assert (task.lease_expires_at is not None) == (task.state in {S.CLAIMED, S.RUNNING})
-            # started_at is when a handler last started (None before the first start).
-            assert task.started_at == last_at(life, K.STARTED)
+            # started_at is when this attempt's handler started: a claim or a manual retry
+            # clears it, a start sets it.
+            assert task.started_at == this_attempts_start(life)
             if task.state is S.CLAIMED:
                 assert task.worker is not None
-                # This attempt's handler has not started: any started_at is an earlier one's.
-                claimed_at = last_at(life, K.CLAIMED)
-                assert claimed_at is not None
-                assert task.started_at is None or task.started_at <= claimed_at
+                assert task.started_at is None
             if task.state is S.RUNNING:
                 assert task.worker is not None
                 assert task.attempt >= 1
