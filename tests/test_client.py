@@ -5,15 +5,17 @@ server that drops their connections."""
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from aiohttp import web
 from nodes import Gates
-from procs import free_port
+from procs import Server, free_port
 
 from actorq import (
     BatchItemError,
@@ -322,3 +324,28 @@ async def test_sync_client_works_from_a_thread_without_a_loop(
     assert listed == [done.id]
     assert event.kind is EventKind.SUCCEEDED
     assert not [t for t in threading.enumerate() if t.name == "actorq-client"]
+
+
+# -- the example, as a user runs it ------------------------------------------------------------
+
+EXAMPLE = Path(__file__).parent.parent / "examples" / "client.py"
+
+
+@pytest.mark.slow
+async def test_example_client_runs_against_a_real_actorq_serve(
+    tmp_path: Path, servers: list[Server]
+) -> None:
+    server = Server(tmp_path / "actorq.db", tmp_path)
+    servers.append(server)
+    await server.ready()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(EXAMPLE), server.url,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    text = out.decode()
+    assert proc.returncode == 0, text
+    assert (
+        "succeeded after 1 attempt(s), result: {'greeting': 'hello from another process'}" in text
+    )
+    assert "cancel refused" in text
