@@ -32,7 +32,6 @@ from collections.abc import (
 from typing import Any, Concatenate, ParamSpec, TypedDict, TypeVar, Unpack
 
 import aiohttp
-import attrs
 
 from actorq.errors import ActorqError, Unavailable, Unreachable
 from actorq.model import FINISHED_STATES, Event, Page, Task, TaskState
@@ -42,6 +41,7 @@ from actorq.wire import (
     error_from_json,
     event_from_json,
     live_event_from_json,
+    sse_messages,
     task_from_json,
     task_type_from_json,
 )
@@ -244,7 +244,7 @@ class Client:
             task = await self.get(task_id)
             if task.state in wanted:
                 return task
-            async for message in _messages(resp.content):
+            async for message in sse_messages(resp.content):
                 if message.event == "lagged":
                     return None
                 item = json.loads(message.data)
@@ -291,7 +291,7 @@ class Client:
             try:
                 async with self._stream(last_id) as resp:
                     failures = 0
-                    async for message in _messages(resp.content):
+                    async for message in sse_messages(resp.content):
                         last_id = message.id or last_id
                         if message.event == "lagged":
                             log.warning("the event stream lagged behind; events were lost")
@@ -328,33 +328,6 @@ class Client:
 
 def _task(task_id: str) -> str:
     return f"{_TASKS}/{urllib.parse.quote(task_id, safe='')}"
-
-
-@attrs.frozen
-class _Message:
-    event: str
-    data: str
-    id: str | None
-
-
-async def _messages(lines: aiohttp.StreamReader) -> AsyncIterator[_Message]:
-    """Server-Sent Events, as the HTML standard reads them (comments and retry ignored)."""
-    event, data, last_id = "message", list[str](), None
-    async for raw in lines:
-        line = raw.decode("utf-8").rstrip("\r\n")
-        if not line:
-            if data:
-                yield _Message(event, "\n".join(data), last_id)
-            event, data = "message", []
-            continue
-        name, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        if name == "event":
-            event = value
-        elif name == "data":
-            data.append(value)
-        elif name == "id" and "\0" not in value:
-            last_id = value
 
 
 # -- the same methods without an event loop ----------------------------------------------------

@@ -1,7 +1,8 @@
 """The API's JSON read back into model values: the inverse of ``render.py``.
 
-The client decodes every answer here, so a change of the wire format is made in two places
-only, the render side and this one (issue 12 §4 folds both into one cattrs converter).
+The client decodes every answer here, the event stream's framing too, so a change of the wire
+format is made in two places only, the render side and this one (issue 12 §4 folds both into
+one cattrs converter).
 Times arrive as ISO 8601 UTC (``2026-11-27T02:20:52.000000Z``) and become POSIX seconds again;
 states and kinds become their enums. An error body ``{"error": {"code", "message", ...}}``
 becomes the exception class the node raised.
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -140,6 +141,37 @@ def task_type_from_json(data: Mapping[str, Any]) -> TaskTypeInfo:
         timeout=data.get("timeout"),
         nodes=tuple(data.get("nodes") or ()),
     )
+
+
+# -- the event stream -----------------------------------------------------------------------
+
+
+@attrs.frozen
+class SseMessage:
+    event: str
+    data: str
+    id: str | None  # the last id the stream gave, this message's or an earlier one's
+
+
+async def sse_messages(lines: AsyncIterable[bytes]) -> AsyncIterator[SseMessage]:
+    """Server-Sent Events from the stream's lines, as the HTML standard reads them (comments
+    and ``retry`` ignored)."""
+    event, data, last_id = "message", list[str](), None
+    async for raw in lines:
+        line = raw.decode("utf-8").rstrip("\r\n")
+        if not line:
+            if data:
+                yield SseMessage(event, "\n".join(data), last_id)
+            event, data = "message", []
+            continue
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "event":
+            event = value
+        elif name == "data":
+            data.append(value)
+        elif name == "id" and "\0" not in value:
+            last_id = value
 
 
 # -- errors --------------------------------------------------------------------------------
