@@ -18,6 +18,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import yaml
 from conftest import PG_DSN
 from procs import Server, api, free_port, until
 
@@ -187,3 +188,32 @@ async def test_transactional_enqueue_commit_runs_and_rollback_never_existed(
         assert (await app.get(committed[1])).state is actorq.TaskState.SUCCEEDED
         with pytest.raises(actorq.TaskNotFound):
             await app.get(rolled_back[1])
+
+
+# -- cluster: the compose file -------------------------------------------------------------
+
+
+def test_cluster_compose_file_builds_the_repository_image_and_runs_every_role() -> None:
+    # No Docker daemon (nor the compose plugin) where the tests run: check what the file says.
+    compose = yaml.safe_load((EXAMPLES / "cluster" / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert compose["volumes"] == {"pgdata": None}
+    postgres = services.pop("postgres")
+    assert postgres["image"].startswith("postgres:")
+    assert "pg_isready" in " ".join(postgres["healthcheck"]["test"])
+    roles = {name: node["command"] for name, node in services.items()}
+    assert roles == {
+        "api-1": ["serve"], "api-2": ["serve"], "worker-1": ["worker"], "worker-2": ["worker"],
+    }  # fmt: skip
+    for node in services.values():
+        context = (EXAMPLES / "cluster" / node["build"]["context"]).resolve()
+        assert (context / node["build"]["dockerfile"]).is_file()
+        assert (context / "pyproject.toml").is_file(), "the build context is the repository"
+        env = node["environment"]
+        assert env["ACTORQ_DATABASE_URL"].startswith("postgresql://")
+        assert "@postgres:5432/" in env["ACTORQ_DATABASE_URL"]
+        actorq.Config.load(env={k: str(v) for k, v in env.items()})  # every setting is valid
+        assert node["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+    assert services["api-1"]["ports"] == ["8081:8080"]
+    assert services["api-2"]["ports"] == ["8082:8080"]
+    assert "ports" not in services["worker-1"]
