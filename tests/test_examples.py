@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import kubernetes_validate
 import pytest
 import yaml
 from conftest import PG_DSN
@@ -217,3 +218,84 @@ def test_cluster_compose_file_builds_the_repository_image_and_runs_every_role() 
     assert services["api-1"]["ports"] == ["8081:8080"]
     assert services["api-2"]["ports"] == ["8082:8080"]
     assert "ports" not in services["worker-1"]
+
+
+# -- kubernetes: manifests validated offline -----------------------------------------------
+
+KUBERNETES = EXAMPLES / "kubernetes"
+# The oldest Kubernetes the manifests claim to fit; kubernetes-validate bundles its schemas.
+KUBERNETES_VERSION = "1.29.0"
+
+
+def manifests() -> dict[tuple[str, str], dict[str, Any]]:
+    """Every resource in examples/kubernetes/, by (kind, name)."""
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for path in sorted(KUBERNETES.glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            found[doc["kind"], doc["metadata"]["name"]] = doc
+    return found
+
+
+def test_kubernetes_manifests_are_valid_against_the_api_schemas() -> None:
+    resources = manifests()
+    assert set(resources) == {
+        ("ConfigMap", "actorq-config"), ("Secret", "actorq-database"),
+        ("Deployment", "actorq-serve"), ("Deployment", "actorq-worker"), ("Service", "actorq"),
+    }  # fmt: skip
+    for resource in resources.values():
+        # strict: a misspelt or misplaced field is an error, not silently dropped
+        kubernetes_validate.validate(resource, KUBERNETES_VERSION, strict=True)
+
+
+def container(deployment: dict[str, Any]) -> dict[str, Any]:
+    (only,) = deployment["spec"]["template"]["spec"]["containers"]
+    return dict(only)
+
+
+def test_kubernetes_nodes_probe_health_and_ready_and_stop_within_their_grace(
+    tmp_path: Path,
+) -> None:
+    resources = manifests()
+    toml = tmp_path / "actorq.toml"
+    toml.write_text(resources["ConfigMap", "actorq-config"]["data"]["actorq.toml"])
+    config = actorq.Config.load(env={}, file=toml)  # unknown keys or wrong types would raise
+    secret = resources["Secret", "actorq-database"]
+
+    for name, role in (("actorq-serve", "serve"), ("actorq-worker", "worker")):
+        deployment = resources["Deployment", name]
+        pod = deployment["spec"]["template"]
+        node = container(deployment)
+        assert node["args"] == [role]
+        env = {e["name"]: e for e in node["env"]}
+        ref = env["ACTORQ_DATABASE_URL"]["valueFrom"]["secretKeyRef"]
+        assert ref["name"] == secret["metadata"]["name"]
+        assert ref["key"] in secret["stringData"]
+        (mount,) = node["volumeMounts"]
+        assert env["ACTORQ_CONFIG"]["value"] == f"{mount['mountPath']}/actorq.toml"
+        (volume,) = pod["spec"]["volumes"]
+        assert volume["configMap"]["name"] == "actorq-config"
+        assert (
+            deployment["spec"]["selector"]["matchLabels"].items()
+            <= pod["metadata"]["labels"].items()
+        )
+        pre_stop = node.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command")
+        pre_stop_seconds = float(pre_stop[1]) if pre_stop else 0.0
+        grace = pod["spec"]["terminationGracePeriodSeconds"]
+        assert grace > pre_stop_seconds + config.shutdown_grace, name
+
+    serve = container(resources["Deployment", "actorq-serve"])
+    assert serve["livenessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
+    assert serve["startupProbe"]["httpGet"] == {"path": "/health", "port": "http"}
+    assert serve["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "http"}
+    (port,) = serve["ports"]
+    env = {e["name"]: e.get("value") for e in serve["env"]}
+    assert (port["name"], port["containerPort"]) == ("http", int(env["ACTORQ_PORT"]))
+    assert env["ACTORQ_HOST"] == "0.0.0.0"
+
+    service = resources["Service", "actorq"]
+    serve_labels = resources["Deployment", "actorq-serve"]["spec"]["template"]["metadata"]
+    worker_labels = resources["Deployment", "actorq-worker"]["spec"]["template"]["metadata"]
+    selector = service["spec"]["selector"].items()
+    assert selector <= serve_labels["labels"].items()
+    assert not selector <= worker_labels["labels"].items(), "workers serve no HTTP"
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
