@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+import actorq.journal.postgres as pg_module
 import actorq.lifecycle as lifecycle
 from actorq.errors import DuplicateTask, InvalidInput, InvalidTransition, TaskNotFound
 from actorq.journal import journal_from_url
@@ -976,3 +977,25 @@ async def test_tail_hands_out_every_event_once_while_nodes_write(postgres_url: s
             by_task.setdefault(e.task_id, []).append(e.seq)
         assert all(seqs == sorted(seqs) for seqs in by_task.values())
         assert lifecycle.fold(followed) == lifecycle.fold(journal_events)
+
+
+@postgres_only
+async def test_a_claim_walks_the_ready_index_even_before_the_table_is_analyzed(
+    postgres_url: str,
+) -> None:
+    """Right after a bulk load, stale statistics made the planner sort every queued task for
+    each claim (a bitmap scan): the claim must walk tasks_ready in order and stop early."""
+    async with opened(postgres_url) as journal:
+        await submit(journal, *[NewTask("job") for _ in range(5000)])
+    conn = await raw_pg(postgres_url)
+    try:
+        async with conn.transaction():
+            await conn.execute(pg_module._NO_BITMAP)
+            plan = "\n".join(
+                r[0]
+                for r in await conn.fetch("EXPLAIN " + pg_module._Q["ready"], None, ["job"], 10)
+            )
+    finally:
+        await conn.close()
+    assert "Index Scan using tasks_ready" in plan, plan
+    assert "Sort" not in plan, plan
