@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import importlib
+import importlib.util
 import json
 import logging
 import os
@@ -17,6 +18,8 @@ import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
+from types import ModuleType
 from typing import Any, TypeVar
 
 from actorq import audit
@@ -65,17 +68,36 @@ class UsageError(InvalidInput):
 
 
 def load_app(spec: str) -> Any:
-    """``module:attribute`` (default attribute ``app``) -> the App object."""
-    module_name, _, attr = spec.partition(":")
-    sys.path.insert(0, ".")
+    """``module:attribute`` or ``path/to/file.py:attribute`` (default attribute ``app``) -> the
+    App object. A plain file is how users of the one-file executable, which has no
+    site-packages, bring handlers: it may import the standard library, what the executable
+    bundles and the files beside it."""
+    target, _, attr = spec.partition(":")
     try:
-        module = importlib.import_module(module_name)
+        module = _import_file(target) if target.endswith(".py") else _import_module(target)
     except ImportError as exc:
-        raise UsageError(f"cannot import {module_name!r}: {exc}") from exc
+        raise UsageError(f"cannot import {target!r}: {exc}") from exc
     try:
         return getattr(module, attr or "app")
     except AttributeError:
-        raise UsageError(f"{module_name!r} has no attribute {attr or 'app'!r}") from None
+        raise UsageError(f"{target!r} has no attribute {attr or 'app'!r}") from None
+
+
+def _import_module(name: str) -> ModuleType:
+    sys.path.insert(0, ".")
+    return importlib.import_module(name)
+
+
+def _import_file(path: str) -> ModuleType:
+    file = Path(path).resolve()
+    spec = importlib.util.spec_from_file_location(file.stem, file)
+    if not file.is_file() or spec is None or spec.loader is None:
+        raise UsageError(f"--app {path!r}: no such Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[file.stem] = module  # as an import would: attrs and pickle look it up by name
+    sys.path.insert(0, str(file.parent))  # its neighbours import as for `python file.py`
+    spec.loader.exec_module(module)
+    return module
 
 
 # -- flags ----------------------------------------------------------------------------------
@@ -97,7 +119,7 @@ def _database_args(p: argparse.ArgumentParser) -> None:
 
 
 def _app_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--app", help="module:attribute of your actorq.App (ACTORQ_APP)")
+    p.add_argument("--app", help="module:attr or path/file.py:attr of your actorq.App (ACTORQ_APP)")
 
 
 def _node_args(p: argparse.ArgumentParser) -> None:
