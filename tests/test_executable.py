@@ -61,12 +61,14 @@ def box(executable: Path, tmp_path: Path) -> Path:
 
 @pytest.fixture
 def bare_env(tmp_path: Path) -> dict[str, str]:
-    """No variables at all but a PATH on which no Python can be found."""
-    no_python = tmp_path / "bin"
+    """No variables but a PATH on which no Python can be found, and TMPDIR: the executable
+    unpacks itself there, and a SIGKILLed run would leave its folder in the machine's /tmp."""
+    no_python, unpacked = tmp_path / "bin", tmp_path / "tmp"
     no_python.mkdir()
+    unpacked.mkdir()
     assert shutil.which("python3", path=str(no_python)) is None
     assert shutil.which("python", path=str(no_python)) is None
-    return {"PATH": str(no_python)}
+    return {"PATH": str(no_python), "TMPDIR": str(unpacked)}
 
 
 class Node:
