@@ -1,4 +1,5 @@
 # One image for every role: `actorq serve` (API + workers) by default, `actorq worker` too.
+# examples/cluster/docker-compose.yml runs both on PostgreSQL; examples/kubernetes/ deploys them.
 FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./

@@ -2,37 +2,50 @@
 PostgreSQL."""
 
 from actorq.app import App
+from actorq.client import Client, SyncClient, TaskFields
 from actorq.config import Config
 from actorq.errors import (
     ActorqError,
+    BatchItemError,
     DuplicateTask,
     InvalidInput,
     InvalidTransition,
     Overloaded,
     StorageError,
     TaskNotFound,
+    Unavailable,
     UnknownTaskType,
+    Unreachable,
 )
 from actorq.lifecycle import Backoff, RetryPolicy
 from actorq.model import Event, EventKind, Task, TaskState
 from actorq.tasks import TaskContext
+from actorq.wire import LiveEvent, TaskTypeInfo
 
 __all__ = [
     "ActorqError",
     "App",
     "Backoff",
+    "BatchItemError",
+    "Client",
     "Config",
     "DuplicateTask",
     "Event",
     "EventKind",
     "InvalidInput",
     "InvalidTransition",
+    "LiveEvent",
     "Overloaded",
     "RetryPolicy",
     "StorageError",
+    "SyncClient",
     "Task",
     "TaskContext",
+    "TaskFields",
     "TaskNotFound",
     "TaskState",
+    "TaskTypeInfo",
+    "Unavailable",
     "UnknownTaskType",
+    "Unreachable",
 ]

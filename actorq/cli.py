@@ -1,7 +1,8 @@
 """The ``actorq`` command line.
 
 serve | worker | submit | migrate | journal {replay,verify,export,rebuild}. Every flag of a
-node also reads from an ``ACTORQ_*`` environment variable (flags win).
+node also reads from an ``ACTORQ_*`` environment variable and from a configuration file
+(``--config FILE``, ``ACTORQ_CONFIG`` or ``./actorq.toml``); flags win, then variables.
 """
 
 from __future__ import annotations
@@ -54,7 +55,13 @@ exit codes:
 
 _DESCRIPTION = """\
 actorq: a durable task queue. Every flag of a node also reads from an ACTORQ_* environment
-variable (flags win); `actorq COMMAND --help` shows a command's flags."""
+variable and from a TOML file (--config FILE, ACTORQ_CONFIG or ./actorq.toml); flags win,
+then variables, then the file. `actorq COMMAND --help` shows a command's flags."""
+
+_CONFIG_HELP = (
+    "TOML file of settings, below flags and ACTORQ_* variables "
+    "(ACTORQ_CONFIG, default ./actorq.toml if there is one)"
+)
 
 _MEMORY = (
     "{url} is an in-memory database that lives and dies with one process: only `actorq serve` "
@@ -108,6 +115,7 @@ def _common_args(p: argparse.ArgumentParser) -> None:
     # the subcommand (`actorq --log-level DEBUG serve`) is not reset to None by its default.
     p.add_argument("--log-level", default=argparse.SUPPRESS,
                    help="DEBUG, INFO, WARNING, ERROR (ACTORQ_LOG_LEVEL, default INFO)")  # fmt: skip
+    p.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help=_CONFIG_HELP)
 
 
 def _database_args(p: argparse.ArgumentParser) -> None:
@@ -156,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
     parser.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR (ACTORQ_LOG_LEVEL)")
+    parser.add_argument("--config", metavar="FILE", help=_CONFIG_HELP)
     sub = parser.add_subparsers(dest="cmd", required=True)
     node = (_database_args, _app_args, _node_args)
 
@@ -196,13 +205,14 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
 
 def _setup(args: argparse.Namespace) -> tuple[Config, Registry]:
     flags = _flags(args)
+    file = args.config
     if args.cmd not in ("serve", "worker", "submit"):
-        return Config.load(flags), Registry()
-    app_spec = flags.get("app") or Config.load().app
+        return Config.load(flags, file=file), Registry()
+    app_spec = flags.get("app") or Config.load(file=file).app
     if app_spec:
         app = load_app(app_spec)
-        return Config.load(flags, base=app.settings), app.registry
-    return Config.load(flags), builtin_registry()
+        return Config.load(flags, base=app.settings, file=file), app.registry
+    return Config.load(flags, file=file), builtin_registry()
 
 
 # -- commands -------------------------------------------------------------------------------
@@ -348,6 +358,7 @@ def _cmd_migrate(config: Config) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     config, registry = _setup(args)
+    args.resolved_database_url = config.database_url  # _fail masks its password too
     level = (args.log_level or config.log_level).upper()
     if not isinstance(logging.getLevelName(level), int):
         raise UsageError(f"unknown log level {level!r}: use DEBUG, INFO, WARNING or ERROR")
@@ -373,10 +384,11 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 def _fail(code: int, message: str, args: argparse.Namespace) -> int:
     """Say why in one line on stderr (never a password) and return the exit code."""
-    url = getattr(args, "database_url", None) or os.environ.get("ACTORQ_DATABASE_URL", "")
-    shown = redact_url(url)
-    if url and shown != url:
-        message = message.replace(url, shown)
+    # The last: the URL the node resolved, which may come from a configuration file.
+    urls = (getattr(args, "database_url", None), os.environ.get("ACTORQ_DATABASE_URL"),
+            getattr(args, "resolved_database_url", None))  # fmt: skip
+    for url in filter(None, urls):
+        message = message.replace(url, redact_url(url))
     print(f"actorq: {' '.join(message.split())}", file=sys.stderr)
     return code
 

@@ -1,12 +1,16 @@
 """One ``Config`` for a node. Flags override ``ACTORQ_*`` environment variables, which override
-the ``App``'s own settings, which override the defaults here."""
+a configuration file (``actorq.toml``), which overrides the ``App``'s own settings, which
+override the defaults here."""
 
 from __future__ import annotations
 
+import difflib
 import os
 import socket
+import tomllib
 import uuid
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -63,10 +67,17 @@ class Config:
         flags: Mapping[str, Any] | None = None,
         env: Mapping[str, str] | None = None,
         base: Mapping[str, Any] | None = None,
+        file: str | os.PathLike[str] | None = None,
     ) -> Config:
-        """Merge ``base`` (an App's settings) < environment < ``flags`` (None means unset)."""
+        """Merge ``base`` (an App's settings) < the configuration file < environment <
+        ``flags`` (None means unset).
+
+        The file is ``file`` if given, else ``ACTORQ_CONFIG``, else ``./actorq.toml`` when it
+        exists; a file named explicitly must exist.
+        """
         env = os.environ if env is None else env
         values: dict[str, Any] = dict(base or {})
+        values.update(read_file(file or env.get("ACTORQ_CONFIG") or None))
         for field in attrs.fields(cls):
             raw = env.get(f"ACTORQ_{field.name.upper()}")
             if raw is not None and raw != "":
@@ -76,6 +87,60 @@ class Config:
             return cls(**values)
         except (TypeError, ValueError) as exc:
             raise InvalidInput(f"invalid configuration: {exc}") from exc
+
+
+DEFAULT_FILE = "actorq.toml"
+
+
+def read_file(path: str | os.PathLike[str] | None) -> dict[str, Any]:
+    """The settings in the TOML file ``path`` (None: ``./actorq.toml`` if there is one),
+    checked against the ``Config`` fields: an unknown key or a value of the wrong type is an
+    ``InvalidInput`` that names the key."""
+    target = Path(path) if path is not None else Path(DEFAULT_FILE)
+    if path is None and not target.is_file():
+        return {}
+    try:
+        with target.open("rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise InvalidInput(f"configuration file {str(target)!r} does not exist") from None
+    except OSError as exc:
+        raise InvalidInput(f"cannot read configuration file {str(target)!r}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidInput(f"{target}: not valid TOML: {exc}") from None
+    fields = {field.name: field for field in attrs.fields(Config)}
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        field = fields.get(key)
+        if field is None:
+            close = difflib.get_close_matches(key, fields, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise InvalidInput(f"{target}: unknown key {key!r}{hint}")
+        values[key] = _typed(target, field, value)
+    return values
+
+
+def _typed(path: Path, field: attrs.Attribute[Any], value: Any) -> Any:
+    """``value`` as the field's type, or an error naming the key: TOML has types of its own,
+    so nothing is converted from text (an integer is fine where a float is due)."""
+    kind = str(field.type).removesuffix(" | None")
+    if isinstance(value, bool):
+        ok = False  # a bool is an int to Python, but no setting is a flag
+    elif kind == "int":
+        ok = isinstance(value, int)
+    elif kind == "float":
+        ok = isinstance(value, int | float)
+        value = float(value) if ok else value
+    elif kind.startswith("tuple"):
+        ok = isinstance(value, list) and all(isinstance(item, str) for item in value)
+        value = tuple(value) if ok else value
+    else:
+        ok = isinstance(value, str)
+    if not ok:
+        want = {"int": "an integer", "float": "a number", "str": "a string"}
+        expected = want.get(kind, "a list of strings")
+        raise InvalidInput(f"{path}: {field.name} must be {expected}, got {value!r}")
+    return value
 
 
 def _parse(field: attrs.Attribute[Any], raw: str) -> Any:

@@ -100,3 +100,10 @@ class StorageError(ActorqError):
 class StorageUnavailable(StorageError):
     """The database cannot be reached or cannot write right now (down, locked, full, timed
     out): nothing is wrong with the request, and the same request may succeed later."""
+
+
+class Unreachable(Unavailable):
+    """The client could not reach the server, or lost it mid-answer (refused, reset, timed
+    out): the request may or may not have been carried out."""
+
+    code = "unreachable"

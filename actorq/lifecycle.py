@@ -63,6 +63,13 @@ def submitted_event(new: NewTask, *, at: float, node: str) -> Event:
     return Event(_K.SUBMITTED, new.id, at, node, data)
 
 
+def claimed_event(task_id: str, worker: str, *, at: float, node: str, until: float) -> Event:
+    """A worker takes the task in hand on a lease until ``until``; its handler has not
+    started. ``held`` tells this claim from the claims of journals written before a claim
+    and a start were two events (there, a claim was the start: see ``_changes``)."""
+    return Event(_K.CLAIMED, task_id, at, node, {"lease_expires_at": until, "held": True}, worker)
+
+
 def decide_failure(
     task: Task,
     *,
@@ -199,10 +206,20 @@ def _changes(task: Task | None, e: Event) -> tuple[Task, dict[str, Any]]:
     match e.kind:
         case _K.ENQUEUED:
             return _require(task, e, _S.SCHEDULED), {"state": _S.QUEUED}
-        case _K.CLAIMED:
+        case _K.CLAIMED if d.get("held"):
             t = _require(task, e, _S.QUEUED)
             return t, {
                 "state": _S.CLAIMED,
+                "worker": e.worker,
+                "lease_expires_at": d["lease_expires_at"],
+                "started_at": None,  # this attempt's handler has not started
+            }
+        case _K.CLAIMED:  # a journal from before held tasks: the claim was the start
+            t = _require(task, e, _S.QUEUED)
+            return t, {
+                "state": _S.RUNNING,
+                "attempt": t.attempt + 1,
+                "started_at": e.at,
                 "worker": e.worker,
                 "lease_expires_at": d["lease_expires_at"],
             }
@@ -250,7 +267,7 @@ def _changes(task: Task | None, e: Event) -> tuple[Task, dict[str, Any]]:
             state = _S.SCHEDULED if run_at > e.at else _S.QUEUED
             return t, _requeue(
                 e, state=state, run_at=run_at, attempt=0, error=None, result=None,
-                finished_at=None,
+                started_at=None, finished_at=None,
             )  # fmt: skip
     raise InvalidTransition(f"cannot apply {e.kind!r} to task {e.task_id}")
 
@@ -293,6 +310,8 @@ def state_after(event: Event) -> TaskState:
         return _S.SCHEDULED if float(event.data["run_at"]) > event.at else _S.QUEUED
     if event.kind is _K.RETRIED:
         return _S.SCHEDULED if float(event.data.get("run_at", event.at)) > event.at else _S.QUEUED
+    if event.kind is _K.CLAIMED and not event.data.get("held"):
+        return _S.RUNNING  # a claim from before held tasks (see ``_changes``)
     return _STATE_AFTER[event.kind]
 
 
@@ -314,7 +333,7 @@ def known_transition(event: Event) -> tuple[TaskState | None, TaskState] | None:
     if event.kind is _K.SUBMITTED:
         return None, state_after(event)
     before = _STATE_BEFORE.get(event.kind)
-    return None if before is None else (before, _STATE_AFTER[event.kind])
+    return None if before is None else (before, state_after(event))
 
 
 def fold(events: list[Event], tasks: dict[str, Task] | None = None) -> dict[str, Task]:

@@ -117,3 +117,20 @@ async def test_a_stop_past_the_grace_period_releases_running_tasks_without_error
                              EventKind.RELEASED]  # fmt: skip
     finally:
         await journal.close()
+
+
+async def test_a_handler_error_with_a_nul_in_it_is_stored_and_the_task_ends(
+    database_url: str, gates: Gates
+) -> None:
+    """PostgreSQL keeps no NUL in text: an error message holding one must not make the
+    outcome unstorable (the task would run again at every lease expiry)."""
+    node = Runtime(node_config(database_url), make_registry(gates))
+    await node.start()
+    try:
+        (task,) = await node.submit([NewTask("fail_fast", payload="bad\x00byte", max_attempts=1)])
+        done = await node.wait_for(task.id, timeout=10)
+        assert done.state is TaskState.DEAD
+        assert done.error == "ValueError: bad\ufffdbyte"
+        assert done.attempt == 1
+    finally:
+        await node.stop()

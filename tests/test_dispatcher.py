@@ -13,7 +13,7 @@ import pytest
 from nodes import Gates, make_registry, node_config
 from procs import until
 
-from actorq.actors.core import Actor, ActorSystem, ChildSpec, Strategy, Supervisor
+from actorq.actors.core import Actor, ActorRef, ActorSystem, ChildSpec, Strategy, Supervisor
 from actorq.actors.dispatcher import (
     CancelTask,
     Dispatcher,
@@ -87,13 +87,20 @@ async def tree() -> AsyncIterator[Tree]:
     await system.stop()
 
 
-async def test_a_drain_waits_for_the_claim_in_flight_and_the_tasks_it_brings(tree: Tree) -> None:
-    root, writes, given = tree
+async def first_claim(tree: Tree) -> tuple[ActorRef, Write]:
+    """The tree's dispatcher, told of its worker and of work, and the claim it writes."""
+    root, writes, _ = tree
     dispatcher = root.child("dispatcher")
     await dispatcher.tell(WorkerReady("n/w0", root.child("worker")))
     await dispatcher.tell(WorkAvailable())
     claim = await asyncio.wait_for(writes.get(), 5)
     assert isinstance(claim.op, Claim)
+    return dispatcher, claim
+
+
+async def test_a_drain_waits_for_the_claim_in_flight_and_the_tasks_it_brings(tree: Tree) -> None:
+    _, writes, given = tree
+    dispatcher, claim = await first_claim(tree)
 
     drained = await dispatcher.ask(Drain(), timeout=5)
     assert not drained.done(), "a claim still in flight may bring tasks"
@@ -157,11 +164,8 @@ async def test_a_claim_that_fails_with_a_bug_restarts_the_dispatcher_and_its_wor
 
 
 async def test_a_dispatcher_whose_claims_fail_reports_itself_unhealthy(tree: Tree) -> None:
-    root, writes, _ = tree
-    dispatcher = root.child("dispatcher")
-    await dispatcher.tell(WorkerReady("n/w0", root.child("worker")))
-    await dispatcher.tell(WorkAvailable())
-    claim = await asyncio.wait_for(writes.get(), 5)
+    _, writes, _ = tree
+    dispatcher, claim = await first_claim(tree)
     assert claim.reply is not None
     claim.reply.set_exception(StorageUnavailable("the database is away"))
 

@@ -20,7 +20,7 @@ def submitted(at: float = 100.0, run_at: float | None = None) -> Event:
 
 
 def claimed(task: Task, at: float) -> Event:
-    return Event(K.CLAIMED, task.id, at, "n", {"lease_expires_at": at + 30}, worker="n/w0")
+    return lifecycle.claimed_event(task.id, "n/w0", at=at, node="n", until=at + 30)
 
 
 def started(task: Task, at: float, worker: str = "n/w0") -> Event:

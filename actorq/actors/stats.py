@@ -20,7 +20,6 @@ import asyncio
 import collections
 import contextlib
 import logging
-import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -294,9 +293,7 @@ class StatsAggregator(Actor):
         every ``follow_seconds``. Read the counts again after a change, once the last read is
         a second old and 20 of its own durations: on a large table it stays a small share of
         the database."""
-        # The counts read at the start may already hold events the tail hands out again:
-        # the first change read is followed by a fresh count at once.
-        counted_at, count_cost = -math.inf, 0.0
+        counted_at, count_cost = time.monotonic(), 0.0
         changed = failing = False
         while True:
             try:

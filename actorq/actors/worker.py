@@ -16,13 +16,10 @@ import asyncio
 import collections
 import contextlib
 import functools
-import json
 import logging
 import random
 import time
-import traceback
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import attrs
 
@@ -46,41 +43,22 @@ from actorq.actors.dispatcher import (
     TaskSwapped,
     WorkerReady,
 )
+from actorq.actors.handler import (
+    Cancelled,
+    Failed,
+    NotStarted,
+    Succeeded,
+    call,
+    outcome_event,
+)
 from actorq.actors.journal_writer import Write, write
 from actorq.errors import ActorqError
 from actorq.journal.base import Append, Outcome, Start, Started
 from actorq.lifecycle import Ceiling, RetryPolicy
 from actorq.model import Event, EventKind, Task
-from actorq.tasks import Registry, TaskContext
+from actorq.tasks import Registry
 
 log = logging.getLogger("actorq.worker")
-_MAX_TRACEBACK = 4000
-
-
-@attrs.frozen
-class Succeeded:
-    result: Any
-
-
-@attrs.frozen
-class Failed:
-    error: str
-    traceback: str | None = None
-    timed_out: bool = False
-
-
-@attrs.frozen
-class Cancelled:
-    """The handler was stopped because its task was cancelled (already journaled)."""
-
-
-@attrs.frozen
-class NotStarted:
-    """The held task could not start: cancelled or reaped meanwhile, or the journal refused.
-    Nothing to journal: a task still held comes back when its lease expires, attempts
-    intact."""
-
-    reason: str
 
 
 @attrs.frozen
@@ -311,26 +289,10 @@ class Worker(Actor):
         outcome: Succeeded | Failed | Cancelled | NotStarted
         began = time.monotonic()
         try:
-            outcome = await self._call(task)
+            outcome = await call(self._d.registry, task, self._d.node)
         except asyncio.CancelledError:
             outcome = NotStarted(run.refused) if run.refused else Cancelled()
         await self.ref.tell(HandlerDone(task.id, outcome, time.monotonic() - began))
-
-    async def _call(self, task: Task) -> Succeeded | Failed:
-        try:
-            task_type = self._d.registry.get(task.type)
-            ctx = TaskContext(task, self._d.node)
-            async with asyncio.timeout(task.timeout):
-                result = await task_type.call(task.payload, ctx)
-            json.dumps(result)  # the result is journaled: refuse what JSON cannot carry
-            return Succeeded(result)
-        except TimeoutError:
-            return Failed(f"timed out after {task.timeout}s", timed_out=True)
-        except ActorqError as exc:
-            return Failed(str(exc))
-        except Exception as exc:  # noqa: BLE001 - a handler's error is a failed attempt
-            tb = "".join(traceback.format_exception(exc))[-_MAX_TRACEBACK:]
-            return Failed(f"{type(exc).__name__}: {exc}", tb)
 
     async def _finish(
         self, task_id: str, outcome: Succeeded | Failed | Cancelled | NotStarted, seconds: float
@@ -346,7 +308,9 @@ class Worker(Actor):
             await self._report_done()
             await self._d.dispatcher.tell(TaskDone(self.worker_id, task_id))
             return
-        event = self._event(task, outcome)
+        d = self._d
+        policy = d.registry.get(task.type).retry if task.type in d.registry else d.default_retry
+        event = outcome_event(task, outcome, d.clock(), d.node, self.worker_id, policy, d.rng)
         if event is not None and start is not None:
             # Its start was not written yet: both in one step, fenced as the start is.
             op = Append(event, start.worker, start.attempt, started=start.event)
@@ -365,33 +329,6 @@ class Worker(Actor):
     async def _report_done(self) -> None:
         while self._done_later:
             await self._d.dispatcher.tell(self._done_later.pop(0))
-
-    def _event(self, task: Task, outcome: Succeeded | Failed | Cancelled) -> Event | None:
-        now, node = self._d.clock(), self._d.node
-        match outcome:
-            case Succeeded(result):
-                data = {"result": result}
-                return Event(EventKind.SUCCEEDED, task.id, now, node, data, self.worker_id)
-            case Failed(error, tb, timed_out):
-                policy = self._retry_policy(task)
-                event = lifecycle.decide_failure(
-                    task,
-                    error=error,
-                    timed_out=timed_out,
-                    at=now,
-                    node=node,
-                    policy=policy,
-                    rng=self._d.rng,
-                )
-                if tb:
-                    event = attrs.evolve(event, data={**event.data, "traceback": tb})
-                return attrs.evolve(event, worker=self.worker_id)
-        return None  # cancelled: the cancellation itself was journaled
-
-    def _retry_policy(self, task: Task) -> RetryPolicy:
-        if task.type in self._d.registry:
-            return self._d.registry.get(task.type).retry
-        return self._d.default_retry
 
 
 def worker_supervisor(deps: WorkerDeps, concurrency: int) -> Supervisor:

@@ -273,7 +273,7 @@ class BatchRun:
 
 
 def _claimed(task: Task, worker: str, at: float, node: str, until: float) -> Event:
-    return Event(EventKind.CLAIMED, task.id, at, node, {"lease_expires_at": until}, worker)
+    return lifecycle.claimed_event(task.id, worker, at=at, node=node, until=until)
 
 
 def _started(task: Task, op: Start, until: float) -> Event:

@@ -21,6 +21,7 @@ from typing import Any
 
 import asyncpg
 
+import actorq.lifecycle as lifecycle
 from actorq.errors import (
     ActorqError,
     DuplicateTask,
@@ -33,6 +34,7 @@ from actorq.journal.base import Head, Notice, Op, Outcome, needs_flush
 from actorq.journal.batch import BatchRun, refold
 from actorq.journal.rows import (
     PAGE,
+    REFOLD_BELOW,
     TASK_COLUMNS,
     decode_cursor,
     dumps,
@@ -336,8 +338,13 @@ class PostgresJournal:
                 key = self.schema or await conn.fetchval("SELECT current_schema()")
                 await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
                                    f"actorq.migrate:{key}")  # fmt: skip
-                await self._migrate(conn)
+                upgraded_from = await self._migrate(conn)
                 await self._catch_up(conn)
+                if 0 < upgraded_from < REFOLD_BELOW:  # see REFOLD_BELOW
+                    rows = await conn.fetch(_Q["events"], 0, None)  # LIMIT NULL: all of them
+                    tasks = lifecycle.fold([event_from_row(r) for r in rows])
+                    head, _ = await conn.fetchrow(_Q["head"])
+                    await self._replace_on(conn, list(tasks.values()), head)
         except _DRIVER_ERRORS as exc:
             await self.close()
             raise _translate(exc) from exc
@@ -365,7 +372,8 @@ class PostgresJournal:
             raise StorageUnavailable("the journal is not open")
         return self._pool.acquire(timeout=self._timeout)
 
-    async def _migrate(self, conn: asyncpg.Connection) -> None:
+    async def _migrate(self, conn: asyncpg.Connection) -> int:
+        """Apply the migrations the database lacks; the version it had (0: a new one)."""
         if self.schema is not None:
             await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
         await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer)")
@@ -374,6 +382,7 @@ class PostgresJournal:
             if number > current:
                 await conn.execute(sql)
                 await conn.execute("INSERT INTO schema_version VALUES ($1)", number)
+        return int(current)
 
     async def _catch_up(self, conn: asyncpg.Connection) -> None:
         """Apply journal events the projection has not seen (a projection left behind).
@@ -477,15 +486,18 @@ class PostgresJournal:
     async def replace_projection(self, tasks: Sequence[Task], seq: int) -> None:
         try:
             async with self._acquire() as conn, conn.transaction():
-                await conn.execute(_Q["lock_tasks"])
-                await conn.execute(_Q["clear_tasks"])
-                tx = _Tx(conn)
-                for start in range(0, len(tasks), PAGE):
-                    chunk = tasks[start : start + PAGE]
-                    await tx.write([], chunk, {t.id for t in chunk})
-                await conn.execute(_Q["set_floor"], str(seq))
+                await self._replace_on(conn, tasks, seq)
         except _DRIVER_ERRORS as exc:
             raise _translate(exc) from exc
+
+    async def _replace_on(self, conn: asyncpg.Connection, tasks: Sequence[Task], seq: int) -> None:
+        await conn.execute(_Q["lock_tasks"])
+        await conn.execute(_Q["clear_tasks"])
+        tx = _Tx(conn)
+        for start in range(0, len(tasks), PAGE):
+            chunk = tasks[start : start + PAGE]
+            await tx.write([], chunk, {t.id for t in chunk})
+        await conn.execute(_Q["set_floor"], str(seq))
 
     # -- notices -------------------------------------------------------------------------
 

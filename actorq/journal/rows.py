@@ -98,6 +98,12 @@ def queries(dialect: str) -> dict[str, str]:
     return {k: v.strip() for k, v in blocks.items()}
 
 
+# A database migrated from a schema version below this one has its projection folded from the
+# journal again: version 2 changed how events fold (a claim no longer starts the handler; a
+# success clears the error; a cancel writes none), so projections written before disagree.
+REFOLD_BELOW = 2
+
+
 def migrations(dialect: str) -> list[tuple[int, str]]:
     """Numbered schema migrations ``sql/<dialect>/NNN_*.sql``, in order."""
     folder = resources.files("actorq.journal").joinpath(f"sql/{dialect}")

@@ -19,10 +19,12 @@ from typing import Any, TypeVar, cast
 
 import aiosqlite
 
+import actorq.lifecycle as lifecycle
 from actorq.errors import ActorqError, InvalidInput, StorageError, StorageUnavailable, TaskNotFound
 from actorq.journal.base import Head, Notice, Op, Outcome, needs_flush
 from actorq.journal.batch import BatchRun, refold
 from actorq.journal.rows import (
+    REFOLD_BELOW,
     TASK_COLUMNS,
     decode_cursor,
     encode_cursor,
@@ -211,7 +213,7 @@ class SqliteJournal:
         try:
             self._thread = concurrent.futures.ThreadPoolExecutor(1, "actorq-sqlite-writer")
             self._writer = await self._on_writer(self._open_writer)
-            await self._on_writer(self._migrate)
+            upgraded_from = await self._on_writer(self._migrate)
             self._reader = await aiosqlite.connect(
                 self._target, uri=self._uri, isolation_level=None
             )
@@ -221,6 +223,15 @@ class SqliteJournal:
             await self.close()
             raise StorageError(f"cannot open {self.path}: {exc}") from exc
         await self._catch_up()
+        if 0 < upgraded_from < REFOLD_BELOW:
+            await self._refold_all()
+
+    async def _refold_all(self) -> None:
+        """Fold the whole journal into the projection again (after an upgrade that changed
+        how events fold)."""
+        tasks = lifecycle.fold([e async for e in self.events()])
+        head = await self.head()
+        await self.replace_projection(list(tasks.values()), head.journal_seq)
 
     async def subscribe(self, on_notice: Callable[[Notice], None]) -> None:
         """One process owns a SQLite journal: there is nobody to hear from."""
@@ -253,8 +264,10 @@ class SqliteJournal:
             raise StorageUnavailable("the journal is not open")
         return self._reader
 
-    def _migrate(self) -> None:
-        def body(db: sqlite3.Connection) -> None:
+    def _migrate(self) -> int:
+        """Apply the migrations the database lacks; the version it had (0: a new one)."""
+
+        def body(db: sqlite3.Connection) -> int:
             db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER)")
             row = db.execute("SELECT max(version) FROM schema_version").fetchone()
             current = int(row[0]) if row and row[0] is not None else 0
@@ -263,8 +276,9 @@ class SqliteJournal:
                     for statement in _statements(sql):
                         db.execute(statement)
                     db.execute("INSERT INTO schema_version VALUES (?)", (number,))
+            return current
 
-        self._in_transaction(body)
+        return self._in_transaction(body)
 
     def _in_transaction(self, body: Callable[[sqlite3.Connection], T], durable: bool = True) -> T:
         """On the writer thread: run ``body`` in one IMMEDIATE transaction."""

@@ -1,0 +1,97 @@
+"""A handler's run, seen from the worker: how it is called and how it ended, and the journal
+event its end becomes.
+
+A handler that raises or passes its timeout is a failed attempt; what it returns must be JSON
+(it is journaled). Text bound for the database is made storable: no database keeps a NUL in a
+text column, and a handler's error message may hold anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import traceback
+from typing import Any
+
+import attrs
+
+import actorq.lifecycle as lifecycle
+from actorq.errors import ActorqError
+from actorq.lifecycle import RetryPolicy
+from actorq.model import Event, EventKind, Task
+from actorq.tasks import Registry, TaskContext
+
+_MAX_TRACEBACK = 4000
+
+
+@attrs.frozen
+class Succeeded:
+    result: Any
+
+
+@attrs.frozen
+class Failed:
+    error: str
+    traceback: str | None = None
+    timed_out: bool = False
+
+
+@attrs.frozen
+class Cancelled:
+    """The handler was stopped because its task was cancelled (already journaled)."""
+
+
+@attrs.frozen
+class NotStarted:
+    """The held task could not start: cancelled or reaped meanwhile, or the journal refused.
+    Nothing to journal: a task still held comes back when its lease expires, attempts
+    intact."""
+
+    reason: str
+
+
+async def call(registry: Registry, task: Task, node: str) -> Succeeded | Failed:
+    """Run the task's handler within its timeout; how it ended."""
+    try:
+        task_type = registry.get(task.type)
+        ctx = TaskContext(task, node)
+        async with asyncio.timeout(task.timeout):
+            result = await task_type.call(task.payload, ctx)
+        json.dumps(result, allow_nan=False)  # journaled: refuse what JSON cannot carry
+        return Succeeded(result)
+    except TimeoutError:
+        return Failed(f"timed out after {task.timeout}s", timed_out=True)
+    except ActorqError as exc:
+        return Failed(_storable(str(exc)))
+    except Exception as exc:  # noqa: BLE001 - a handler's error is a failed attempt
+        tb = "".join(traceback.format_exception(exc))[-_MAX_TRACEBACK:]
+        return Failed(_storable(f"{type(exc).__name__}: {exc}"), _storable(tb))
+
+
+def outcome_event(
+    task: Task,
+    outcome: Succeeded | Failed | Cancelled,
+    at: float,
+    node: str,
+    worker: str,
+    policy: RetryPolicy,
+    rng: random.Random,
+) -> Event | None:
+    """The journal event for how a run ended; None for a cancelled one (the cancellation
+    itself was journaled)."""
+    match outcome:
+        case Succeeded(result):
+            return Event(EventKind.SUCCEEDED, task.id, at, node, {"result": result}, worker)
+        case Failed(error, tb, timed_out):
+            event = lifecycle.decide_failure(
+                task, error=error, timed_out=timed_out, at=at, node=node, policy=policy, rng=rng
+            )
+            if tb:
+                event = attrs.evolve(event, data={**event.data, "traceback": tb})
+            return attrs.evolve(event, worker=worker)
+    return None
+
+
+def _storable(text: str) -> str:
+    return text.replace("\x00", "\ufffd")

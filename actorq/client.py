@@ -1,0 +1,447 @@
+"""A client of the REST API for programs outside the node: ``Client`` (async, on aiohttp) and
+``SyncClient`` (the same methods for callers without an event loop).
+
+It covers what the API serves today: tasks (submit one or a batch, get, wait, list, history,
+cancel, retry), the task types, statistics, health, readiness and the live event stream.
+Queues, schedules, dead letters and nodes have no routes on the server yet; their methods
+come with those routes. Answers are model values (``Task``, ``Event``, ``LiveEvent``, decoded
+by ``actorq.wire``); an error answer raises the class the node raised (``actorq.errors``), and
+a server that cannot be reached raises ``Unreachable``, an ``Unavailable``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import json
+import logging
+import threading
+import urllib.parse
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Collection,
+    Coroutine,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
+from typing import Any, Concatenate, ParamSpec, TypedDict, TypeVar, Unpack
+
+import aiohttp
+
+from actorq.errors import ActorqError, Unavailable, Unreachable
+from actorq.model import FINISHED_STATES, Event, Page, Task, TaskState
+from actorq.wire import (
+    LiveEvent,
+    TaskTypeInfo,
+    error_from_json,
+    event_from_json,
+    live_event_from_json,
+    sse_messages,
+    task_from_json,
+    task_type_from_json,
+)
+
+log = logging.getLogger("actorq.client")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+T = TypeVar("T")
+
+_TASKS = "/api/v1/tasks"
+_EVENTS = "/api/v1/events"
+# The server sends a keepalive after 15 s of silence: a stream silent for three is gone.
+_STREAM_IDLE = 45.0
+# Pauses between attempts to reach a dropped stream again: doubling from the first to the cap.
+_FIRST_PAUSE = 0.2
+_MAX_PAUSE = 5.0
+# What a dropped connection raises, while reading an answer or an open stream.
+_DROPPED = (Unavailable, aiohttp.ClientError, TimeoutError)
+
+
+class TaskFields(TypedDict, total=False):
+    """What a submission may give besides its type and payload (see ``POST /api/v1/tasks``);
+    the task type's defaults fill in the rest."""
+
+    queue: str
+    priority: int
+    max_attempts: int
+    timeout: float
+    delay: float  # seconds from now; or scheduled_at, not both
+    scheduled_at: str | float  # ISO 8601 (naive means UTC) or POSIX seconds
+    metadata: dict[str, Any]
+    idempotency_key: str  # unique among live tasks: a second submission raises DuplicateTask
+
+
+def _pause(failures: int) -> float:
+    return min(_MAX_PAUSE, _FIRST_PAUSE * 2.0**failures)
+
+
+def _why(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
+class Client:
+    """The API of the node at ``base_url`` (``http://host:port``), over one aiohttp session.
+
+    ``token`` is sent as ``Authorization: Bearer <token>``; ``timeout`` bounds each request
+    (not ``wait`` and ``events``, which have their own). Use it as an async context manager,
+    or ``close()`` it.
+    """
+
+    def __init__(self, base_url: str, token: str | None = None, *, timeout: float = 30.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._timeout = timeout
+        self._session: aiohttp.ClientSession | None = None
+        self._closed = False
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        """The session, made on first use: inside the loop that uses it."""
+        if self._closed:
+            raise ActorqError("this client is closed")
+        if self._session is None:
+            timeout = aiohttp.ClientTimeout(total=self._timeout)
+            self._session = aiohttp.ClientSession(headers=self._headers, timeout=timeout)
+        return self._session
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        params: Mapping[str, str] | None = None,
+        task_id: str | None = None,
+        submitted: Sequence[Mapping[str, Any]] = (),
+    ) -> Any:
+        url = self.base_url + path
+        try:
+            async with self._http().request(method, url, json=body, params=params) as resp:
+                status = resp.status
+                try:
+                    data = await resp.json(content_type=None)
+                except ValueError:  # not JSON: a proxy's page, say
+                    data = None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise Unreachable(f"{method} {url}: {_why(exc)}") from exc
+        if status >= 400:
+            raise error_from_json(status, data, task_id=task_id, submitted=submitted)
+        if data is None:
+            raise ActorqError(f"{method} {url}: HTTP {status} without a JSON body")
+        return data
+
+    # -- tasks -----------------------------------------------------------------------------
+
+    async def submit(
+        self,
+        type: str,  # noqa: A002 - the API's own name for it
+        payload: Any = None,
+        **fields: Unpack[TaskFields],
+    ) -> Task:
+        """Submit one task; returns it once the node has made it durable."""
+        item = {"type": type, "payload": payload, **fields}
+        return task_from_json(await self._call("POST", _TASKS, body=item, submitted=[item]))
+
+    async def submit_many(self, items: Iterable[Mapping[str, Any]]) -> builtins.list[Task]:
+        """Submit a batch in one transaction: all of its tasks, or none. Each item is a
+        mapping of ``type``, ``payload`` and ``TaskFields``. The error of one item raises
+        ``BatchItemError``: its ``index`` names the item, its ``error`` is the typed error."""
+        batch = [dict(item) for item in items]
+        data = await self._call("POST", _TASKS, body=batch, submitted=batch)
+        return [task_from_json(t) for t in data["tasks"]]
+
+    async def get(self, task_id: str) -> Task:
+        return task_from_json(await self._call("GET", _task(task_id), task_id=task_id))
+
+    async def history(self, task_id: str) -> builtins.list[Event]:
+        """Every journal event of the task, oldest first: who did what, when."""
+        data = await self._call("GET", _task(task_id) + "/history", task_id=task_id)
+        return [event_from_json(e) for e in data["events"]]
+
+    async def cancel(self, task_id: str) -> Task:
+        """Cancel a queued or scheduled task (a running one is told to stop); a finished task
+        raises ``InvalidTransition``."""
+        return task_from_json(await self._call("DELETE", _task(task_id), task_id=task_id))
+
+    async def retry(self, task_id: str) -> Task:
+        """Queue a dead or cancelled task again."""
+        path = _task(task_id) + "/retry"
+        return task_from_json(await self._call("POST", path, task_id=task_id))
+
+    async def list(
+        self,
+        *,
+        state: TaskState | str | None = None,
+        queue: str | None = None,
+        type: str | None = None,  # noqa: A002 - the API's own name for it
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> AsyncIterator[Page]:
+        """The tasks that match, newest first, one page (of at most ``limit``) at a time,
+        following ``next_cursor`` until the last; ``cursor`` starts from a page seen before."""
+        params = {"limit": str(limit)}
+        for name, value in (("state", state), ("queue", queue), ("type", type)):
+            if value is not None:
+                params[name] = str(value)
+        while True:
+            if cursor is not None:
+                params["cursor"] = cursor
+            data = await self._call("GET", _TASKS, params=params)
+            page = Page([task_from_json(t) for t in data["tasks"]], data.get("next_cursor"))
+            yield page
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    async def wait(
+        self, task_id: str, timeout: float = 60.0, states: Collection[TaskState] | None = None
+    ) -> Task:
+        """The task once it is in one of ``states`` (default: finished); ``TimeoutError``
+        after ``timeout`` seconds.
+
+        Follows the event stream for the task; while the stream is down, reads the task
+        (GET) at growing intervals and connects again.
+        """
+        wanted = frozenset(states or FINISHED_STATES)
+        async with asyncio.timeout(timeout):
+            task = await self.get(task_id)  # a wrong id or an unreachable server: at once
+            failures = 0
+            while task.state not in wanted:
+                try:
+                    seen = await self._watch(task_id, wanted)
+                except _DROPPED as exc:
+                    log.info("waiting for %s: the event stream failed (%s)", task_id, _why(exc))
+                    seen = None
+                if seen is not None:
+                    return seen
+                await asyncio.sleep(_pause(failures))
+                failures += 1
+                with contextlib.suppress(Unavailable):
+                    task = await self.get(task_id)
+        return task
+
+    async def _watch(self, task_id: str, wanted: frozenset[TaskState]) -> Task | None:
+        """The task once the stream says it reached ``wanted``; None if the stream ended."""
+        async with self._stream(None) as resp:
+            # Read only once subscribed: a change between the two is on the stream.
+            task = await self.get(task_id)
+            if task.state in wanted:
+                return task
+            async for message in sse_messages(resp.content):
+                if message.event == "lagged":
+                    return None
+                item = json.loads(message.data)
+                if item.get("task_id") == task_id and item.get("state") in wanted:
+                    return await self.get(task_id)
+        return None
+
+    # -- the node --------------------------------------------------------------------------
+
+    async def types(self) -> builtins.list[TaskTypeInfo]:
+        """The task types the cluster serves, with their defaults and serving nodes."""
+        data = await self._call("GET", "/api/v1/types")
+        return [task_type_from_json(t) for t in data["types"]]
+
+    async def stats(self) -> dict[str, Any]:
+        """Counts by state and queue, event counts, throughput and pickup latency (the JSON
+        of ``GET /api/v1/stats``)."""
+        return dict(await self._call("GET", "/api/v1/stats"))
+
+    async def health(self) -> dict[str, Any]:
+        """The node answers: ``{"status": "ok", "node": ...}``."""
+        return dict(await self._call("GET", "/health"))
+
+    async def ready(self) -> dict[str, Any]:
+        """``{"status": "ready", "journal_seq": ...}``; a node that cannot claim and write
+        raises ``Unavailable`` saying why."""
+        return dict(await self._call("GET", "/ready"))
+
+    # -- the live event stream -------------------------------------------------------------
+
+    async def events(self) -> AsyncIterator[LiveEvent]:
+        """Every event the cluster commits from now on, as it happens; endless.
+
+        A dropped stream (the server restarts, the network fails, the reader lagged behind)
+        is connected again by itself, after a pause that doubles up to 5 s. If the server
+        sends event ids, the last one goes back as ``Last-Event-ID``; today's server sends
+        none, so events committed while disconnected are missed: read the tasks again
+        (``get``, ``list``) where that matters. Errors that are not about reaching the
+        server (a refused token...) are raised.
+        """
+        last_id: str | None = None
+        failures = 0
+        while True:
+            try:
+                async with self._stream(last_id) as resp:
+                    failures = 0
+                    async for message in sse_messages(resp.content):
+                        last_id = message.id or last_id
+                        if message.event == "lagged":
+                            log.warning("the event stream lagged behind; events were lost")
+                            break
+                        yield live_event_from_json(json.loads(message.data))
+            except _DROPPED as exc:
+                log.info("the event stream dropped (%s); connecting again", _why(exc))
+            await asyncio.sleep(_pause(failures))
+            failures += 1
+
+    @contextlib.asynccontextmanager
+    async def _stream(self, last_id: str | None) -> AsyncIterator[aiohttp.ClientResponse]:
+        """``GET /api/v1/events``, open: once it returns, every commit reaches it."""
+        headers = {"Accept": "text/event-stream"}
+        if last_id is not None:
+            headers["Last-Event-ID"] = last_id
+        url = self.base_url + _EVENTS
+        timeout = aiohttp.ClientTimeout(total=None, connect=self._timeout, sock_read=_STREAM_IDLE)
+        try:
+            resp = await self._http().get(url, headers=headers, timeout=timeout)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise Unreachable(f"GET {url}: {_why(exc)}") from exc
+        try:
+            if resp.status >= 400:
+                try:
+                    body = await resp.json(content_type=None)
+                except ValueError:
+                    body = None
+                raise error_from_json(resp.status, body)
+            yield resp
+        finally:
+            resp.close()  # an unfinished stream: its connection cannot be used again
+
+
+def _task(task_id: str) -> str:
+    return f"{_TASKS}/{urllib.parse.quote(task_id, safe='')}"
+
+
+# -- the same methods without an event loop ----------------------------------------------------
+
+
+def _blocking(
+    method: Callable[Concatenate[Client, P], Coroutine[Any, Any, R]],
+) -> Callable[Concatenate[SyncClient, P], R]:
+    def call(self: SyncClient, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self._run(method(self._client, *args, **kwargs))
+
+    call.__name__, call.__doc__ = method.__name__, method.__doc__
+    return call
+
+
+def _iterating(
+    method: Callable[Concatenate[Client, P], AsyncIterator[T]],
+) -> Callable[Concatenate[SyncClient, P], Iterator[T]]:
+    def call(self: SyncClient, /, *args: P.args, **kwargs: P.kwargs) -> Iterator[T]:
+        return self._iterate(method(self._client, *args, **kwargs))
+
+    call.__name__, call.__doc__ = method.__name__, method.__doc__
+    return call
+
+
+async def _next(items: AsyncIterator[T]) -> tuple[T] | None:
+    """The next item, boxed; None at the end (StopAsyncIteration cannot cross threads)."""
+    try:
+        return (await anext(items),)
+    except StopAsyncIteration:
+        return None
+
+
+class SyncClient:
+    """``Client``'s methods for code without an event loop: each call blocks until its answer.
+
+    The client runs a private event loop in a thread of its own, started on first use and
+    stopped by ``close()`` (or the ``with`` block); ``list`` and ``events`` are plain
+    generators. Do not call it from inside a running event loop: use ``Client`` there.
+    """
+
+    def __init__(self, base_url: str, token: str | None = None, *, timeout: float = 30.0) -> None:
+        self._client = Client(base_url, token, timeout=timeout)
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    @property
+    def base_url(self) -> str:
+        return self._client.base_url
+
+    def __enter__(self) -> SyncClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    submit = _blocking(Client.submit)
+    submit_many = _blocking(Client.submit_many)
+    get = _blocking(Client.get)
+    wait = _blocking(Client.wait)
+    list = _iterating(Client.list)
+    history = _blocking(Client.history)
+    cancel = _blocking(Client.cancel)
+    retry = _blocking(Client.retry)
+    types = _blocking(Client.types)
+    stats = _blocking(Client.stats)
+    health = _blocking(Client.health)
+    ready = _blocking(Client.ready)
+    events = _iterating(Client.events)
+
+    def close(self) -> None:
+        with self._lock:
+            loop, thread = self._loop, self._thread
+            self._loop = self._thread = None
+            self._closed = True
+        if loop is None or thread is None:
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(self._client.close(), loop).result()
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join()
+            loop.run_until_complete(loop.shutdown_asyncgens())  # iterators left open
+            loop.close()
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._closed:
+                raise ActorqError("this client is closed")
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+                self._thread = threading.Thread(
+                    target=self._loop.run_forever, name="actorq-client", daemon=True
+                )
+                self._thread.start()
+            return self._loop
+
+    def _run(self, coro: Coroutine[Any, Any, R]) -> R:
+        future = asyncio.run_coroutine_threadsafe(coro, self._running_loop())
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()  # the caller was interrupted (Ctrl-C): the call stops too
+            raise
+
+    def _iterate(self, items: AsyncIterator[T]) -> Iterator[T]:
+        try:
+            while True:
+                got = self._run(_next(items))
+                if got is None:
+                    return
+                yield got[0]
+        finally:
+            if isinstance(items, AsyncGenerator) and self._loop is not None:
+                self._run(items.aclose())
