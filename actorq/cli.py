@@ -10,8 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib
-import importlib.util
 import json
 import logging
 import os
@@ -19,8 +17,6 @@ import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
-from types import ModuleType
 from typing import Any, TypeVar
 
 from actorq import audit
@@ -29,6 +25,7 @@ from actorq.config import Config
 from actorq.errors import ActorqError, InvalidInput, StorageError, UnknownTaskType
 from actorq.journal import backend_of, is_memory_url, journal_from_url, probe, redact_url
 from actorq.journal.base import Journal
+from actorq.loader import load_app
 from actorq.tasks import Registry, parse_submission, parse_time
 
 log = logging.getLogger("actorq.cli")
@@ -72,39 +69,6 @@ _MEMORY = (
 
 class UsageError(InvalidInput):
     """A command line that cannot work as given (exit 2)."""
-
-
-def load_app(spec: str) -> Any:
-    """``module:attribute`` or ``path/to/file.py:attribute`` (default attribute ``app``) -> the
-    App object. A plain file is how users of the one-file executable, which has no
-    site-packages, bring handlers: it may import the standard library, what the executable
-    bundles and the files beside it."""
-    target, _, attr = spec.partition(":")
-    try:
-        module = _import_file(target) if target.endswith(".py") else _import_module(target)
-    except ImportError as exc:
-        raise UsageError(f"cannot import {target!r}: {exc}") from exc
-    try:
-        return getattr(module, attr or "app")
-    except AttributeError:
-        raise UsageError(f"{target!r} has no attribute {attr or 'app'!r}") from None
-
-
-def _import_module(name: str) -> ModuleType:
-    sys.path.insert(0, ".")
-    return importlib.import_module(name)
-
-
-def _import_file(path: str) -> ModuleType:
-    file = Path(path).resolve()
-    spec = importlib.util.spec_from_file_location(file.stem, file)
-    if not file.is_file() or spec is None or spec.loader is None:
-        raise UsageError(f"--app {path!r}: no such Python file")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[file.stem] = module  # as an import would: attrs and pickle look it up by name
-    sys.path.insert(0, str(file.parent))  # its neighbours import as for `python file.py`
-    spec.loader.exec_module(module)
-    return module
 
 
 # -- flags ----------------------------------------------------------------------------------
