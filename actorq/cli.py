@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib
 import json
 import logging
 import os
@@ -26,6 +25,7 @@ from actorq.config import Config
 from actorq.errors import ActorqError, InvalidInput, StorageError, UnknownTaskType
 from actorq.journal import backend_of, is_memory_url, journal_from_url, probe, redact_url
 from actorq.journal.base import Journal
+from actorq.loader import load_app
 from actorq.tasks import Registry, parse_submission, parse_time
 
 log = logging.getLogger("actorq.cli")
@@ -71,20 +71,6 @@ class UsageError(InvalidInput):
     """A command line that cannot work as given (exit 2)."""
 
 
-def load_app(spec: str) -> Any:
-    """``module:attribute`` (default attribute ``app``) -> the App object."""
-    module_name, _, attr = spec.partition(":")
-    sys.path.insert(0, ".")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise UsageError(f"cannot import {module_name!r}: {exc}") from exc
-    try:
-        return getattr(module, attr or "app")
-    except AttributeError:
-        raise UsageError(f"{module_name!r} has no attribute {attr or 'app'!r}") from None
-
-
 # -- flags ----------------------------------------------------------------------------------
 
 
@@ -105,7 +91,7 @@ def _database_args(p: argparse.ArgumentParser) -> None:
 
 
 def _app_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--app", help="module:attribute of your actorq.App (ACTORQ_APP)")
+    p.add_argument("--app", help="module:attr or path/file.py:attr of your actorq.App (ACTORQ_APP)")
 
 
 def _node_args(p: argparse.ArgumentParser) -> None:

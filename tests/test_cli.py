@@ -195,3 +195,24 @@ def test_submit_flags_override_the_task_types_defaults(
     assert task.state == TaskState.SCHEDULED
     assert main(["submit", *argv]) == 1, "a live task holds the key"
     assert "report-1" in capsys.readouterr().err
+
+
+def test_app_may_be_a_plain_file_outside_the_import_path(
+    database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # How users of the one-file executable bring handlers: a file, not an installed module.
+    folder = tmp_path / "handlers"
+    folder.mkdir()
+    name = write_app(folder).partition(":")[0]
+    (folder / "my_handlers.py").write_text(f"from {name} import app as tasks\n")
+    spec = f"{folder / 'my_handlers.py'}:tasks"
+    shown = submit(["report", "--app", spec, "--database-url", database_url], capsys)
+    assert (shown["priority"], shown["queue"]) == (7, "reports"), "its neighbour imported too"
+
+
+def test_app_file_that_does_not_exist_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["submit", "echo", "--app", str(tmp_path / "nope.py"), "--database-url", "sqlite://"]
+    assert main(argv) == 2
+    assert "nope.py" in capsys.readouterr().err
