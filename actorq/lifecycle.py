@@ -187,6 +187,24 @@ def _requeue(event: Event, **changes: Any) -> dict[str, Any]:
     return {**base, **changes}
 
 
+def _ran(task: Task | None, e: Event) -> Task:
+    """The task whose attempt ``e`` ends: a running one, or a held one whose handler ended
+    before its start was written, so the outcome carries the start (``started_at`` in its
+    data): one event for both, for the short tasks that are most of them."""
+    if task is not None and task.state is _S.CLAIMED and "started_at" in e.data:
+        started = float(e.data["started_at"])
+        return attrs.evolve(
+            task, state=_S.RUNNING, attempt=task.attempt + 1, started_at=started,
+            worker=e.worker or task.worker,
+        )  # fmt: skip
+    return _require(task, e, _S.RUNNING)
+
+
+def carries_start(event: Event) -> bool:
+    """Whether ``event`` ends an attempt whose start it also records (see ``_ran``)."""
+    return "started_at" in event.data and event.kind in _ENDS
+
+
 def _give_back(task: Task, event: Event) -> dict[str, Any]:
     """A task given back by its worker or its lease: a held one goes back to its place in the
     queue (run_at kept) with its attempts intact; a running one goes to the back."""
@@ -235,12 +253,12 @@ def _changes(task: Task | None, e: Event) -> tuple[Task, dict[str, Any]]:
                 "lease_expires_at": d.get("lease_expires_at", t.lease_expires_at),
             }
         case _K.SUCCEEDED:
-            t = _require(task, e, _S.RUNNING)
+            t = _ran(task, e)
             return t, _finish(
                 e, _S.SUCCEEDED, result=d.get("result"), error=None, worker=e.worker or t.worker
             )
         case _K.FAILED | _K.TIMED_OUT:
-            t = _require(task, e, _S.RUNNING)
+            t = _ran(task, e)
             return t, {
                 "state": _S.SCHEDULED,
                 "run_at": float(d["retry_at"]),
@@ -249,7 +267,7 @@ def _changes(task: Task | None, e: Event) -> tuple[Task, dict[str, Any]]:
                 "lease_expires_at": None,
             }
         case _K.DEAD_LETTERED:
-            return _require(task, e, _S.RUNNING), _finish(e, _S.DEAD, error=d["error"])
+            return _ran(task, e), _finish(e, _S.DEAD, error=d["error"])
         case _K.LEASE_EXPIRED:
             t = _require(task, e, _S.CLAIMED, _S.RUNNING)
             return t, _give_back(t, e)
@@ -315,6 +333,8 @@ def state_after(event: Event) -> TaskState:
     return _STATE_AFTER[event.kind]
 
 
+_ENDS = frozenset({_K.SUCCEEDED, _K.FAILED, _K.TIMED_OUT, _K.DEAD_LETTERED})
+
 _STATE_BEFORE = {
     _K.ENQUEUED: _S.SCHEDULED,
     _K.CLAIMED: _S.QUEUED,
@@ -333,6 +353,8 @@ def known_transition(event: Event) -> tuple[TaskState | None, TaskState] | None:
     if event.kind is _K.SUBMITTED:
         return None, state_after(event)
     before = _STATE_BEFORE.get(event.kind)
+    if before is _S.RUNNING and carries_start(event):
+        before = _S.CLAIMED
     return None if before is None else (before, state_after(event))
 
 

@@ -37,6 +37,7 @@ import attrs
 import pytest
 from procs import Server, api, until
 
+import actorq.lifecycle as lifecycle
 from actorq.journal import journal_from_url
 from actorq.model import Event, EventKind, Task, TaskState
 
@@ -268,6 +269,9 @@ def attempts_of(history: list[Event]) -> list[Attempt]:
         if e.kind is EventKind.STARTED:
             number += 1
             current = number
+        elif lifecycle.carries_start(e):  # a run shorter than the start window: one event
+            number += 1
+            out.append(Attempt(number, e))
         elif current is not None and e.kind in _ENDS_A_RUN:
             out.append(Attempt(current, e))
             if e.kind is EventKind.RELEASED:
@@ -286,6 +290,11 @@ _ENDS_A_RUN = {
     EventKind.LEASE_EXPIRED,
     EventKind.RELEASED,
 }
+
+
+def starts(e: Event) -> bool:
+    """Whether ``e`` records a handler's start: ``started``, or an outcome carrying it."""
+    return e.kind is EventKind.STARTED or lifecycle.carries_start(e)
 
 
 def killed(a: Attempt) -> bool:
@@ -351,7 +360,7 @@ async def check(
         e.worker
         for h in histories.values()
         for e in h
-        if e.kind is EventKind.STARTED and not (e.worker or "").startswith(runners)
+        if starts(e) and not (e.worker or "").startswith(runners)
     }
     if strangers:
         problems.append(f"handlers started on {sorted(map(str, strangers))}, not {runners}")
@@ -369,7 +378,7 @@ async def check(
     hit_again = sorted(
         t for t, n in collections.Counter(t for t, _ in lost_to_kills).items() if n > 1
     )
-    journaled = sum(e.kind is EventKind.STARTED for h in histories.values() for e in h)
+    journaled = sum(starts(e) for h in histories.values() for e in h)
     handler_runs = sum(len(runs) for runs in handlers.starts.values())
     # At least once: a handler that ended, but whose run the journal never learned of.
     ran_twice = sum(n > 1 for tid, n in handlers.done.items() if tasks[tid].type == "work")
@@ -393,7 +402,7 @@ def task_problems(task: Task, history: list[Event], handlers: HandlerLog) -> lis
     """What is wrong with one task, given its journal history and what its handlers wrote."""
     tid, out = task.id, []
     attempts = attempts_of(history)
-    started = sum(e.kind is EventKind.STARTED for e in history)
+    started = sum(starts(e) for e in history)
     ran = handlers.starts.get(tid, [])
     expected = TaskState.SUCCEEDED if task.type == "work" else TaskState.DEAD
     if task.state is TaskState.DEAD and len(attempts) == task.max_attempts:

@@ -146,7 +146,7 @@ async def test_task_submitted_from_the_form_succeeds_in_table_feed_and_stats(
     await expect(row.locator("td")).to_have_text(
         [task_id[:8], "echo", "mail", "succeeded", "1/3", "3", re.compile(r"^\d{4}-")]
     )
-    for kind in ("submitted", "claimed", "started", "succeeded"):
+    for kind in ("submitted", "claimed", "succeeded"):
         item = page.locator(
             f'[data-testid="feed-item"][data-task-id="{task_id}"][data-kind="{kind}"]'
         )
@@ -154,7 +154,7 @@ async def test_task_submitted_from_the_form_succeeds_in_table_feed_and_stats(
     kinds = await page.locator(f'[data-testid="feed-item"][data-task-id="{task_id}"]').evaluate_all(
         "items => items.map(i => i.dataset.kind)"
     )
-    assert kinds == ["succeeded", "started", "claimed", "submitted"]  # newest first
+    assert kinds == ["succeeded", "claimed", "submitted"]  # newest first
     # The feed's times arrive as ISO with microseconds: shown as a clock, exact in the title.
     time = page.locator(f'[data-testid="feed-item"][data-task-id="{task_id}"] .time').first
     await expect(time).to_have_text(re.compile(r"^\d{2}:\d{2}:\d{2}\.\d{3}$"))
@@ -178,8 +178,8 @@ async def test_opening_a_task_shows_its_history_and_retry_runs_it_again(
     await dashboard.row(task.id).click()
 
     rows = page.get_by_test_id("history-row")
-    attempts = ["claimed", "started", "failed", "enqueued", "claimed", "started", "dead_lettered"]
-    await expect(rows).to_have_count(8)
+    attempts = ["claimed", "failed", "enqueued", "claimed", "dead_lettered"]
+    await expect(rows).to_have_count(6)
     kinds = await rows.evaluate_all("rows => rows.map(r => r.dataset.kind)")
     assert kinds == ["submitted", *attempts]
     failed = page.locator('[data-testid="history-row"][data-kind="failed"] td')
@@ -191,7 +191,7 @@ async def test_opening_a_task_shows_its_history_and_retry_runs_it_again(
 
     await page.click("#task-retry")
     await expect(page.locator('[data-testid="history-row"][data-kind="retried"]')).to_have_count(1)
-    await expect(rows).to_have_count(16)
+    await expect(rows).to_have_count(12)
     kinds = await rows.evaluate_all("rows => rows.map(r => r.dataset.kind)")
     assert kinds == ["submitted", *attempts, "retried", *attempts]
     await expect(page.locator("#detail-state")).to_have_text("dead")

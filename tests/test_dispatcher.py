@@ -233,8 +233,7 @@ async def test_a_task_held_behind_a_long_one_moves_to_a_worker_that_goes_idle(
         assert kinds == [
             (EventKind.SUBMITTED, None),
             (EventKind.CLAIMED, holder),
-            (EventKind.STARTED, done.worker),
-            (EventKind.SUCCEEDED, done.worker),
+            (EventKind.SUCCEEDED, done.worker),  # carrying the start of this short run
         ]
         assert done.attempt == 1
     finally:

@@ -12,7 +12,8 @@ from nodes import Gates, make_registry, node_config
 from procs import until
 
 from actorq.actors import worker
-from actorq.model import NewTask, TaskState
+from actorq.lifecycle import carries_start
+from actorq.model import EventKind, NewTask, TaskState
 from actorq.runtime import Runtime
 
 TASKS = "/api/v1/tasks"
@@ -69,7 +70,7 @@ async def test_a_held_task_is_claimed_not_running_and_a_higher_priority_goes_fir
     assert done_low.started_at is not None
     assert done_low.started_at >= opened
     kinds = [e.kind.value for e in await node.history(low["id"])]
-    assert kinds == ["submitted", "claimed", "released", "claimed", "started", "succeeded"]
+    assert kinds == ["submitted", "claimed", "released", "claimed", "succeeded"]
     body = await (await client.get(f"{TASKS}/{low['id']}")).json()
     assert when(body["started_at"]) >= opened, "started_at is when the handler started"
 
@@ -123,7 +124,9 @@ async def test_every_start_is_journaled_however_the_start_window_falls(
             done = await node.wait_for(task.id, timeout=10)
             assert (done.state, done.attempt) == (TaskState.SUCCEEDED, 1)
         for task in tasks[::7]:
-            kinds = [e.kind.value for e in await node.history(task.id)]
-            assert kinds == ["submitted", "claimed", "started", "succeeded"]
+            history = await node.history(task.id)
+            # Once: as a 'started' event, or carried by the outcome when the run was shorter.
+            assert sum(e.kind is EventKind.STARTED or carries_start(e) for e in history) == 1
+            assert history[-1].kind is EventKind.SUCCEEDED
     finally:
         await node.stop()

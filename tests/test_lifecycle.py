@@ -226,3 +226,30 @@ def test_jitter_draws_below_the_delay_and_spreads() -> None:
     delays = [policy.delay(1, rng) for _ in range(200)]
     assert all(4.0 <= d <= 8.0 for d in delays)
     assert max(delays) - min(delays) > 2.0
+
+
+def test_an_outcome_may_carry_the_start_of_a_run_shorter_than_the_start_window() -> None:
+    policy = lifecycle.RetryPolicy(base=1, jitter=0)
+    task = lifecycle.apply(None, submitted())  # max_attempts 2
+    held = lifecycle.apply(task, claimed(task, 101.0))
+    done = Event(K.SUCCEEDED, held.id, 101.2, "n", {"result": 3, "started_at": 101.1}, "n/w1")
+    assert lifecycle.carries_start(done)
+    after = lifecycle.apply(held, done)
+    assert (after.state, after.attempt, after.started_at, after.worker) == (
+        TaskState.SUCCEEDED, 1, 101.1, "n/w1",
+    )  # fmt: skip
+    assert lifecycle.known_transition(done) == (TaskState.CLAIMED, TaskState.SUCCEEDED)
+    # A failure that carries its start counts the attempt: the last one dead-letters.
+    for at in (101.0, 201.0):
+        held = lifecycle.apply(task, claimed(task, at))
+        begun = started(held, at + 0.1)  # as the worker sees it; not journaled on its own
+        running = lifecycle.apply(held, begun)
+        event = lifecycle.decide_failure(running, error="boom", timed_out=False, at=at + 0.2,
+                                         node="n", policy=policy, rng=random.Random(1))  # fmt: skip
+        event = attrs.evolve(event, data={**event.data, "started_at": begun.at})
+        task = lifecycle.apply(held, event)
+        if task.state is TaskState.SCHEDULED:
+            task = lifecycle.apply(task, Event(K.ENQUEUED, task.id, task.run_at, "n"))
+    assert (task.state, task.attempt) == (TaskState.DEAD, 2)
+    with pytest.raises(InvalidTransition):  # a queued task has no run to end
+        lifecycle.apply(lifecycle.apply(None, submitted()), done)

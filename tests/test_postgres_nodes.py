@@ -61,14 +61,13 @@ async def test_each_node_follows_the_whole_cluster_in_its_feed_stats_and_waits(
     assert seen == [
         ("submitted", "queued", "a"),
         ("claimed", "claimed", "a"),
-        ("started", "running", "a"),
-        ("succeeded", "succeeded", "a"),
+        ("succeeded", "succeeded", "a"),  # it carries the start of a handler this short
     ]
     stats = await b.stats()
     assert stats["scope"] == "cluster"
     assert stats["tasks"]["succeeded"] == 1
     assert stats["tasks"]["queued"] == stats["tasks"]["claimed"] == stats["tasks"]["running"] == 0
-    assert stats["events"] == {"submitted": 1, "claimed": 1, "started": 1, "succeeded": 1}
+    assert stats["events"] == {"submitted": 1, "claimed": 1, "succeeded": 1}
     metrics = (await b.metrics()).decode()
     # The task gauge is the cluster's; event counters are the node's own (b ran nothing).
     assert 'actorq_tasks{queue="default",state="succeeded"} 1.0' in metrics

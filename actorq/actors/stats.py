@@ -218,19 +218,20 @@ class StatsAggregator(Actor):
         if counter is None:
             counter = self._kind_counters[e.kind] = self.metrics.events.labels(e.kind.value)
         counter.inc()
-        if e.kind is EventKind.STARTED:
-            self.metrics.pickup.observe(max(0.0, e.at - after.run_at))
-        elif change.before is TaskState.RUNNING and after.started_at is not None:
+        pickup = _pickup(e, after)
+        if pickup is not None:
+            self.metrics.pickup.observe(max(0.0, pickup))
+        ends = change.before is TaskState.RUNNING or lifecycle.carries_start(e)
+        if ends and e.kind is not EventKind.STARTED and after.started_at is not None:
             self.metrics.runtime.observe(max(0.0, e.at - after.started_at))
 
     def _fold(self, e: Event, after: Task | None) -> None:
         """The statistics of ``/stats``, from an event; ``after`` is its task if known."""
         self._last_seq = max(self._last_seq, e.seq)
         self._kinds[e.kind] += 1
-        if e.kind is EventKind.STARTED and after is not None:
-            pickup = e.at - after.run_at
-            if pickup >= 0:  # else the task has been rescheduled since: no longer known
-                self._pickups.append(pickup)
+        pickup = None if after is None else _pickup(e, after)
+        if pickup is not None and pickup >= 0:  # else rescheduled since: no longer known
+            self._pickups.append(pickup)
         if e.kind in _FINAL:
             self._finished.append(e.at)
 
@@ -355,6 +356,16 @@ class StatsAggregator(Actor):
             "pickup_seconds": _percentiles(pickups),
             "last_seq": self._last_seq,
         }
+
+
+def _pickup(e: Event, after: Task) -> float | None:
+    """From due to handler start, for an event that starts a handler: ``started``, or an
+    outcome that carries its start (a failure's task has a new run_at: not known there)."""
+    if e.kind is EventKind.STARTED:
+        return e.at - after.run_at
+    if lifecycle.carries_start(e) and e.kind in _FINAL:
+        return float(e.data["started_at"]) - after.run_at
+    return None
 
 
 def _lagged(queue: asyncio.Queue[dict[str, Any]]) -> None:

@@ -70,8 +70,9 @@ class TaskBegan:
     started: Started | None
 
 
-# A handler's start is journaled this long after it began, or with its outcome if it ends
-# sooner: most tasks then cost one write, not two. A node killed within that window gives
+# A handler's start is journaled this long after it began; if it ends sooner, its outcome
+# event carries the start (``lifecycle.carries_start``): the short tasks that are most of them
+# cost no event more than when a claim was the start. A node killed within that window gives
 # the attempt back (at-least-once either way).
 START_WINDOW = 0.01
 
@@ -312,9 +313,10 @@ class Worker(Actor):
         policy = d.registry.get(task.type).retry if task.type in d.registry else d.default_retry
         event = outcome_event(task, outcome, d.clock(), d.node, self.worker_id, policy, d.rng)
         if event is not None and start is not None:
-            # Its start was not written yet: both in one step, fenced as the start is.
-            op = Append(event, start.worker, start.attempt, started=start.event)
-            await self._d.writer.tell(Write(op))
+            # Its start was not written yet: the outcome carries it (one event for both),
+            # fenced as the start is.
+            event = attrs.evolve(event, data={**event.data, "started_at": start.event.at})
+            await self._d.writer.tell(Write(Append(event, start.worker, start.attempt)))
         elif event is not None:
             # Fenced by the start (its worker and attempt).
             await self._d.writer.tell(Write(Append(event, task.worker, task.attempt)))

@@ -76,14 +76,11 @@ class Append:
 
     ``worker``/``attempt``, when given, must still match the task: an outcome reported by a
     worker whose lease was already reaped (and the task claimed again) is refused as stale.
-    ``started``, when given, is applied first, in the same step: the start of a handler that
-    ended before its start was written (``worker``/``attempt`` then fence the start).
     """
 
     event: Event
     worker: str | None = None
     attempt: int | None = None
-    started: Event | None = None
 
 
 @attrs.frozen

@@ -192,12 +192,10 @@ class BatchRun:
         """Number and apply events (all or none), then stage them for writing."""
         seqs = await self._tx.allocate(len(pairs))
         changes = []
-        latest: dict[str, Task] = {}  # a task's later event applies to its earlier one's result
-        for (given, event), seq in zip(pairs, seqs, strict=True):
-            before = latest.get(event.task_id, given)
+        for (before, event), seq in zip(pairs, seqs, strict=True):
             numbered = Event(event.kind, event.task_id, event.at, event.node, event.data,
                              event.worker, seq)  # fmt: skip
-            after = latest[event.task_id] = lifecycle.apply(before, numbered)
+            after = lifecycle.apply(before, numbered)
             changes.append(Change(numbered, None if before is None else before.state, after))
         for change in changes:
             task = change.after
@@ -265,11 +263,8 @@ class BatchRun:
             owner = self._staged_key_owner(key) or await self._live_owner(key)
             if owner is not None and owner != task.id:
                 raise DuplicateTask(key, owner)
-        pairs: list[tuple[Task | None, Event]] = [(task, event)]
-        if op.started is not None:
-            pairs.insert(0, (task, op.started))
-        staged = await self._stage(pairs)
-        return Outcome(staged.value[-1], changes=staged.changes)
+        staged = await self._stage([(task, event)])
+        return Outcome(staged.value[0], changes=staged.changes)
 
 
 def _claimed(task: Task, worker: str, at: float, node: str, until: float) -> Event:
