@@ -177,7 +177,7 @@ class _Tx:
         rows = await self._conn.fetch(_Q[name], *args)
         # Numbers taken before these locks may not be used for them; the batch is about to
         # want one per row it just locked (one event per claimed, reaped, appended task).
-        self._spare, self._ahead = [], 2 * len(rows)  # an outcome may carry its start
+        self._spare, self._ahead = [], len(rows)
         return [task_from_row(r) for r in rows]
 
     async def load(self, task_ids: Sequence[str]) -> dict[str, Task]:
