@@ -187,17 +187,20 @@ def _requeue(event: Event, **changes: Any) -> dict[str, Any]:
     return {**base, **changes}
 
 
-def _ran(task: Task | None, e: Event) -> Task:
-    """The task whose attempt ``e`` ends: a running one, or a held one whose handler ended
-    before its start was written, so the outcome carries the start (``started_at`` in its
-    data): one event for both, for the short tasks that are most of them."""
+def _ran(task: Task | None, e: Event) -> tuple[Task, dict[str, Any]]:
+    """The task whose attempt ``e`` ends, and what its start changes: nothing for a running
+    one; for a held one whose handler ended before its start was written, the outcome carries
+    the start (``started_at`` in its data): one event for both, for the short tasks that are
+    most of them."""
     if task is not None and task.state is _S.CLAIMED and "started_at" in e.data:
         started = float(e.data["started_at"])
-        return attrs.evolve(
-            task, state=_S.RUNNING, attempt=task.attempt + 1, started_at=started,
-            worker=e.worker or task.worker,
-        )  # fmt: skip
-    return _require(task, e, _S.RUNNING)
+        start = {
+            "attempt": task.attempt + 1,
+            "started_at": started,
+            "worker": e.worker or task.worker,
+        }
+        return task, start
+    return _require(task, e, _S.RUNNING), {}
 
 
 def carries_start(event: Event) -> bool:
@@ -253,13 +256,13 @@ def _changes(task: Task | None, e: Event) -> tuple[Task, dict[str, Any]]:
                 "lease_expires_at": d.get("lease_expires_at", t.lease_expires_at),
             }
         case _K.SUCCEEDED:
-            t = _ran(task, e)
-            return t, _finish(
+            t, start = _ran(task, e)
+            return t, start | _finish(
                 e, _S.SUCCEEDED, result=d.get("result"), error=None, worker=e.worker or t.worker
             )
         case _K.FAILED | _K.TIMED_OUT:
-            t = _ran(task, e)
-            return t, {
+            t, start = _ran(task, e)
+            return t, start | {
                 "state": _S.SCHEDULED,
                 "run_at": float(d["retry_at"]),
                 "error": d["error"],
@@ -267,7 +270,8 @@ def _changes(task: Task | None, e: Event) -> tuple[Task, dict[str, Any]]:
                 "lease_expires_at": None,
             }
         case _K.DEAD_LETTERED:
-            return _ran(task, e), _finish(e, _S.DEAD, error=d["error"])
+            t, start = _ran(task, e)
+            return t, start | _finish(e, _S.DEAD, error=d["error"])
         case _K.LEASE_EXPIRED:
             t = _require(task, e, _S.CLAIMED, _S.RUNNING)
             return t, _give_back(t, e)
