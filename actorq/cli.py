@@ -26,7 +26,8 @@ from actorq.errors import ActorqError, InvalidInput, StorageError, UnknownTaskTy
 from actorq.journal import backend_of, is_memory_url, journal_from_url, probe, redact_url
 from actorq.journal.base import Journal
 from actorq.loader import load_app
-from actorq.tasks import Registry, parse_submission, parse_time
+from actorq.submission import parse_time
+from actorq.tasks import Registry, parse_submission
 
 log = logging.getLogger("actorq.cli")
 T = TypeVar("T")

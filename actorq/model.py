@@ -8,9 +8,17 @@ from __future__ import annotations
 
 import enum
 import uuid
-from typing import Any
+from typing import Annotated, Any, Protocol
 
 import attrs
+
+
+class PosixTime:
+    """Marks a float of POSIX seconds as a time: the wire shows it as ISO 8601 UTC
+    (``actorq.wire``), while code inside sees a plain float."""
+
+
+Instant = Annotated[float, PosixTime]
 
 
 class TaskState(enum.StrEnum):
@@ -65,20 +73,20 @@ class Task:
     attempt: int
     max_attempts: int
     timeout: float | None
-    run_at: float
-    created_at: float
-    updated_at: float
+    run_at: Instant
+    created_at: Instant
+    updated_at: Instant
     seq: int = 0  # seq of the last journal event applied
     metadata: dict[str, Any] = attrs.field(factory=dict)
     idempotency_key: str | None = None
     result: Any = None
     error: str | None = None
-    started_at: float | None = None
-    finished_at: float | None = None
+    started_at: Instant | None = None
+    finished_at: Instant | None = None
     worker: str | None = None
     # Lease of a running task. Heartbeats move it without an event, so a replay cannot
     # reproduce it and comparisons leave it out (see ``Task.audit_view``).
-    lease_expires_at: float | None = None
+    lease_expires_at: Instant | None = None
 
     def audit_view(self) -> Task:
         return attrs.evolve(self, lease_expires_at=None)
@@ -90,11 +98,27 @@ class Event:
 
     kind: EventKind
     task_id: str
-    at: float
+    at: Instant
     node: str
     data: dict[str, Any] = attrs.field(factory=dict)
     worker: str | None = None
     seq: int = 0
+
+
+class TypeDefaults(Protocol):
+    """What a submission of a task type inherits when it does not say otherwise."""
+
+    @property
+    def queue(self) -> str: ...
+
+    @property
+    def priority(self) -> int: ...
+
+    @property
+    def max_attempts(self) -> int: ...
+
+    @property
+    def timeout(self) -> float | None: ...
 
 
 @attrs.frozen

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 import attrs
 
 from actorq.errors import UnknownTaskType
+from actorq.model import TypeDefaults
 
 if TYPE_CHECKING:
     from actorq.journal.base import Journal
@@ -29,22 +30,6 @@ LIVENESS_INTERVALS = 3
 def liveness_horizon(now: float, heartbeat_interval: float) -> float:
     """The oldest last heartbeat of a node still counted as live at ``now``."""
     return now - LIVENESS_INTERVALS * heartbeat_interval
-
-
-class TypeDefaults(Protocol):
-    """What a submission of a task type inherits when it does not say otherwise."""
-
-    @property
-    def queue(self) -> str: ...
-
-    @property
-    def priority(self) -> int: ...
-
-    @property
-    def max_attempts(self) -> int: ...
-
-    @property
-    def timeout(self) -> float | None: ...
 
 
 class Catalog(Protocol):

@@ -1,21 +1,29 @@
-"""The API's JSON read back into model values: the inverse of ``render.py``.
+"""The API's wire format, from one place: one cattrs converter for what goes out and comes in.
 
-The client decodes every answer here, the event stream's framing too, so a change of the wire
-format is made in two places only, the render side and this one (issue 12 §4 folds both into
-one cattrs converter).
-Times arrive as ISO 8601 UTC (``2026-11-27T02:20:52.000000Z``) and become POSIX seconds again;
-states and kinds become their enums. An error body ``{"error": {"code", "message", ...}}``
-becomes the exception class the node raised.
+It structures a submission into a checked ``NewTask`` (each field against the range the
+README and openapi.json document, its errors worded as the API's 400 messages), unstructures
+tasks and events into the API's JSON, and structures that JSON back for the client. Times are
+the fields the model marks ``Instant``: POSIX seconds inside, ISO 8601 UTC with six fractional
+digits and ``Z`` on the wire (``2026-11-27T02:20:52.000000Z``), through one pair of hooks.
+The client's other concerns at the edge live here too: the event stream's framing, and error
+bodies turned back into the exception classes the node raised.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import enum
+import math
+import operator
 import re
-from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
-from typing import Any
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping, Sequence
+from typing import Any, Final
 
 import attrs
+import cattrs
+from cattrs.errors import AttributeValidationNote, ClassValidationError, ForbiddenExtraKeysError
+from cattrs.fns import identity
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from actorq.errors import (
     ActorqError,
@@ -30,11 +38,168 @@ from actorq.errors import (
     Unavailable,
     UnknownTaskType,
 )
-from actorq.model import Event, EventKind, Task, TaskState
+from actorq.model import Event, EventKind, Instant, NewTask, Task, TaskState, TypeDefaults
+from actorq.submission import MAX_TEXT, RULE, FieldError, Submission
 
 _EPOCH = dt.datetime(1970, 1, 1)
 _ISO = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
 _BATCH_PREFIX = re.compile(r"task \[\d+\]: ")
+
+# -- times ---------------------------------------------------------------------------------
+
+# What a datetime can hold. A stored time outside it (a row written before submissions were
+# checked) is shown at the nearest end instead of failing every read that includes it.
+_LOWEST = dt.datetime.min
+_HIGHEST = dt.datetime.max
+
+
+def iso(ts: float | None) -> str | None:
+    """``ts`` (POSIX seconds) as ISO 8601 UTC with microseconds; never raises for a number.
+
+    NaN is shown as the epoch, values beyond what a datetime holds as its first or last instant.
+    """
+    if ts is None:
+        return None
+    try:
+        when = _EPOCH + dt.timedelta(seconds=ts)
+    except (OverflowError, ValueError):
+        when = _EPOCH if math.isnan(ts) else _HIGHEST if ts > 0 else _LOWEST
+    return when.isoformat(timespec="microseconds") + "Z"
+
+
+def posix(text: str) -> float:
+    """``iso`` undone: POSIX seconds from ISO 8601 UTC with microseconds."""
+    when = dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ")
+    return (when - _EPOCH).total_seconds()
+
+
+def _maybe_posix(text: str | None, _: Any = None) -> float | None:
+    return None if text is None else posix(text)
+
+
+def _is_time(key: str, value: Any) -> bool:
+    return key.endswith("_at") and isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _times_in(data: dict[str, Any]) -> dict[str, Any]:
+    """An event's data with its ``*_at`` times (run_at, retry_at, ...) rendered as ISO."""
+    if not any(_is_time(k, v) for k, v in data.items()):
+        return data
+    return {k: iso(v) if _is_time(k, v) else v for k, v in data.items()}
+
+
+def _times_out(data: Mapping[str, Any] | None, _: Any = None) -> dict[str, Any]:
+    """An event's data with the ``*_at`` times ``_times_in`` showed as ISO back in seconds."""
+    return {
+        k: posix(v) if k.endswith("_at") and isinstance(v, str) and _ISO.fullmatch(v) else v
+        for k, v in (data or {}).items()
+    }
+
+
+def new_task(data: Any, defaults_of: Callable[[str], TypeDefaults], now: float) -> NewTask:
+    """A checked ``NewTask`` from a submission's JSON, with its type's defaults (``defaults_of``
+    raises ``UnknownTaskType``) filled in; a refused one raises ``InvalidInput`` naming the
+    field."""
+    if not isinstance(data, dict):
+        raise InvalidInput("a task must be a JSON object")
+    try:
+        submission = _structure_submission(data, Submission)
+    except ClassValidationError as exc:
+        raise _refusal(exc, data, defaults_of) from None
+    return submission.new_task(defaults_of(submission.type), now)
+
+
+def _refusal(
+    exc: ClassValidationError, data: Mapping[str, Any], defaults_of: Callable[[str], Any]
+) -> Exception:
+    """The API's message for a refused submission: unknown fields first, then the type (an
+    unknown one is a 422 of its own), then the first refused field in the document's order."""
+    by_field: dict[str, BaseException] = {}
+    for error in exc.exceptions:
+        if isinstance(error, ForbiddenExtraKeysError):
+            names = ", ".join(sorted(map(str, error.extra_fields)))
+            return InvalidInput(f"unknown field(s): {names[:MAX_TEXT]}")
+        for note in getattr(error, "__notes__", ()):
+            if isinstance(note, AttributeValidationNote):
+                by_field.setdefault(note.name, error)
+    if "type" not in by_field:
+        defaults_of(data["type"])  # raises UnknownTaskType
+    for field in attrs.fields(Submission):
+        refused = by_field.get(field.name)
+        if isinstance(refused, KeyError):
+            return InvalidInput(f"field {field.name!r} is required")
+        if isinstance(refused, FieldError):
+            return InvalidInput(f"field {field.name!r} {refused}")
+    return exc  # not a refusal this module words: a bug, shown as such
+
+
+# -- the converter -------------------------------------------------------------------------
+
+
+def _is_instant(t: Any) -> bool:
+    return bool(t == Instant or t == Instant | None)
+
+
+# Values the model already holds as JSON: passed through as they are, not copied.
+_JSON_TYPES = frozenset({Any, dict[str, Any], str | None, int | None, float | None})
+
+
+def _make_converter() -> cattrs.Converter:
+    conv = cattrs.Converter()
+    conv.register_unstructure_hook_func(lambda t: t in _JSON_TYPES, identity)
+    conv.register_structure_hook_func(lambda t: t in _JSON_TYPES, lambda v, _: v)
+    conv.register_unstructure_hook_func(_is_instant, iso)
+    # A StrEnum is a str, and cattrs would send the member itself: send its plain value.
+    conv.register_unstructure_hook(enum.StrEnum, operator.attrgetter("value"))
+    conv.register_structure_hook_func(_is_instant, _maybe_posix)
+    # The API calls run_at scheduled_at; seq (of the last event applied) stays inside.
+    task: dict[str, Any] = {"seq": override(omit=True), "run_at": override(rename="scheduled_at")}
+    conv.register_unstructure_hook(Task, make_dict_unstructure_fn(Task, conv, **task))
+    conv.register_structure_hook(Task, make_dict_structure_fn(Task, conv, **task))
+    data = override(unstruct_hook=_times_in, struct_hook=_times_out)
+    conv.register_unstructure_hook(Event, make_dict_unstructure_fn(Event, conv, data=data))
+    conv.register_structure_hook(Event, make_dict_structure_fn(Event, conv, data=data))
+    return conv
+
+
+converter: Final = _make_converter()
+"""The one converter: configured once, here, and never changed after."""
+
+# Each field structured by its own rule (actorq.submission), in one generated function.
+_rules: dict[str, Any] = {
+    a.name: override(struct_hook=a.metadata[RULE].structure) for a in attrs.fields(Submission)
+}
+_structure_submission = make_dict_structure_fn(
+    Submission,
+    converter,
+    _cattrs_forbid_extra_keys=True,
+    _cattrs_detailed_validation=True,  # each error's note names its field for the message
+    **_rules,
+)
+_unstructure_task = converter.get_unstructure_hook(Task)
+_unstructure_event = converter.get_unstructure_hook(Event)
+_structure_task = converter.get_structure_hook(Task)
+_structure_event = converter.get_structure_hook(Event)
+
+
+def task_json(task: Task) -> dict[str, Any]:
+    result: dict[str, Any] = _unstructure_task(task)
+    return result
+
+
+def event_json(event: Event) -> dict[str, Any]:
+    result: dict[str, Any] = _unstructure_event(event)
+    return result
+
+
+def task_from_json(data: Mapping[str, Any]) -> Task:
+    task: Task = _structure_task(data, Task)
+    return task
+
+
+def event_from_json(data: Mapping[str, Any]) -> Event:
+    event: Event = _structure_event(data, Event)
+    return event
 
 
 @attrs.frozen
@@ -68,62 +233,8 @@ class TaskTypeInfo:
     nodes: tuple[str, ...]
 
 
-def posix(text: str) -> float:
-    """``render.iso`` undone: POSIX seconds from ISO 8601 UTC with microseconds."""
-    when = dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ")
-    return (when - _EPOCH).total_seconds()
-
-
-def _maybe_posix(text: str | None) -> float | None:
-    return None if text is None else posix(text)
-
-
-def task_from_json(data: Mapping[str, Any]) -> Task:
-    return Task(
-        id=data["id"],
-        type=data["type"],
-        queue=data["queue"],
-        payload=data.get("payload"),
-        priority=data["priority"],
-        state=TaskState(data["state"]),
-        attempt=data["attempt"],
-        max_attempts=data["max_attempts"],
-        timeout=data.get("timeout"),
-        run_at=posix(data["scheduled_at"]),
-        created_at=posix(data["created_at"]),
-        updated_at=posix(data["updated_at"]),
-        metadata=data.get("metadata") or {},
-        idempotency_key=data.get("idempotency_key"),
-        result=data.get("result"),
-        error=data.get("error"),
-        started_at=_maybe_posix(data.get("started_at")),
-        finished_at=_maybe_posix(data.get("finished_at")),
-        worker=data.get("worker"),
-        lease_expires_at=_maybe_posix(data.get("lease_expires_at")),
-    )
-
-
-def _times_out(data: Mapping[str, Any]) -> dict[str, Any]:
-    """An event's data with the ``*_at`` times ``render`` showed as ISO back in seconds."""
-    return {
-        k: posix(v) if k.endswith("_at") and isinstance(v, str) and _ISO.fullmatch(v) else v
-        for k, v in data.items()
-    }
-
-
-def event_from_json(data: Mapping[str, Any]) -> Event:
-    return Event(
-        kind=EventKind(data["kind"]),
-        task_id=data["task_id"],
-        at=posix(data["at"]),
-        node=data["node"],
-        data=_times_out(data.get("data") or {}),
-        worker=data.get("worker"),
-        seq=data.get("seq", 0),
-    )
-
-
 def live_event_from_json(data: Mapping[str, Any]) -> LiveEvent:
+    """The stream sends the event's fields and the task's beside them, in one flat object."""
     return LiveEvent(
         event=event_from_json(data),
         state=TaskState(data["state"]),
@@ -133,14 +244,8 @@ def live_event_from_json(data: Mapping[str, Any]) -> LiveEvent:
 
 
 def task_type_from_json(data: Mapping[str, Any]) -> TaskTypeInfo:
-    return TaskTypeInfo(
-        name=data["name"],
-        queue=data["queue"],
-        priority=data["priority"],
-        max_attempts=data["max_attempts"],
-        timeout=data.get("timeout"),
-        nodes=tuple(data.get("nodes") or ()),
-    )
+    info: TaskTypeInfo = converter.structure(data, TaskTypeInfo)
+    return info
 
 
 # -- the event stream -----------------------------------------------------------------------

@@ -27,7 +27,8 @@ from actorq.http.keys import RUNTIME
 from actorq.model import NewTask, TaskFilter, TaskState
 from actorq.nodes import Catalog, names_in
 from actorq.render import event_json, task_json
-from actorq.tasks import MAX_TEXT, parse_submission
+from actorq.submission import MAX_TEXT
+from actorq.tasks import parse_submission
 
 routes = web.RouteTableDef()
 MAX_PAGE = 500
