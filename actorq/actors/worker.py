@@ -1,9 +1,10 @@
 """Worker: runs one task at a time and reports how it ended; WorkerSupervisor keeps N of them.
 
 A worker may hold prefetched (``claimed``) tasks beside the running one, so it never waits for
-a claim between two tasks. Before a handler starts, the worker journals the start: that is
-when the attempt counts, and when a ready task of higher priority may take the held one's
-turn (see ``journal.base.Start``).
+a claim between two tasks. When it takes the next one, a ready task that outranks it may take
+its turn (the dispatcher's ``Ceiling`` says when one might; ``journal.base.Start`` decides).
+The handler's start is when the attempt counts; it is journaled beside the run, or carried by
+the outcome of a run shorter than ``START_WINDOW``.
 
 The handler runs in its own asyncio task, owned by the worker, so the worker's loop stays free
 to hear a cancellation while the handler runs. A handler that raises or passes its timeout is
