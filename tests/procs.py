@@ -44,21 +44,31 @@ class Server:
             self.proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=log, stderr=log)
 
     async def ready(self, timeout: float = 20.0) -> None:
-        async def up() -> bool:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"server exited: {self.log.read_text()}")
-            try:
-                async with aiohttp.ClientSession() as s, s.get(f"{self.url}/ready") as r:
-                    return r.status == 200
-            except aiohttp.ClientConnectionError:
-                return False
-
-        await until(up, timeout)
+        await until_ready(self.proc, self.url, self.log, timeout)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(10)
+
+
+def _text_of(log: Path) -> str:
+    return log.read_text()  # once, as the test fails: no loop to keep responsive
+
+
+async def until_ready(proc: subprocess.Popen[bytes], url: str, log: Path, timeout: float) -> None:
+    """Await a process's API answering ``/ready``; fail at once, with its log, if it exits."""
+
+    async def up() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited: {_text_of(log)}")
+        try:
+            async with aiohttp.ClientSession() as s, s.get(f"{url}/ready") as r:
+                return r.status == 200
+        except aiohttp.ClientConnectionError:
+            return False
+
+    await until(up, timeout)
 
 
 async def until(check: Callable[[], Awaitable[bool]], timeout: float) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from procs import api, free_port, until
+from procs import api, free_port, until, until_ready
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -85,16 +85,7 @@ class Node:
             )  # fmt: skip
 
     async def healthy(self, timeout: float = 30.0) -> None:
-        async def up() -> bool:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"serve exited: {self.log.read_text()}")
-            try:
-                async with aiohttp.ClientSession() as s, s.get(f"{self.url}/ready") as r:
-                    return r.status == 200
-            except aiohttp.ClientConnectionError:
-                return False
-
-        await until(up, timeout)
+        await until_ready(self.proc, self.url, self.log, timeout)
 
     def python_process(self) -> int:
         """The pid that runs Python: the one-file bootloader's only child."""
