@@ -43,7 +43,7 @@ from actorq.actors.stats import (
 from actorq.actors.worker import WorkerDeps, worker_supervisor
 from actorq.config import Config
 from actorq.errors import InvalidTransition, Overloaded
-from actorq.journal import journal_from_url
+from actorq.journal import journal_from_url, redact_url
 from actorq.journal.base import Append, Journal, Notice, Submit
 from actorq.model import (
     HELD_STATES,
@@ -214,7 +214,7 @@ class Runtime:
         self._started = True
         log.info(
             "node %s started: %d workers on %s", self.config.node, self.config.concurrency,
-            _redact(self.config.database_url),
+            redact_url(self.config.database_url),
         )  # fmt: skip
 
     async def stop(self) -> None:
@@ -381,10 +381,3 @@ class Runtime:
                             task = await self.journal.get(task_id)
                     else:
                         return task
-
-
-def _redact(url: str) -> str:
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url

@@ -66,6 +66,9 @@ def held(new: NewTask, worker: str) -> Task:
                 created_at=0.0, updated_at=0.0, worker=worker)  # fmt: skip
 
 
+# Heartbeats and polls far apart: the tests decide what the dispatcher hears, and when.
+SETTINGS = DispatcherSettings(node="n", lease_seconds=30, heartbeat_seconds=60, poll_seconds=60)
+
 Tree = tuple[Supervisor, asyncio.Queue[Write], asyncio.Queue[Task]]
 
 
@@ -74,12 +77,10 @@ async def tree() -> AsyncIterator[Tree]:
     """A running dispatcher beside a writer and one worker that only record."""
     writes: asyncio.Queue[Write] = asyncio.Queue()
     given: asyncio.Queue[Task] = asyncio.Queue()
-    settings = DispatcherSettings(node="n", lease_seconds=30, heartbeat_seconds=60,
-                                  poll_seconds=60)  # fmt: skip
     root = Supervisor([
         ChildSpec("writer", lambda: HeldWrites(writes)),
         ChildSpec("worker", lambda: Runs(given)),
-        ChildSpec("dispatcher", lambda: Dispatcher(settings, root.child("writer"), lambda: 0.0)),
+        ChildSpec("dispatcher", lambda: Dispatcher(SETTINGS, root.child("writer"), lambda: 0.0)),
     ])  # fmt: skip
     system = ActorSystem(root)
     await system.start()
@@ -137,11 +138,9 @@ class Announces(Runs):
 async def test_a_claim_that_fails_with_a_bug_restarts_the_dispatcher_and_its_workers() -> None:
     writes: asyncio.Queue[Write] = asyncio.Queue()
     given: asyncio.Queue[Task] = asyncio.Queue()
-    settings = DispatcherSettings(node="n", lease_seconds=30, heartbeat_seconds=60,
-                                  poll_seconds=60)  # fmt: skip
     root = Supervisor([
         ChildSpec("writer", lambda: HeldWrites(writes)),
-        ChildSpec("dispatcher", lambda: Dispatcher(settings, root.child("writer"), lambda: 0.0)),
+        ChildSpec("dispatcher", lambda: Dispatcher(SETTINGS, root.child("writer"), lambda: 0.0)),
         ChildSpec("worker", lambda: Announces(given, lambda: root.child("dispatcher"))),
     ], strategy=Strategy.REST_FOR_ONE)  # fmt: skip
     system = ActorSystem(root)
