@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 
 import attrs
 
-from actorq.actors.core import Actor, ActorRef, MailboxFull
+from actorq.actors.core import Actor, ActorError, ActorRef, MailboxFull
 from actorq.actors.health import Health, HealthReport
 from actorq.actors.journal_writer import Committed, Write, write
 from actorq.actors.ticker import Ticker
@@ -358,7 +358,8 @@ class Dispatcher(Actor):
             self._news_in_claim.clear()
             self._ceiling = Ceiling()
             self._claim_failures += 1
-            if not isinstance(claimed.error, ActorqError | TimeoutError):
+            # A stopped writer (the node is stopping) or an outage is no bug: no crash for it.
+            if not isinstance(claimed.error, ActorqError | ActorError | TimeoutError):
                 # A bug, not an outage: crash, and let the supervisor start us afresh.
                 raise claimed.error
             log.warning("claiming work failed; retrying at the next wake-up: %s", claimed.error)
