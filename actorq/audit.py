@@ -11,7 +11,7 @@ import attrs
 
 import actorq.lifecycle as lifecycle
 from actorq.journal.base import Journal
-from actorq.model import Task
+from actorq.model import Task, is_control
 from actorq.render import event_json
 
 
@@ -36,6 +36,8 @@ async def replay(journal: Journal, until: float | None = None) -> tuple[dict[str
     tasks: dict[str, Task] = {}
     count = 0
     async for event in journal.events(0, until):
+        if is_control(event.task_id):
+            continue
         tasks[event.task_id] = lifecycle.apply(tasks.get(event.task_id), event)
         count += 1
     return tasks, count

@@ -14,7 +14,7 @@ from typing import Any
 import attrs
 
 from actorq.errors import InvalidTransition
-from actorq.model import Event, EventKind, NewTask, Task, TaskState
+from actorq.model import Event, EventKind, NewTask, Task, TaskState, is_control
 
 _S = TaskState
 _K = EventKind
@@ -366,5 +366,7 @@ def fold(events: list[Event], tasks: dict[str, Task] | None = None) -> dict[str,
     """Replay events (in seq order) onto a projection; a fresh one when ``tasks`` is None."""
     out = {} if tasks is None else tasks
     for event in events:
+        if is_control(event.task_id):
+            continue  # a queue's or a schedule's: not a task's
         out[event.task_id] = apply(out.get(event.task_id), event)
     return out

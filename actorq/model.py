@@ -60,6 +60,20 @@ class EventKind(enum.StrEnum):
     RETRIED = "retried"  # manual retry of a dead or cancelled task
 
 
+# Control events: journal rows whose subject is not a task but a queue's settings or a
+# schedule. Their ``task_id`` column holds the subject, ``queue:NAME`` or ``schedule:NAME``
+# (task ids are UUIDs, so the two never meet); the task fold skips them and each subject kind
+# has a fold of its own.
+QUEUE_SUBJECT = "queue:"
+SCHEDULE_SUBJECT = "schedule:"
+CONTROL_SUBJECTS = (QUEUE_SUBJECT, SCHEDULE_SUBJECT)
+
+
+def is_control(task_id: str) -> bool:
+    """Whether a journal row with this ``task_id`` is a control event, not a task's."""
+    return task_id.startswith(CONTROL_SUBJECTS)
+
+
 @attrs.frozen
 class Task:
     """One row of the ``tasks`` projection: the state the journal's events add up to."""

@@ -10,7 +10,7 @@ import pytest
 
 from actorq import lifecycle
 from actorq.errors import InvalidTransition
-from actorq.model import Event, EventKind, NewTask, Task, TaskState
+from actorq.model import Event, EventKind, NewTask, Task, TaskState, is_control
 
 K = EventKind
 
@@ -253,3 +253,18 @@ def test_an_outcome_may_carry_the_start_of_a_run_shorter_than_the_start_window()
     assert (task.state, task.attempt) == (TaskState.DEAD, 2)
     with pytest.raises(InvalidTransition):  # a queued task has no run to end
         lifecycle.apply(lifecycle.apply(None, submitted()), done)
+
+
+def test_the_task_fold_passes_over_control_events_of_queues_and_schedules() -> None:
+    steps = every_kind_in_a_life()
+    events = [e for _, e in steps]
+    # control rows interleaved (their kinds belong to their own folds)
+    controls = [
+        Event(EventKind.CANCELLED, "queue:default", 100.5, "n", {"paused": True}),
+        Event(EventKind.CANCELLED, "schedule:nightly", 100.6, "n", {}),
+    ]
+    mixed = events[:3] + controls + events[3:]
+    assert lifecycle.fold(mixed) == lifecycle.fold(events)
+    assert is_control("queue:default")
+    assert is_control("schedule:x")
+    assert not any(is_control(e.task_id) for e in events)

@@ -32,7 +32,7 @@ from actorq.actors.core import Actor, ActorStopped
 from actorq.actors.journal_writer import Committed
 from actorq.errors import ActorqError
 from actorq.journal.base import Change, Journal, SharedJournal
-from actorq.model import Event, EventKind, Task, TaskState
+from actorq.model import Event, EventKind, Task, TaskState, is_control
 
 log = logging.getLogger("actorq.stats")
 
@@ -240,6 +240,8 @@ class StatsAggregator(Actor):
         tells (the next read of the counts corrects the rest), and the live feed."""
         items: list[dict[str, Any]] | None = [] if self._subscribers else None
         for e in events:
+            if is_control(e.task_id):
+                continue  # a queue's or a schedule's event: no task counts move
             task = tasks.get(e.task_id)
             self._fold(e, task)
             queue = type_ = None
