@@ -216,3 +216,27 @@ def test_app_file_that_does_not_exist_is_a_usage_error(
     argv = ["submit", "echo", "--app", str(tmp_path / "nope.py"), "--database-url", "sqlite://"]
     assert main(argv) == 2
     assert "nope.py" in capsys.readouterr().err
+
+
+async def test_stats_reads_the_database_or_a_running_server(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from procs import Server
+
+    url = f"sqlite:///{tmp_path}/cli.db"
+    await workload(url)  # three succeeded, one scheduled
+    assert await asyncio.to_thread(main, ["stats", "--database-url", url]) == 0
+    local = json.loads(capsys.readouterr().out)
+    assert local["tasks"]["succeeded"] == 3
+    assert local["tasks"]["scheduled"] == 1
+    assert local["queues"]["default"]["succeeded"] == 3
+
+    server = Server(tmp_path / "cli.db", tmp_path)
+    try:
+        await server.ready()
+        assert await asyncio.to_thread(main, ["stats", "--url", server.url]) == 0
+        remote = json.loads(capsys.readouterr().out)
+    finally:
+        server.stop()
+    assert remote["tasks"] == local["tasks"]
+    assert "finished_per_second_60s" in remote  # what only a node knows

@@ -16,79 +16,41 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any
 
 from actorq import audit
 from actorq.builtin import builtin_registry
+from actorq.cli import stats
+from actorq.cli.base import (
+    CONFIG_HELP,
+    DESCRIPTION,
+    EXIT_CODES,
+    FAILED,
+    INTERRUPTED,
+    MEMORY,
+    OK,
+    PIPE_CLOSED,
+    UNAVAILABLE,
+    USAGE,
+    UsageError,
+    database_args,
+    subcommand,
+    with_journal,
+)
 from actorq.config import Config
 from actorq.errors import ActorqError, InvalidInput, StorageError, UnknownTaskType
-from actorq.journal import backend_of, is_memory_url, journal_from_url, probe, redact_url
+from actorq.journal import backend_of, is_memory_url, probe, redact_url
 from actorq.journal.base import Journal
 from actorq.loader import load_app
 from actorq.submission import parse_time
 from actorq.tasks import Registry, parse_submission
 
 log = logging.getLogger("actorq.cli")
-T = TypeVar("T")
 
-OK, FAILED, USAGE, UNAVAILABLE = 0, 1, 2, 3
-INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a process Ctrl-C ended
-PIPE_CLOSED = 141  # 128 + SIGPIPE: what `head` leaves a writer that a shell would report
-
-EXIT_CODES = f"""\
-exit codes:
-  {OK}    success
-  {FAILED}    the operation failed: journal verify/replay found a mismatch, replay --task
-       found no such task, a node could not listen or stopped after a failure,
-       a submission was refused (e.g. its idempotency key is taken)
-  {USAGE}    usage or configuration error: bad flags, malformed or unsupported
-       --database-url, invalid --payload, unknown task type, :memory: where it cannot work
-  {UNAVAILABLE}    the database cannot be reached or opened: PostgreSQL down, refusing or
-       too slow to answer (ACTORQ_CONNECT_TIMEOUT), SQLite file in a missing or
-       read-only directory
-  {INTERRUPTED}  interrupted (Ctrl-C)
-  {PIPE_CLOSED}  the reader of the output went away (e.g. `actorq journal export | head`)
-"""
-
-_DESCRIPTION = """\
-actorq: a durable task queue. Every flag of a node also reads from an ACTORQ_* environment
-variable and from a TOML file (--config FILE, ACTORQ_CONFIG or ./actorq.toml); flags win,
-then variables, then the file. `actorq COMMAND --help` shows a command's flags."""
-
-_CONFIG_HELP = (
-    "TOML file of settings, below flags and ACTORQ_* variables "
-    "(ACTORQ_CONFIG, default ./actorq.toml if there is one)"
-)
-
-_MEMORY = (
-    "{url} is an in-memory database that lives and dies with one process: only `actorq serve` "
-    "can use it (`actorq {cmd}` would start from an empty one that nobody else sees); "
-    "use a file instead, e.g. sqlite:///actorq.db"
-)
-
-
-class UsageError(InvalidInput):
-    """A command line that cannot work as given (exit 2)."""
-
-
-# -- flags ----------------------------------------------------------------------------------
-
-
-def _common_args(p: argparse.ArgumentParser) -> None:
-    # SUPPRESS: a subcommand's --log-level is set only when given there, so one given before
-    # the subcommand (`actorq --log-level DEBUG serve`) is not reset to None by its default.
-    p.add_argument("--log-level", default=argparse.SUPPRESS,
-                   help="DEBUG, INFO, WARNING, ERROR (ACTORQ_LOG_LEVEL, default INFO)")  # fmt: skip
-    p.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help=_CONFIG_HELP)
-
-
-def _database_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--database-url",
-        help="sqlite:///FILE or postgresql://USER@HOST:PORT/DB "
-        "(ACTORQ_DATABASE_URL, default sqlite:///actorq.db)",
-    )
+# The operator's command groups: each module's ``register(sub)`` adds its subcommands and
+# sets ``run(args, config) -> exit code`` as their default.
+GROUPS = (stats,)
 
 
 def _app_args(p: argparse.ArgumentParser) -> None:
@@ -114,34 +76,27 @@ def _submit_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--idempotency-key", help="refused while a live task holds the same key")
 
 
-def _subcommand(
-    sub: Any, name: str, text: str, *adders: Callable[[argparse.ArgumentParser], None]
-) -> argparse.ArgumentParser:
-    p: argparse.ArgumentParser = sub.add_parser(name, help=text, description=text)
-    for add in (*adders, _common_args):
-        add(p)
-    return p
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="actorq", description=_DESCRIPTION, epilog=EXIT_CODES,
+        prog="actorq", description=DESCRIPTION, epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
     parser.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR (ACTORQ_LOG_LEVEL)")
-    parser.add_argument("--config", metavar="FILE", help=_CONFIG_HELP)
+    parser.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
     sub = parser.add_subparsers(dest="cmd", required=True)
-    node = (_database_args, _app_args, _node_args)
+    node = (database_args, _app_args, _node_args)
 
     def http(p: argparse.ArgumentParser) -> None:
         p.add_argument("--host", help="HTTP bind address (ACTORQ_HOST, default 127.0.0.1)")
         p.add_argument("--port", type=int, help="HTTP port (ACTORQ_PORT, default 8080)")
 
-    _subcommand(sub, "serve", "run a node with the HTTP API and dashboard", *node, http)
-    _subcommand(sub, "worker", "run a node without HTTP", *node)
-    _subcommand(sub, "submit", "submit one task", _database_args, _app_args, _submit_args)
-    _subcommand(sub, "migrate", "apply the schema to the database and exit", _database_args)
-    j = _subcommand(sub, "journal", "replay, verify, export or rebuild from the journal")
+    subcommand(sub, "serve", "run a node with the HTTP API and dashboard", *node, http)
+    subcommand(sub, "worker", "run a node without HTTP", *node)
+    subcommand(sub, "submit", "submit one task", database_args, _app_args, _submit_args)
+    subcommand(sub, "migrate", "apply the schema to the database and exit", database_args)
+    for group in GROUPS:
+        group.register(sub)
+    j = subcommand(sub, "journal", "replay, verify, export or rebuild from the journal")
     jsub = j.add_subparsers(dest="journal_cmd", required=True)
     for name, text in (
         ("replay", "replay into a fresh projection and compare, or show the state at --until"),
@@ -149,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("export", "write the journal as JSON Lines"),
         ("rebuild", "replace the live projection with the replayed one"),
     ):
-        jp = _subcommand(jsub, name, text, _database_args)
+        jp = subcommand(jsub, name, text, database_args)
         if name in ("replay", "export"):
             jp.add_argument("--until", help="ISO 8601 time: only events up to then")
         if name == "replay":
@@ -226,19 +181,6 @@ async def _run_node(config: Config, registry: Registry, *, http: bool) -> int:
     return OK
 
 
-def _with_journal(config: Config, body: Callable[[Journal], Awaitable[T]]) -> T:
-    async def run() -> T:
-        await probe(config.database_url, config.connect_timeout)
-        journal = journal_from_url(config.database_url)
-        await journal.open()
-        try:
-            return await body(journal)
-        finally:
-            await journal.close()
-
-    return asyncio.run(run())
-
-
 def _cmd_journal(args: argparse.Namespace, config: Config) -> int:
     until = parse_time(args.until, "--until") if getattr(args, "until", None) else None
 
@@ -276,7 +218,7 @@ def _cmd_journal(args: argparse.Namespace, config: Config) -> int:
                 return OK
         return USAGE
 
-    return _with_journal(config, body)
+    return with_journal(config, body)
 
 
 def _cmd_submit(args: argparse.Namespace, config: Config, registry: Registry) -> int:
@@ -309,14 +251,14 @@ def _cmd_submit(args: argparse.Namespace, config: Config, registry: Registry) ->
         print(json.dumps(task_json(outcome.unwrap()[0]), indent=2))
         return OK
 
-    return _with_journal(config, body)
+    return with_journal(config, body)
 
 
 def _cmd_migrate(config: Config) -> int:
     async def body(_: Journal) -> None:
         return None
 
-    _with_journal(config, body)
+    with_journal(config, body)
     print("schema is up to date")
     return OK
 
@@ -332,7 +274,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if is_memory_url(config.database_url):
         if args.cmd != "serve":
             cmd = " ".join(filter(None, (args.cmd, getattr(args, "journal_cmd", None))))
-            raise UsageError(_MEMORY.format(url=config.database_url, cmd=cmd))
+            raise UsageError(MEMORY.format(url=config.database_url, cmd=cmd))
         log.warning("the database is in memory: this one process only, nothing is durable, "
                     "every task is gone when it stops")  # fmt: skip
     match args.cmd:
@@ -344,6 +286,9 @@ def _dispatch(args: argparse.Namespace) -> int:
             return _cmd_migrate(config)
         case "journal":
             return _cmd_journal(args, config)
+        case _ if hasattr(args, "run"):  # a command of GROUPS
+            run: Callable[[argparse.Namespace, Config], int] = args.run
+            return run(args, config)
     return USAGE
 
 
