@@ -300,14 +300,18 @@ class SqliteJournal:
             db.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
             self._durable = durable
         db.execute("BEGIN IMMEDIATE")
-        if self._watch is not None:
-            self._watch.check()  # another process's commits, seen as this one begins
+        watch = self._watch
+        if watch is not None:
+            watch.began()  # another process's commits, seen as this one begins
         try:
             result = body(db)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        finally:
+            if watch is not None:
+                watch.ended()
         return result
 
     async def _transaction(self, body: Callable[[_Tx], T], durable: bool = True) -> T:

@@ -10,9 +10,11 @@ work".
 
 A write to the log comes before its commit is visible (the commit waits for its fsync), so a
 write starts a short series of checks, 1 ms apart and then further, until ``SETTLE``
-seconds pass with no new write. Checks run on the writer thread; the writer also checks at the
-start of each of its own transactions, so while this node writes, the watcher's checks are
-skipped. An idle node does nothing at all.
+seconds pass with no new write. Checks run on the writer thread. The writer also checks as
+each of its own transactions begins (SQLite lets one connection write at a time, so that
+check sees every commit made before), so while this node writes, the watcher stops reading
+the log's writes, which are then its own, and looks again ``REST`` seconds after the writer
+went quiet. An idle node does nothing at all.
 
 Where inotify is missing (not Linux) the watcher does not start and the runtime's fallback
 poll covers cross-process work, as before.
@@ -32,6 +34,7 @@ log = logging.getLogger("actorq.journal.sqlite")
 
 MIN_INTERVAL = 0.001  # the first check after a write, and the gap that then doubles
 SETTLE = 0.5  # how long after the last write checks go on: covers a slow fsync
+REST = 0.002  # while the writer is busy, the watcher sleeps in steps of this long
 
 
 class ForeignCommits:
@@ -55,7 +58,9 @@ class ForeignCommits:
         self._seen: int | None = None  # the writer's data_version at its last check
         self._checked_at = 0.0  # monotonic time of the last check (writer thread)
         self._written_at = 0.0  # monotonic time of the last write seen
+        self._in_transaction = False  # the writer's, set on its thread
         self._checks: asyncio.Task[None] | None = None
+        self._resting: asyncio.TimerHandle | None = None
 
     async def start(self) -> bool:
         """Watch the log; False where inotify is not available (the caller keeps polling)."""
@@ -76,6 +81,9 @@ class ForeignCommits:
         return True
 
     async def stop(self) -> None:
+        if self._resting is not None:
+            self._resting.cancel()
+            self._resting = None
         if self._inotify is not None:
             self._loop.remove_reader(self._inotify.fileno())
             self._inotify.close()
@@ -84,6 +92,16 @@ class ForeignCommits:
             self._checks.cancel()
             await asyncio.gather(self._checks, return_exceptions=True)
             self._checks = None
+
+    def began(self) -> None:
+        """On the writer thread, as a transaction begins."""
+        self._in_transaction = True
+        self.check()
+
+    def ended(self) -> None:
+        """On the writer thread, as a transaction ends."""
+        self._in_transaction = False
+        self._checked_at = time.monotonic()  # nothing foreign could commit meanwhile
 
     def check(self) -> None:
         """On the writer thread, outside a transaction or at its start: has another
@@ -99,7 +117,28 @@ class ForeignCommits:
     def _written(self) -> None:
         with contextlib.suppress(OSError):
             self._inotify.read(timeout=0)  # drain: one series of checks covers them all
-        self._written_at = time.monotonic()
+        now = self._written_at = time.monotonic()
+        if self._busy(now):  # these writes are the writer's own: rest
+            self._loop.remove_reader(self._inotify.fileno())
+            self._resting = self._loop.call_later(REST, self._wake)
+            return
+        self._settle_soon()
+
+    def _busy(self, now: float) -> bool:
+        return self._in_transaction or now - self._checked_at < REST
+
+    def _wake(self) -> None:
+        now = time.monotonic()
+        if self._busy(now):
+            self._resting = self._loop.call_later(REST, self._wake)
+            return
+        self._resting = None
+        if self._inotify is not None:
+            self._loop.add_reader(self._inotify.fileno(), self._written)
+            self._written_at = now  # writes may have come while resting: settle as if now
+            self._settle_soon()
+
+    def _settle_soon(self) -> None:
         if self._checks is None or self._checks.done():
             self._checks = self._loop.create_task(self._settle(), name="actorq-sqlite-watch")
 
