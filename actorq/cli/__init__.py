@@ -199,9 +199,10 @@ def _cmd_journal(args: argparse.Namespace, config: Config) -> int:
                     print(json.dumps(task_json(found) if found else None, indent=2))
                     return OK if found else FAILED
                 states = audit.summarize(tasks.values())
-                print(
-                    json.dumps({"until": args.until, "events": count, "states": states}, indent=2)
-                )
+                settings = await audit.replay_queues(journal, until)
+                shown = [q.as_json() for q in settings.values()]
+                summary = {"until": args.until, "events": count, "states": states}
+                print(json.dumps({**summary, "queues": shown}, indent=2))
                 return OK
             case "export":
                 if args.output == "-":
