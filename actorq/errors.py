@@ -46,6 +46,9 @@ class QueueNotFound(ActorqError):
         super().__init__(f"no queue named {name!r}")
         self.name = name
 
+    def details(self) -> dict[str, Any]:
+        return {"queue": self.name}
+
 
 class InvalidTransition(ActorqError):
     """The task's current state does not allow what was asked (cancel a finished task...)."""

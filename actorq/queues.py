@@ -102,7 +102,9 @@ def apply(current: QueueSettings | None, event: Event) -> QueueSettings:
     return attrs.evolve(base, **changes, updated_at=event.at, seq=event.seq)
 
 
-def fold(events: Iterable[Event], queues: dict[str, QueueSettings] | None = None) -> dict[str, QueueSettings]:
+def fold(
+    events: Iterable[Event], queues: dict[str, QueueSettings] | None = None
+) -> dict[str, QueueSettings]:
     """Fold the queue events among ``events`` (others are skipped) into ``queues``."""
     out = dict(queues or {})
     for event in events:
@@ -127,9 +129,7 @@ def structure(data: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def unstructure(changes: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        k: (v.as_json() if isinstance(v, RateLimit) else v) for k, v in sorted(changes.items())
-    }
+    return {k: (v.as_json() if isinstance(v, RateLimit) else v) for k, v in sorted(changes.items())}
 
 
 # -- validation ------------------------------------------------------------------------------
@@ -288,7 +288,9 @@ def served(tiers: Sequence[Tier] | None) -> tuple[str, ...] | None:
     return None if tiers is None else tuple(q for t in tiers for q in t.names)
 
 
-def share(weights: Sequence[tuple[str, int]], available: Mapping[str, int], slots: int) -> list[str]:
+def share(
+    weights: Sequence[tuple[str, int]], available: Mapping[str, int], slots: int
+) -> list[str]:
     """Which queue each of ``slots`` goes to, in turn: each next slot to the queue furthest
     below its share of the weights among those with work left (``available`` per queue)."""
     left = dict(available)
@@ -326,7 +328,9 @@ class QueueReader(Protocol):
     async def queue_activity(self, since: float) -> QueueActivity: ...
 
 
-async def describe(reader: QueueReader, now: float, name: str | None = None) -> list[dict[str, Any]]:
+async def describe(
+    reader: QueueReader, now: float, name: str | None = None
+) -> list[dict[str, Any]]:
     """Every queue (or queue ``name``, configured or not), as the API shows it: its settings,
     its tasks by state, the age of its oldest queued task and its finished tasks per second.
     A queue exists once a task names it or an operator configures it."""

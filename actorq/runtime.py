@@ -27,11 +27,11 @@ from actorq.actors.dispatcher import (
     Drain,
     WorkAvailable,
 )
-from actorq.actors.queue_watch import QueuesChanged
 from actorq.actors.health import Health, HealthReport
 from actorq.actors.journal_writer import JournalWriter, Subscriber, write
 from actorq.actors.lock_reaper import LockReaper
 from actorq.actors.presence import ClusterTypes, Presence, WaitingForHandler
+from actorq.actors.queue_watch import QueuesChanged
 from actorq.actors.retry_timer import RetryTimer
 from actorq.actors.stats import (
     Follow,

@@ -24,7 +24,9 @@ Q = "/api/v1/queues"
 TASKS = "/api/v1/tasks"
 
 
-async def call(client: TestClient, method: str, path: str, body: Any = None, status: int = 200) -> Any:
+async def call(
+    client: TestClient, method: str, path: str, body: Any = None, status: int = 200
+) -> Any:
     resp = await client.request(method, path, json=body)
     data = await resp.json()
     assert resp.status == status, data
@@ -183,21 +185,13 @@ async def test_a_task_held_when_its_queue_is_paused_goes_back_instead_of_startin
     await gates.wait_started("a")
     (held,) = await submit(client, [{"type": "echo", "queue": "mail"}])
 
-    async def is_claimed() -> None:
-        while (await node.get(held)).state is not TaskState.CLAIMED:
-            await asyncio.sleep(0.01)
-
-    await asyncio.wait_for(is_claimed(), 5)  # prefetched behind the running gate
+    await node.wait_for(held, {TaskState.CLAIMED}, timeout=5)  # prefetched behind the gate
     await call(client, "POST", f"{Q}/mail/pause")
     await asyncio.sleep(0.1)  # the node hears of the pause
     gates.open("a")
     await node.wait_for(blocker, timeout=5)
 
-    async def given_back() -> None:
-        while (await node.get(held)).state is not TaskState.QUEUED:
-            await asyncio.sleep(0.01)
-
-    await asyncio.wait_for(given_back(), 5)
+    await node.wait_for(held, {TaskState.QUEUED}, timeout=5)  # given back, not started
     await asyncio.sleep(0.2)
     task = await node.get(held)
     assert (task.state, task.attempt, task.started_at) == (TaskState.QUEUED, 0, None)

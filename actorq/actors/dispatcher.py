@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
 from collections.abc import Callable, Sequence
 
@@ -207,18 +206,11 @@ class Dispatcher(Actor):
             case WorkerReady() | TaskDone() | HandedOver() | TaskSwapped():
                 self._worker_news(message)
             case Committed(changes, gap, control):
-                if control and self._watch is not None:
-                    self._watch.refresh()
+                if control:
+                    await self._queue_news(QueuesChanged())
                 await self._committed(changes, gap)
-            case QueuesChanged() if self._watch is not None:
-                self._watch.refresh()
-            case QueuesRead() if self._watch is not None:
-                if self._watch.update(message):
-                    for ref in self._workers.values():
-                        await ref.tell(PausedQueues(self._watch.paused))
-                if message.error is None:  # a resume or a raised limit: claim again now
-                    self._maybe_work = True
-                    self._dispatch()
+            case QueuesChanged() | QueuesRead():
+                await self._queue_news(message)
             case WorkAvailable():
                 # Another process's work, or the fallback poll: ready work of unknown rank.
                 await self._news(None, unseen=True)
@@ -248,6 +240,20 @@ class Dispatcher(Actor):
         if served or gap:
             await self._news(min(rank(t) for t in served) if served else None, unseen=gap)
         if ready:
+            self._maybe_work = True
+            self._dispatch()
+
+    async def _queue_news(self, message: QueuesChanged | QueuesRead) -> None:
+        watch = self._watch
+        if watch is None:
+            return
+        if isinstance(message, QueuesChanged):
+            watch.refresh()
+            return
+        if watch.update(message):
+            for ref in self._workers.values():
+                await ref.tell(PausedQueues(watch.paused))
+        if message.error is None:  # a resume or a raised limit: claim again now
             self._maybe_work = True
             self._dispatch()
 
@@ -286,14 +292,7 @@ class Dispatcher(Actor):
                     self._running[task_id] = to
                 return
             case WorkerReady(worker_id, ref):
-                # A restarted worker holds nothing: what it held is left to its lease.
-                for task_id, holder in list(self._running.items()):
-                    if holder == worker_id:
-                        del self._running[task_id]
-                self._workers[worker_id] = ref
-                self._held[worker_id] = 0
-                if self._watch is not None and self._watch.paused:
-                    ref.tell_nowait(PausedQueues(self._watch.paused))
+                self._worker_ready(worker_id, ref)
             case TaskDone(worker_id, task_id, ran_seconds):
                 if self._running.pop(task_id, None) is not None:
                     self._held[worker_id] -= 1
@@ -302,6 +301,16 @@ class Dispatcher(Actor):
                 if ran_seconds is not None:
                     self.prefetch.ran(ran_seconds)
         self._after_done()
+
+    def _worker_ready(self, worker_id: str, ref: ActorRef) -> None:
+        # A restarted worker holds nothing: what it held is left to its lease.
+        for task_id, holder in list(self._running.items()):
+            if holder == worker_id:
+                del self._running[task_id]
+        self._workers[worker_id] = ref
+        self._held[worker_id] = 0
+        if self._watch is not None and self._watch.paused:
+            ref.tell_nowait(PausedQueues(self._watch.paused))
 
     def _after_done(self) -> None:
         self._check_drained()

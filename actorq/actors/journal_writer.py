@@ -123,7 +123,9 @@ class JournalWriter(Actor):
         if changes or control:
             await self._publish(Committed(changes, control=control))
 
-    async def _commit(self, batch: list[Write], changes: list[Change], control: list[Event]) -> None:
+    async def _commit(
+        self, batch: list[Write], changes: list[Change], control: list[Event]
+    ) -> None:
         """Run ``batch``; if it fails for what an operation carries, run its halves (first
         half first, so each operation still sees the ones before it)."""
         chunks = [batch]  # a stack: the next chunk to run is last

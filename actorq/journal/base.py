@@ -146,7 +146,14 @@ class PurgeQueue:
 
 
 Op = (
-    Submit | Claim | Start | Append | PromoteDue | ReapExpired | ExtendLeases | ConfigureQueue
+    Submit
+    | Claim
+    | Start
+    | Append
+    | PromoteDue
+    | ReapExpired
+    | ExtendLeases
+    | ConfigureQueue
     | PurgeQueue
 )
 

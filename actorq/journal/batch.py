@@ -195,9 +195,7 @@ class BatchRun:
         await claims.spend(self._tx, allow, taken, first.at)
         return outcomes
 
-    async def _start(
-        self, op: Start, ready: list[Task], allow: claims.Allowance | None
-    ) -> Outcome:
+    async def _start(self, op: Start, ready: list[Task], allow: claims.Allowance | None) -> Outcome:
         held = await self._current(op.task_id)
         if held is None:
             raise TaskNotFound(op.task_id)

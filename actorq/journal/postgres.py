@@ -34,6 +34,7 @@ from actorq.journal.base import Head, Notice, Op, Outcome, needs_flush
 from actorq.journal.batch import BatchRun, refold
 from actorq.journal.rows import (
     PAGE,
+    QUEUE_COLUMNS,
     REFOLD_BELOW,
     TASK_COLUMNS,
     decode_cursor,
@@ -46,15 +47,13 @@ from actorq.journal.rows import (
     node_from_row,
     node_to_row,
     queries,
-    task_from_row,
-    QUEUE_COLUMNS,
     queue_from_row,
     queue_to_row,
+    task_from_row,
     task_to_row,
     tasks_in_pages,
     update_row,
 )
-from actorq.queues import QueueActivity, QueueSettings
 from actorq.model import (
     HELD_STATES,
     QUEUE_SUBJECT,
@@ -66,6 +65,7 @@ from actorq.model import (
     TaskState,
 )
 from actorq.nodes import Node
+from actorq.queues import QueueActivity, QueueSettings
 
 log = logging.getLogger("actorq.journal.postgres")
 

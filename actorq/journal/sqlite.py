@@ -24,6 +24,7 @@ from actorq.errors import ActorqError, InvalidInput, StorageError, StorageUnavai
 from actorq.journal.base import Head, Notice, Op, Outcome, needs_flush
 from actorq.journal.batch import BatchRun, refold
 from actorq.journal.rows import (
+    QUEUE_COLUMNS,
     REFOLD_BELOW,
     TASK_COLUMNS,
     decode_cursor,
@@ -35,10 +36,9 @@ from actorq.journal.rows import (
     node_from_row,
     node_to_row,
     queries,
-    task_from_row,
-    QUEUE_COLUMNS,
     queue_from_row,
     queue_to_row,
+    task_from_row,
     task_to_row,
     tasks_in_pages,
     update_row,
