@@ -66,6 +66,12 @@ async def purge(request: web.Request) -> web.Response:
     """Cancel the queue's tasks in the states named (default: queued and scheduled)."""
     name = _name(request)
     raw = await request.read()
-    body = parse_json(raw) if raw.strip() else None
-    purged = await request.app[RUNTIME].purge_queue(name, parse_purge(body))
+    if raw.strip():
+        body = parse_json(raw)
+        if not isinstance(body, dict):  # JSON null too: only an empty body means the default
+            raise InvalidInput('the body must be {"states": [...]} or empty')
+        states = parse_purge(body)
+    else:
+        states = parse_purge(None)
+    purged = await request.app[RUNTIME].purge_queue(name, states)
     return web.json_response({"purged": purged})
