@@ -35,6 +35,7 @@ from actorq.actors.queue_watch import QueuesChanged
 from actorq.actors.retry_timer import RetryTimer
 from actorq.actors.stats import (
     Follow,
+    QueueFigures,
     Snapshot,
     StatsAggregator,
     Subscribe,
@@ -391,6 +392,7 @@ class Runtime:
         """This node's metrics in Prometheus' text format."""
         # On a shared journal the task gauge follows the journal once someone asks.
         await self._ref(STATS).ask(Follow(), timeout=5.0)
+        await self._ref(STATS).ask(QueueFigures(tuple(await self.queues())), timeout=5.0)
         if self._stats_actor is None:
             return b""
         return bytes(generate_latest(self._stats_actor.metrics.registry))

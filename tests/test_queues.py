@@ -357,3 +357,26 @@ async def test_a_claim_takes_no_more_than_a_queues_limits_allow(journal: Journal
     assert again.unwrap() == []  # capped holds 2, the bucket is empty, stopped is paused
     (later,) = await journal.run([Claim(workers, 2.0 + 10 / 3 + 0.01, "n", 30.0)])
     assert [t.queue for t in later.unwrap()] == ["metered"]  # one token came back
+
+
+async def test_metrics_show_each_queues_depth_pause_and_limit_saturation(
+    node: Runtime, client: TestClient
+) -> None:
+    await call(client, "POST", f"{Q}/mail/pause")
+    await call(client, "PATCH", f"{Q}/mail", {"concurrency": 4, "max_depth": 10})
+    await submit(client, [{"type": "echo", "queue": "mail"}] * 5)
+    done = await submit(client, [{"type": "echo", "queue": "free"}])
+    await node.wait_for(done[0], timeout=5)
+    metrics = await (await client.get("/metrics")).text()
+    assert 'actorq_queue_depth{queue="mail"} 5.0' in metrics
+    assert 'actorq_queue_depth{queue="free"} 0.0' in metrics
+    assert 'actorq_queue_paused{queue="mail"} 1.0' in metrics
+    assert 'actorq_queue_paused{queue="free"} 0.0' in metrics
+    assert 'actorq_queue_limit_saturation{limit="max_depth",queue="mail"} 0.5' in metrics
+    assert 'actorq_queue_limit_saturation{limit="concurrency",queue="mail"} 0.0' in metrics
+    assert 'queue="free",limit' not in metrics and 'limit="concurrency",queue="free"' not in metrics
+    await call(client, "POST", f"{Q}/mail/resume")
+    await call(client, "PATCH", f"{Q}/mail", {"max_depth": None})
+    metrics = await (await client.get("/metrics")).text()
+    assert 'actorq_queue_paused{queue="mail"} 0.0' in metrics
+    assert 'limit="max_depth"' not in metrics
