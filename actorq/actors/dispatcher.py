@@ -250,10 +250,11 @@ class Dispatcher(Actor):
         if isinstance(message, QueuesChanged):
             watch.refresh()
             return
-        if watch.update(message):
+        paused_changed, changed = watch.update(message)
+        if paused_changed:
             for ref in self._workers.values():
                 await ref.tell(PausedQueues(watch.paused))
-        if message.error is None:  # a resume or a raised limit: claim again now
+        if changed:  # a resume or a raised limit: claim again now
             self._maybe_work = True
             self._dispatch()
 

@@ -58,6 +58,7 @@ class QueueWatch:
         self._again = False
         self.paused: frozenset[str] = frozenset()
         self.limited = False  # a served queue has settings that limit claims
+        self._seen: tuple[QueueSettings, ...] | None = None
 
     @property
     def active(self) -> bool:
@@ -79,20 +80,22 @@ class QueueWatch:
             reply = QueuesRead(None, exc)
         await self._owner.tell(reply)
 
-    def update(self, read: QueuesRead) -> bool:
-        """Take a read's answer; whether the paused queues changed."""
+    def update(self, read: QueuesRead) -> tuple[bool, bool]:
+        """Take a read's answer: whether the paused queues changed, and whether any served
+        queue's settings did (a resume or a raised limit: worth a claim at once)."""
         self._job = None
         if self._again:
             self._again = False
             self.refresh()
         if read.settings is None:
             log.warning("reading the queues' settings failed: %r", read.error)
-            return False
-        served = [q for q in read.settings if self._served is None or q.name in self._served]
+            return False, False
+        served = tuple(q for q in read.settings if self._served is None or q.name in self._served)
+        changed, self._seen = served != self._seen, served
         self.limited = any(q.limits_claims for q in served)
         paused = frozenset(q.name for q in served if q.paused)
-        changed, self.paused = paused != self.paused, paused
-        return changed
+        paused_changed, self.paused = paused != self.paused, paused
+        return paused_changed, changed
 
     def stop(self) -> None:
         if self._job is not None:
