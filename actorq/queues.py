@@ -289,12 +289,16 @@ def served(tiers: Sequence[Tier] | None) -> tuple[str, ...] | None:
 
 
 def share(
-    weights: Sequence[tuple[str, int]], available: Mapping[str, int], slots: int
+    weights: Sequence[tuple[str, int]],
+    available: Mapping[str, int],
+    slots: int,
+    served: Mapping[str, int] | None = None,
 ) -> list[str]:
     """Which queue each of ``slots`` goes to, in turn: each next slot to the queue furthest
-    below its share of the weights among those with work left (``available`` per queue)."""
+    below its share of the weights among those with work left (``available`` per queue),
+    counting what the node ``served`` them lately (claims of one slot take turns too)."""
     left = dict(available)
-    taken = {q: 0 for q, _ in weights}
+    taken = {q: (served or {}).get(q, 0) for q, _ in weights}
     order: list[str] = []
     for _ in range(slots):
         candidates = [(q, w) for q, w in weights if left.get(q, 0) > 0]
@@ -353,3 +357,30 @@ async def describe(
             "finished_per_second": activity.finished.get(queue, 0) / RATE_WINDOW,
         })  # fmt: skip
     return out
+
+
+class WeightedTurns:
+    """How many tasks a node took lately from each queue of its weighted groups: what the
+    next claim's ``share`` starts from, so the weights hold across claims of a few slots.
+
+    A queue that had nothing ready falls at most one round behind the others: when work comes
+    back to it, it catches up by at most its weight, not with a burst. Whole rounds (every
+    queue at least its weight) are dropped as they complete.
+    """
+
+    def __init__(self, tiers: Sequence[Tier] | None) -> None:
+        self._groups = [t.queues for t in tiers or () if len(t.queues) > 1]
+        self.served: dict[str, int] = {q: 0 for g in self._groups for q, _ in g}
+
+    def took(self, queues: Sequence[str]) -> None:
+        """A claim took tasks of these queues (one entry per task)."""
+        for q in queues:
+            if q in self.served:
+                self.served[q] += 1
+        for group in self._groups:
+            ahead = max(self.served[q] // w for q, w in group)
+            for q, w in group:
+                self.served[q] = max(self.served[q], (ahead - 1) * w)
+            rounds = min(self.served[q] // w for q, w in group)
+            for q, w in group:
+                self.served[q] -= rounds * w

@@ -18,7 +18,7 @@ from actorq.config import Config
 from actorq.errors import InvalidInput
 from actorq.journal.base import Claim, ConfigureQueue, Journal, Submit
 from actorq.model import NewTask, Task, TaskState
-from actorq.queues import SETTINGS, Tier, parse_queues, share
+from actorq.queues import SETTINGS, Tier, WeightedTurns, parse_queues, share
 from actorq.runtime import Runtime
 
 Q = "/api/v1/queues"
@@ -381,3 +381,50 @@ async def test_metrics_show_each_queues_depth_pause_and_limit_saturation(
     metrics = await (await client.get("/metrics")).text()
     assert 'actorq_queue_paused{queue="mail"} 0.0' in metrics
     assert 'limit="max_depth"' not in metrics
+
+
+def test_weighted_turns_hold_across_claims_of_one_slot() -> None:
+    tiers = parse_queues("a:3,b:1")
+    turns = WeightedTurns(tiers)
+    order = []
+    for _ in range(12):  # one slot per claim, both queues always ready
+        (q,) = share(tiers[0].queues, {"a": 9, "b": 9}, 1, turns.served)
+        turns.took([q])
+        order.append(q)
+    assert order.count("a") == 9
+    assert order.count("b") == 3
+    # b had nothing ready for a while: it comes back at most one round (1 task) behind
+    for _ in range(30):
+        turns.took(["a"])
+    got = share(tiers[0].queues, {"a": 9, "b": 9}, 8, turns.served)
+    assert got.count("b") <= 3
+    assert got.count("a") >= 5
+
+
+async def test_a_node_serves_its_queues_in_strict_order_then_by_weight(
+    database_url: str, gates: Gates
+) -> None:
+    from nodes import make_registry, node_config
+
+    config = node_config(database_url, concurrency=1, prefetch=0,
+                         queues=("critical", "default:3", "low:1"))  # fmt: skip
+    node = Runtime(config, make_registry(gates))
+    await node.start()
+    try:
+        (blocker,) = await node.submit([NewTask("gate", {"gate": "g"}, queue="critical")])
+        await gates.wait_started("g")
+        # submitted while the only worker is busy: low first, critical last
+        news = [NewTask("record", {"q": "low", "i": i}, queue="low") for i in range(4)]
+        news += [NewTask("record", {"q": "default", "i": i}, queue="default") for i in range(8)]
+        news += [NewTask("record", {"q": "critical", "i": i}, queue="critical") for i in range(2)]
+        tasks = await node.submit(news)
+        gates.open("g")
+        for task in tasks:
+            await node.wait_for(task.id, timeout=10)
+        ran = [p["q"] for p in gates.order]
+        assert ran[:2] == ["critical", "critical"]
+        assert ran[2:10].count("default") == 6  # 3 to 1 while both have work
+        assert ran[2:10].count("low") == 2
+        await node.wait_for(blocker.id, timeout=5)
+    finally:
+        await node.stop()

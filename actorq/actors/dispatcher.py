@@ -29,7 +29,7 @@ from actorq.errors import ActorqError
 from actorq.journal.base import Change, Claim, ExtendLeases
 from actorq.lifecycle import Ceiling, rank
 from actorq.model import Task, TaskState
-from actorq.queues import Tier
+from actorq.queues import Tier, WeightedTurns
 
 # While a served queue has a limit, a claim that came back short is tried again this soon:
 # capacity freed on another node (a task finished, tokens refilled) sends no notice.
@@ -156,6 +156,7 @@ class Dispatcher(Actor):
         self._read_queues = read_queues
         self._watch: QueueWatch | None = None  # made at start, when the ref exists
         self._recheck: asyncio.TimerHandle | None = None
+        self._turns = WeightedTurns(settings.tiers)
         self._workers: dict[str, ActorRef] = {}
         self._held: dict[str, int] = {}  # worker id -> tasks it holds (running or in hand)
         self.prefetch = Prefetch(settings.prefetch, settings.burst)
@@ -362,7 +363,9 @@ class Dispatcher(Actor):
         if not workers:
             return
         s = self._s
-        claim = Claim(workers, self._clock(), s.node, s.lease_seconds, s.queues, s.types, s.tiers)
+        served = dict(self._turns.served) if s.tiers is not None else None
+        claim = Claim(workers, self._clock(), s.node, s.lease_seconds, s.queues, s.types, s.tiers,
+                      served)  # fmt: skip
         self._claim = asyncio.create_task(self._run_claim(claim), name="dispatcher:claim")
 
     async def _run_claim(self, claim: Claim) -> None:
@@ -390,6 +393,7 @@ class Dispatcher(Actor):
             self._check_drained()
             return
         self._claim_failures = 0
+        self._turns.took([t.queue for t in claimed.tasks])
         # Claims take the best first: nothing left ready ranks before the last task claimed
         # (or nothing is left at all, when the claim came back short).
         full = len(claimed.tasks) == len(claimed.workers)

@@ -34,8 +34,9 @@ class Claim:
 
     ``tiers``, when given, orders the queues (``--queues`` with strict order or weights):
     each tier in turn fills the slots the earlier ones left, a weighted tier sharing them in
-    proportion to its weights. Queues whose settings limit claims (paused, a concurrency or
-    rate limit) give at most what their limits allow (see ``queues``).
+    proportion to its weights, counting ``served`` (what the node took lately, by queue).
+    Queues whose settings limit claims (paused, a concurrency or rate limit) give at most what
+    their limits allow (see ``journal.claims``).
 
     Result: the claimed tasks, at most one per worker.
     """
@@ -47,6 +48,7 @@ class Claim:
     queues: Sequence[str] | None = None
     types: Sequence[str] | None = None
     tiers: Sequence[Tier] | None = None
+    served: Mapping[str, int] | None = None
 
 
 @attrs.frozen

@@ -139,7 +139,7 @@ class BatchRun:
                 case Claim():
                     await self.flush()
                     rows = await claims.claimable(
-                        self._tx, len(op.workers), op.queues, op.types, op.tiers, op.at
+                        self._tx, len(op.workers), op.queues, op.types, op.tiers, op.at, op.served
                     )
                     until = op.at + op.lease_seconds
                     return await self._apply_each(

@@ -15,7 +15,7 @@ instant. The rate limit's token bucket is spent by claims for the same reason.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 import attrs
@@ -143,19 +143,25 @@ async def claimable(
     types: Sequence[str] | None,
     tiers: Sequence[Tier] | None,
     at: float,
+    served: Mapping[str, int] | None = None,
 ) -> list[Task]:
     """The tasks a claim for ``n`` workers takes, in the order the workers get them."""
     allow = await allowance(tx, queues, at)
     if tiers is None or (len(tiers) == 1 and len(tiers[0].queues) == 1):
         taken = await take(tx, n, queues, types, allow)
     else:
-        taken = await _by_tiers(tx, n, types, tiers, allow)
+        taken = await _by_tiers(tx, n, types, tiers, allow, served)
     await spend(tx, allow, taken, at)
     return taken
 
 
 async def _by_tiers(
-    tx: ClaimTx, n: int, types: Sequence[str] | None, tiers: Sequence[Tier], allow: Allowance | None
+    tx: ClaimTx,
+    n: int,
+    types: Sequence[str] | None,
+    tiers: Sequence[Tier],
+    allow: Allowance | None,
+    served: Mapping[str, int] | None,
 ) -> list[Task]:
     out: list[Task] = []
     for tier in tiers:
@@ -166,7 +172,7 @@ async def _by_tiers(
             out += await take(tx, left, tier.names, types, allow)
             continue
         pools = {q: await take(tx, left, (q,), types, allow) for q in tier.names}
-        for q in share(tier.queues, {q: len(p) for q, p in pools.items()}, left):
+        for q in share(tier.queues, {q: len(p) for q, p in pools.items()}, left, served):
             out.append(pools[q].pop(0))
     return out
 
