@@ -77,6 +77,9 @@ class Tx(claims.ClaimTx, Protocol):
     async def save_queue(self, settings: QueueSettings, refill: bool) -> None:
         """Write a queue's settings row; ``refill``: its rate limit changed, fill the bucket."""
 
+    async def depth_counts(self, queues: Sequence[str]) -> dict[str, int]:
+        """Queued and scheduled tasks of these queues, by queue."""
+
     async def in_states(
         self, queue: str, states: Sequence[TaskState], limit: int
     ) -> list[Task]: ...
@@ -291,14 +294,12 @@ class BatchRun:
         await self.flush()  # what this batch staged counts too
         names = sorted(wanted)
         rows = await self._tx.queue_rows(names)
-        counts = await self._tx.live_counts(names)
+        depths = await self._tx.depth_counts(names)
         for name in names:
             limit = rows[name].max_depth if name in rows else None
             if limit is None:
                 continue
-            depth = counts.get((name, TaskState.QUEUED), 0)
-            depth += counts.get((name, TaskState.SCHEDULED), 0)
-            if depth + wanted[name] > limit:
+            if depths.get(name, 0) + wanted[name] > limit:
                 raise QueueFull(name, limit)
 
     async def _configure(self, op: ConfigureQueue) -> Outcome:

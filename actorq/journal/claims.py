@@ -20,7 +20,7 @@ from typing import Protocol
 
 import attrs
 
-from actorq.model import Task, TaskState
+from actorq.model import Task
 from actorq.queues import QueueSettings, RateLimit, Tier, share
 
 Bucket = tuple[RateLimit, float]  # the limit, and the tokens in the bucket now
@@ -47,7 +47,8 @@ class ClaimTx(Protocol):
         """Settings of the served queues that limit claims, locked, with their token
         buckets (tokens, when counted; None: full)."""
 
-    async def live_counts(self, queues: Sequence[str]) -> dict[tuple[str, TaskState], int]: ...
+    async def held_counts(self, queues: Sequence[str]) -> dict[str, int]:
+        """Tasks of these queues held by a worker (claimed or running), by queue."""
 
     async def spend(self, queue: str, tokens: float, at: float) -> None: ...
 
@@ -67,7 +68,7 @@ async def allowance(tx: ClaimTx, served: Sequence[str] | None, at: float) -> All
     if not rows:
         return None
     capped = [s.name for s, _, _ in rows if s.concurrency is not None]
-    counts = await tx.live_counts(capped) if capped else {}
+    held = await tx.held_counts(capped) if capped else {}
     left: dict[str, float] = {}
     buckets: dict[str, Bucket] = {}
     for settings, tokens, tokens_at in rows:
@@ -75,8 +76,7 @@ async def allowance(tx: ClaimTx, served: Sequence[str] | None, at: float) -> All
         if settings.paused:
             room = 0
         if settings.concurrency is not None:
-            held = sum(counts.get((settings.name, s), 0) for s in _HELD)
-            room = min(room, settings.concurrency - held)
+            room = min(room, settings.concurrency - held.get(settings.name, 0))
         rate = settings.rate_limit
         if rate is not None:
             now = _refill(rate, tokens, tokens_at, at)
@@ -85,9 +85,6 @@ async def allowance(tx: ClaimTx, served: Sequence[str] | None, at: float) -> All
         left[settings.name] = max(room, 0)
     paused = frozenset(s.name for s, _, _ in rows if s.paused)
     return Allowance(left, paused, buckets)
-
-
-_HELD = (TaskState.CLAIMED, TaskState.RUNNING)
 
 
 def _refill(rate: RateLimit, tokens: float | None, tokens_at: float | None, at: float) -> float:

@@ -262,9 +262,11 @@ class _Tx:
         rows = await self._locked_queues("queue_limits", None if queues is None else list(queues))
         return [(queue_from_row(r), r[-2], r[-1]) for r in rows]
 
-    async def live_counts(self, queues: Sequence[str]) -> dict[tuple[str, TaskState], int]:
-        rows = await self._conn.fetch(_Q["live_counts"], list(queues))
-        return {(q, TaskState(st)): n for q, st, n in rows}
+    async def held_counts(self, queues: Sequence[str]) -> dict[str, int]:
+        return {q: int(n) for q, n in await self._conn.fetch(_Q["held_counts"], list(queues))}
+
+    async def depth_counts(self, queues: Sequence[str]) -> dict[str, int]:
+        return {q: int(n) for q, n in await self._conn.fetch(_Q["depth_counts"], list(queues))}
 
     async def spend(self, queue: str, tokens: float, at: float) -> None:
         await self._conn.execute(_Q["spend"], tokens, at, queue)

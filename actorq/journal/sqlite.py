@@ -175,9 +175,13 @@ class _Tx:
         rows = self._db.execute(_Q["queue_limits"], (_json_list(queues),)).fetchall()
         return [(queue_from_row(r), r[-2], r[-1]) for r in rows]
 
-    async def live_counts(self, queues: Sequence[str]) -> dict[tuple[str, TaskState], int]:
-        rows = self._db.execute(_Q["live_counts"], (json.dumps(list(queues)),)).fetchall()
-        return {(q, TaskState(st)): n for q, st, n in rows}
+    async def held_counts(self, queues: Sequence[str]) -> dict[str, int]:
+        rows = self._db.execute(_Q["held_counts"], (json.dumps(list(queues)),)).fetchall()
+        return {q: int(n) for q, n in rows}
+
+    async def depth_counts(self, queues: Sequence[str]) -> dict[str, int]:
+        rows = self._db.execute(_Q["depth_counts"], (json.dumps(list(queues)),)).fetchall()
+        return {q: int(n) for q, n in rows}
 
     async def spend(self, queue: str, tokens: float, at: float) -> None:
         self._db.execute(_Q["spend"], (tokens, at, queue))

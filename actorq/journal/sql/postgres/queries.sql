@@ -189,10 +189,19 @@ SELECT {queue_columns} FROM queues ORDER BY name
 -- name: depth_limits
 SELECT name, max_depth FROM queues WHERE max_depth IS NOT NULL
 
--- name: live_counts
-SELECT queue, state, count(*) FROM tasks
-WHERE state IN ('scheduled', 'queued', 'claimed', 'running') AND queue = ANY($1::text[])
-GROUP BY queue, state
+-- name: held_counts
+-- Tasks of these queues a worker holds, claimed or running: those with a lease (tasks_held).
+SELECT queue, count(*) FROM tasks
+WHERE lease_expires_at IS NOT NULL AND queue = ANY($1::text[]) GROUP BY queue
+
+-- name: depth_counts
+-- Queued and scheduled tasks of these queues, from the two partial indexes that hold exactly
+-- those (tasks_ready, tasks_due): no index more for every task to keep up.
+SELECT queue, count(*) FROM (
+    SELECT queue FROM tasks WHERE state = 'queued' AND queue = ANY($1::text[])
+    UNION ALL
+    SELECT queue FROM tasks WHERE state = 'scheduled' AND queue = ANY($1::text[])
+) AS live GROUP BY queue
 
 -- name: save_queue
 -- $12: whether the rate limit changed, which fills its bucket again.

@@ -14,7 +14,3 @@ CREATE TABLE queues (
     tokens      REAL,     -- NULL: a full bucket
     tokens_at   REAL
 );
--- Counts of one queue's live tasks by state: its depth (admission), the tasks it holds
--- (concurrency limit) and its operator's view, without a walk over finished rows.
-CREATE INDEX tasks_queue_live ON tasks (queue, state)
-    WHERE state IN ('scheduled', 'queued', 'claimed', 'running');

@@ -119,11 +119,22 @@ SELECT {queue_columns} FROM queues ORDER BY name
 -- name: depth_limits
 SELECT name, max_depth FROM queues WHERE max_depth IS NOT NULL
 
--- name: live_counts
--- Live tasks of these queues (JSON array) by state, from tasks_queue_live.
-SELECT queue, state, count(*) FROM tasks INDEXED BY tasks_queue_live
-WHERE state IN ('scheduled', 'queued', 'claimed', 'running')
-AND queue IN (SELECT value FROM json_each(?)) GROUP BY queue, state
+-- name: held_counts
+-- Tasks of these queues (JSON array) a worker holds, claimed or running: those with a lease.
+SELECT queue, count(*) FROM tasks INDEXED BY tasks_held
+WHERE lease_expires_at IS NOT NULL AND queue IN (SELECT value FROM json_each(?1))
+GROUP BY queue
+
+-- name: depth_counts
+-- Queued and scheduled tasks of these queues (JSON array), from the two partial indexes that
+-- hold exactly those: no index more for every task to keep up.
+SELECT queue, count(*) FROM (
+    SELECT queue FROM tasks INDEXED BY tasks_ready
+    WHERE state = 'queued' AND queue IN (SELECT value FROM json_each(?1))
+    UNION ALL
+    SELECT queue FROM tasks INDEXED BY tasks_due
+    WHERE state = 'scheduled' AND queue IN (SELECT value FROM json_each(?1))
+) GROUP BY queue
 
 -- name: save_queue
 -- ?12: whether the rate limit changed, which fills its bucket again.
