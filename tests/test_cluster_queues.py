@@ -113,9 +113,10 @@ async def test_a_rate_limit_holds_for_the_cluster(
     for i, at in enumerate(claims):  # the full bucket (10), then its refill (10/s)
         for j in range(i + 1):  # in every window, at most a bucket and its refill
             assert i - j + 1 <= limit + (at - claims[j]) * rate + 1e-6
-    claimed_rate = (len(claims) - limit) / (claims[-1] - claims[limit - 1])
+    # beyond the first bucket, over the whole run (the bound above with the first claim)
+    claimed_rate = (len(claims) - limit) / (claims[-1] - claims[0])
     starts = sorted(s for s, _, _ in await runs(db, "metered"))
-    started_rate = (len(starts) - limit) / (starts[-1] - starts[limit - 1])
+    started_rate = (len(starts) - limit) / (starts[-1] - starts[0])
     nodes = len({w.split("/")[0] for _, _, w in await runs(db, "metered")})
     print(f"\nrate limit {limit}/{period:g}s on {nodes} nodes: after the first bucket "
           f"{claimed_rate:.2f} claims/s, {started_rate:.2f} starts/s")  # fmt: skip

@@ -71,9 +71,18 @@ function queueButton(text, testid, action) {
 
 function queueRow(queue) {
   const depth = queue.tasks.queued + queue.tasks.scheduled;
+  // The saved limits, as the inputs show them: what an edit goes back to.
+  const saved = Object.fromEntries(
+    LIMIT_FIELDS.map((field) => [`data-saved-${field}`, limitText(queue, field)]),
+  );
   const row = el(
     "tr",
-    { "data-queue": queue.name, "data-testid": "queue-row", "data-paused": String(queue.paused) },
+    {
+      "data-queue": queue.name,
+      "data-testid": "queue-row",
+      "data-paused": String(queue.paused),
+      ...saved,
+    },
     el("td", {}, queue.name),
     el("td", { "data-testid": "queue-state" }, queue.paused ? "paused" : "active"),
     el("td", { class: "num", "data-testid": "queue-depth" }, depth),
