@@ -56,7 +56,7 @@ def _name_arg(*, optional: bool = False) -> Any:
 
 def _limit_args(p: argparse.ArgumentParser) -> None:
     for flag, metavar, text in (
-        ("concurrency", "N", "tasks running at once across the cluster, or none"),
+        ("concurrency", "N", "tasks held (claimed or running) at once across the cluster, or none"),
         ("rate-limit", "N/SECONDS", "tasks started per SECONDS across the cluster (e.g. 10/1), "
          "or none"),
         ("max-depth", "N", "queued + scheduled tasks it accepts (more: 503 queue_full), or none"),
