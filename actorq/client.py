@@ -252,6 +252,34 @@ class Client:
                     return await self.get(task_id)
         return None
 
+    # -- queues ----------------------------------------------------------------------------
+
+    async def queues(self) -> builtins.list[dict[str, Any]]:
+        """Every queue (named by a task or configured): settings, tasks by state, the age of
+        its oldest queued task, finished tasks per second."""
+        data = await self._call("GET", _QUEUES)
+        return [dict(q) for q in data["queues"]]
+
+    async def queue(self, name: str) -> dict[str, Any]:
+        return dict(await self._call("GET", _queue(name)))
+
+    async def configure_queue(self, /, name: str, **settings: Any) -> dict[str, Any]:
+        """Change any of ``paused``, ``concurrency``, ``rate_limit`` (``{"limit", "period"}``),
+        ``max_depth``, ``retention``; None clears one. Answers the queue."""
+        return dict(await self._call("PATCH", _queue(name), body=settings))
+
+    async def pause_queue(self, name: str) -> dict[str, Any]:
+        return dict(await self._call("POST", _queue(name) + "/pause"))
+
+    async def resume_queue(self, name: str) -> dict[str, Any]:
+        return dict(await self._call("POST", _queue(name) + "/resume"))
+
+    async def purge_queue(self, name: str, states: Sequence[str] | None = None) -> int:
+        """Cancel the queue's tasks in ``states`` (default: queued and scheduled)."""
+        body = None if states is None else {"states": builtins.list(states)}
+        data = await self._call("POST", _queue(name) + "/purge", body=body)
+        return int(data["purged"])
+
     # -- the node --------------------------------------------------------------------------
 
     async def types(self) -> builtins.list[TaskTypeInfo]:
@@ -324,6 +352,13 @@ class Client:
             yield resp
         finally:
             resp.close()  # an unfinished stream: its connection cannot be used again
+
+
+_QUEUES = "/api/v1/queues"
+
+
+def _queue(name: str) -> str:
+    return f"{_QUEUES}/{urllib.parse.quote(name, safe='')}"
 
 
 def _task(task_id: str) -> str:
@@ -399,6 +434,12 @@ class SyncClient:
     health = _blocking(Client.health)
     ready = _blocking(Client.ready)
     events = _iterating(Client.events)
+    queues = _blocking(Client.queues)
+    queue = _blocking(Client.queue)
+    configure_queue = _blocking(Client.configure_queue)
+    pause_queue = _blocking(Client.pause_queue)
+    resume_queue = _blocking(Client.resume_queue)
+    purge_queue = _blocking(Client.purge_queue)
 
     def close(self) -> None:
         with self._lock:

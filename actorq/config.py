@@ -16,6 +16,7 @@ from typing import Any
 import attrs
 
 from actorq.errors import InvalidInput
+from actorq.queues import Tier, parse_queues, served
 
 
 def _default_node() -> str:
@@ -30,6 +31,11 @@ def _positive(_inst: object, attribute: attrs.Attribute[Any], value: float) -> N
 def _not_negative(_inst: object, attribute: attrs.Attribute[Any], value: float) -> None:
     if value < 0:
         raise InvalidInput(f"{attribute.name} must not be negative, got {value}")
+
+
+def _queue_spec(_inst: object, _attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None:
+        parse_queues(",".join(value))
 
 
 @attrs.frozen
@@ -52,10 +58,21 @@ class Config:
     poll_seconds: float = attrs.field(default=1.0, validator=_positive)
     max_body_bytes: int = attrs.field(default=1024 * 1024, validator=_positive)
     max_batch: int = attrs.field(default=1000, validator=_positive)
-    queues: tuple[str, ...] | None = None
+    # The queues this node serves, in the order and with the weights of ``--queues``
+    # (entries ``NAME`` or ``NAME:WEIGHT``, see actorq.queues.parse_queues); None: all.
+    queues: tuple[str, ...] | None = attrs.field(default=None, validator=_queue_spec)
     app: str | None = None
     node: str = attrs.field(factory=_default_node)
     log_level: str = "INFO"
+
+    @property
+    def queue_tiers(self) -> tuple[Tier, ...] | None:
+        return None if self.queues is None else parse_queues(",".join(self.queues))
+
+    @property
+    def served_queues(self) -> tuple[str, ...] | None:
+        """The names of the queues served, without their weights."""
+        return served(self.queue_tiers)
 
     @property
     def heartbeat_interval(self) -> float:

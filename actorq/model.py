@@ -58,6 +58,9 @@ class EventKind(enum.StrEnum):
     CANCELLED = "cancelled"
     DEAD_LETTERED = "dead_lettered"
     RETRIED = "retried"  # manual retry of a dead or cancelled task
+    # Control events (subject ``queue:NAME``, see below): an operator changed the settings
+    # named in the event's data (actorq.queues).
+    QUEUE_CONFIGURED = "queue_configured"
 
 
 # Control events: journal rows whose subject is not a task but a queue's settings or a

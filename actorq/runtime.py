@@ -31,9 +31,11 @@ from actorq.actors.health import Health, HealthReport
 from actorq.actors.journal_writer import JournalWriter, Subscriber, write
 from actorq.actors.lock_reaper import LockReaper
 from actorq.actors.presence import ClusterTypes, Presence, WaitingForHandler
+from actorq.actors.queue_watch import QueuesChanged
 from actorq.actors.retry_timer import RetryTimer
 from actorq.actors.stats import (
     Follow,
+    QueueFigures,
     Snapshot,
     StatsAggregator,
     Subscribe,
@@ -42,9 +44,9 @@ from actorq.actors.stats import (
 )
 from actorq.actors.worker import WorkerDeps, worker_supervisor
 from actorq.config import Config
-from actorq.errors import InvalidTransition, Overloaded
+from actorq.errors import InvalidTransition, Overloaded, QueueNotFound
 from actorq.journal import journal_from_url, redact_url
-from actorq.journal.base import Append, Journal, Notice, Submit
+from actorq.journal.base import Append, ConfigureQueue, Journal, Notice, PurgeQueue, Submit
 from actorq.model import (
     HELD_STATES,
     Event,
@@ -56,6 +58,7 @@ from actorq.model import (
     TaskState,
 )
 from actorq.nodes import Catalog, Cluster, Layered, Node, ServedType
+from actorq.queues import describe
 from actorq.tasks import Registry
 
 log = logging.getLogger("actorq.runtime")
@@ -115,12 +118,15 @@ class Runtime:
             )
             return self._stats_actor
 
+        tiers = c.queue_tiers
+        ordered = tiers is not None and (len(tiers) > 1 or len(tiers[0].queues) > 1)
         settings = DispatcherSettings(
             node=c.node,
             lease_seconds=c.lease_seconds,
             heartbeat_seconds=c.heartbeat_interval,
             poll_seconds=c.poll_seconds,
-            queues=c.queues,
+            queues=c.served_queues,
+            tiers=tiers if ordered else None,
             types=tuple(self.registry.names()),
             prefetch=c.prefetch,
             write_timeout=self._write_timeout,
@@ -142,10 +148,10 @@ class Runtime:
                 dispatcher=root_ref(DISPATCHER),
                 clock=self.clock,
                 rng=self._rng,
-                peek=lambda: self.journal.peek_ready(c.queues, settings.types),
+                peek=lambda: self.journal.peek_ready(settings.queues, settings.types),
                 lease_seconds=c.lease_seconds,
                 write_timeout=self._write_timeout,
-                queues=c.queues,
+                queues=settings.queues,
                 types=settings.types,
             )
 
@@ -155,7 +161,12 @@ class Runtime:
         # they held); the statistics, timer and reaper restart cheaply.
         specs = [
             ChildSpec(WRITER, lambda: JournalWriter(self.journal, subscribers(), c.max_batch)),
-            ChildSpec(DISPATCHER, lambda: Dispatcher(settings, root_ref(WRITER), self.clock)),
+            ChildSpec(
+                DISPATCHER,
+                lambda: Dispatcher(
+                    settings, root_ref(WRITER), self.clock, self.journal.queue_settings
+                ),
+            ),
             ChildSpec(
                 WORKERS,
                 lambda: worker_supervisor(deps(), c.concurrency),
@@ -195,7 +206,7 @@ class Runtime:
         types = {n: ServedType.of(n, self.registry.get(n)) for n in self.registry.names()}
         now = self.clock()
         return Node(self.config.node, socket.gethostname(), os.getpid(), self._born, now, types,
-                    self.config.queues)  # fmt: skip
+                    self.config.served_queues)  # fmt: skip
 
     def _ref(self, name: str) -> Any:
         return self._root.child(name)
@@ -281,6 +292,8 @@ class Runtime:
             self._ref(DISPATCHER).tell_nowait(WorkAvailable())
         elif notice.kind == "cancel" and notice.task_id:
             self._ref(DISPATCHER).tell_nowait(CancelRunning(notice.task_id))
+        elif notice.kind == "queue":
+            self._ref(DISPATCHER).tell_nowait(QueuesChanged())
 
     # -- operations ----------------------------------------------------------------------
 
@@ -316,6 +329,39 @@ class Runtime:
     async def get(self, task_id: str) -> Task:
         return await self.journal.get(task_id)
 
+    # -- queues --------------------------------------------------------------------------
+
+    async def queues(self) -> list[dict[str, Any]]:
+        """Every queue a task names or an operator configured, with its settings and counts."""
+        return await describe(self.journal, self.clock())
+
+    async def queue(self, name: str) -> dict[str, Any]:
+        found = await describe(self.journal, self.clock(), name)
+        if not found:
+            raise QueueNotFound(name)
+        return found[0]
+
+    async def configure_queue(self, name: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """Change queue ``name``'s settings (as ``queues.parse_patch`` checked them); every
+        node hears of it at once (this one through its writer, others by notice)."""
+        await self._write(ConfigureQueue(name, changes, self.clock(), self.config.node))
+        return await self.queue(name)
+
+    async def purge_queue(self, name: str, states: Sequence[TaskState]) -> int:
+        """Cancel every task of ``name`` in ``states``; the number cancelled."""
+        reason = f"queue {name!r} purged"
+        total = 0
+        while True:
+            op = PurgeQueue(name, states, self.clock(), self.config.node, reason)
+            cancelled: list[Task] = await self._write(op)
+            total += len(cancelled)
+            for task in cancelled:
+                if task.worker is not None:  # it was held or running: tell its worker
+                    with contextlib.suppress(ActorError):
+                        await self._ref(DISPATCHER).tell(CancelRunning(task.id))
+            if len(cancelled) < op.limit:
+                return total
+
     async def list_tasks(self, query: TaskFilter, limit: int, cursor: str | None) -> Page:
         return await self.journal.list_tasks(query, limit, cursor)
 
@@ -346,6 +392,7 @@ class Runtime:
         """This node's metrics in Prometheus' text format."""
         # On a shared journal the task gauge follows the journal once someone asks.
         await self._ref(STATS).ask(Follow(), timeout=5.0)
+        await self._ref(STATS).ask(QueueFigures(tuple(await self.queues())), timeout=5.0)
         if self._stats_actor is None:
             return b""
         return bytes(generate_latest(self._stats_actor.metrics.registry))

@@ -33,6 +33,8 @@ from actorq.errors import (
     InvalidJson,
     InvalidTransition,
     Overloaded,
+    QueueFull,
+    QueueNotFound,
     StorageError,
     TaskNotFound,
     Unavailable,
@@ -318,6 +320,16 @@ def error_from_json(
     return batch
 
 
+def _queue_error(code: str, error: dict[str, Any]) -> ActorqError:
+    queue = str(error.get("queue", ""))
+    if code == "queue_not_found":
+        return QueueNotFound(queue)
+    depth, wait = error.get("max_depth"), error.get("retry_after")
+    return QueueFull(
+        queue, depth if isinstance(depth, int) else 0, wait if isinstance(wait, int) else 1
+    )
+
+
 def _typed(
     status: int, code: str, error: dict[str, Any], item: Mapping[str, Any], task_id: str | None
 ) -> ActorqError:
@@ -342,6 +354,8 @@ def _typed(
             return StorageError()
         case "unavailable" | "not_ready":
             return Unavailable()
+        case "queue_not_found" | "queue_full":
+            return _queue_error(code, error)
     if status == 503:  # a code this client does not know yet, saying "try again later"
         return Unavailable()
     exc = ActorqError()

@@ -240,3 +240,60 @@ async def test_stats_reads_the_database_or_a_running_server(
         server.stop()
     assert remote["tasks"] == local["tasks"]
     assert "finished_per_second_60s" in remote  # what only a node knows
+
+
+async def test_queues_commands_work_on_the_database_and_through_a_server(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from procs import Server
+
+    url = f"sqlite:///{tmp_path}/cli.db"
+    await workload(url)
+
+    async def acli(*argv: str) -> Any:
+        code = await asyncio.to_thread(main, list(argv))
+        out = capsys.readouterr()
+        assert code == 0, out.err
+        return json.loads(out.out)
+
+    db = ("--database-url", url)
+    assert [q["name"] for q in await acli("queues", "list", *db)] == ["default"]
+    shown = await acli("queues", "set", "mail", "--concurrency", "2", "--rate-limit", "10/2",
+                "--max-depth", "50", "--retention", "60", *db)  # fmt: skip
+    assert shown["rate_limit"] == {"limit": 10, "period": 2.0}
+    assert (shown["concurrency"], shown["max_depth"], shown["retention"]) == (2, 50, 60.0)
+    assert (await acli("queues", "pause", "mail", *db))["paused"] is True
+    cleared = await acli(
+        "queues", "set", "mail", "--concurrency", "none", "--rate-limit", "none", *db
+    )
+    assert (cleared["concurrency"], cleared["rate_limit"]) == (None, None)
+    assert await acli("queues", "purge", "default", "--states", "scheduled", *db) == {"purged": 1}
+    # every change is the journal's, with who made it
+    assert await asyncio.to_thread(main, ["journal", "verify", *db]) == 0
+    capsys.readouterr()
+
+    bad_commands = (
+        ["set", "mail"],
+        ["set", "mail", "--concurrency", "0"],
+        ["set", "mail", "--rate-limit", "10"],
+        ["purge", "mail", "--states", "done"],
+    )
+    for bad in bad_commands:
+        assert await asyncio.to_thread(main, ["queues", *bad, *db]) == 2
+        assert "actorq:" in capsys.readouterr().err
+    assert await asyncio.to_thread(main, ["queues", "list", "nowhere", *db]) == 1
+
+    server = Server(tmp_path / "cli.db", tmp_path)
+    try:
+        await server.ready()
+        remote = ("--url", server.url)
+        mail = await acli("queues", "list", "mail", *remote)
+        assert mail["paused"] is True
+        assert (await acli("queues", "resume", "mail", *remote))["paused"] is False
+        assert (await acli("queues", "set", "mail", "--max-depth", "none", *remote))[
+            "max_depth"
+        ] is None
+        assert await acli("queues", "purge", "mail", *remote) == {"purged": 0}
+        assert {q["name"] for q in await acli("queues", "list", *remote)} == {"default", "mail"}
+    finally:
+        server.stop()

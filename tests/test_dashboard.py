@@ -323,3 +323,64 @@ async def test_tasks_of_a_type_no_live_node_serves_show_as_waiting_for_a_handler
         ["retired_type", "2"]
     )
     assert dashboard.errors == []
+
+
+@pytest.mark.browser
+async def test_queue_controls_pause_resume_edit_limits_and_purge(
+    node: Runtime, dashboard: Dashboard
+) -> None:
+    page = dashboard.page
+    await node.configure_queue("mail", {"paused": True})
+    await node.submit([NewTask("echo", queue="mail") for _ in range(3)])
+    row = page.locator('[data-testid="queue-row"][data-queue="mail"]')
+    await expect(row.get_by_test_id("queue-depth")).to_have_text("3")
+    await expect(row.get_by_test_id("queue-state")).to_have_text("paused")
+
+    await row.get_by_test_id("queue-resume").click()
+    await expect(row.get_by_test_id("queue-state")).to_have_text("active")
+    settings = {q.name: q for q in await node.journal.queue_settings()}
+    assert settings["mail"].paused is False
+    await expect(row.get_by_test_id("queue-depth")).to_have_text("0")  # they ran
+
+    await row.get_by_test_id("queue-pause").click()
+    await expect(row).to_have_attribute("data-paused", "true")
+    assert {q.name: q for q in await node.journal.queue_settings()}["mail"].paused
+
+    # limits edited in place: set, then cleared
+    await row.get_by_test_id("queue-concurrency").fill("3")
+    await row.get_by_test_id("queue-rate_limit").fill("5/2")
+    await row.get_by_test_id("queue-max_depth").fill("40")
+    await row.get_by_test_id("queue-save").click()
+    await expect(row).to_have_attribute("data-saved-rate_limit", "5/2")
+    mail = await node.queue("mail")
+    assert (mail["concurrency"], mail["rate_limit"], mail["max_depth"]) == (
+        3,
+        {"limit": 5, "period": 2.0},
+        40,
+    )
+    await row.get_by_test_id("queue-concurrency").fill("")
+    await row.get_by_test_id("queue-save").click()
+    await expect(row).to_have_attribute("data-saved-concurrency", "")
+    assert (await node.queue("mail"))["concurrency"] is None
+
+    # a refused value is shown, and changes nothing
+    await row.get_by_test_id("queue-concurrency").fill("0")
+    await row.get_by_test_id("queue-save").click()
+    message = page.get_by_test_id("queues-message")
+    await expect(message).to_contain_text("concurrency must be")
+    assert (await node.queue("mail"))["concurrency"] is None
+    await row.get_by_test_id("queue-concurrency").fill("")  # the edit stays until corrected
+    await row.get_by_test_id("queue-save").click()
+    await expect(message).to_be_hidden()
+    await expect(row).to_have_attribute("data-saved-max_depth", "40")
+
+    # purge: the queued and scheduled tasks end cancelled
+    tasks = await node.submit([NewTask("echo", queue="mail") for _ in range(4)])
+    await expect(row.get_by_test_id("queue-depth")).to_have_text("4")
+    page.once("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+    await row.get_by_test_id("queue-purge").click()
+    await expect(message).to_have_text("queue mail: 4 tasks purged")
+    await expect(row.get_by_test_id("queue-depth")).to_have_text("0")
+    assert {(await node.get(t.id)).state for t in tasks} == {TaskState.CANCELLED}
+    # the one error is the browser's note of the refused save's 400, which the page showed
+    assert [e for e in dashboard.errors if "400 (Bad Request)" not in e] == []

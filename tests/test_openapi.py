@@ -323,3 +323,29 @@ async def test_live_feed_items_match_the_documented_schema(client: TestClient) -
     resp.close()
     assert kinds == ["submitted", "claimed", "succeeded"]
     validator_at("components", "schemas", "Lagged").validate({"kind": "lagged"})
+
+
+async def test_queue_answers_match_the_document(node: Runtime, client: TestClient) -> None:
+    queues, one = "/api/v1/queues", "/api/v1/queues/{name}"
+    await check(await client.post(TASKS, json={"type": "echo", "queue": "mail"}), TASKS, 201)
+    listed = await check(await client.get(queues), queues, 200)
+    assert [q["name"] for q in listed["queues"]] == ["mail"]
+    settings = {"concurrency": 2, "rate_limit": {"limit": 5, "period": 1.5}, "max_depth": 1,
+                "retention": 60}  # fmt: skip
+    validator_at("components", "schemas", "QueueSettings").validate(settings)
+    await check(await client.patch(f"{queues}/mail", json=settings), one, 200)
+    await check(await client.get(f"{queues}/mail"), one, 200)
+    await check(await client.post(f"{queues}/mail/pause"), f"{one}/pause", 200)
+    await check(await client.post(f"{queues}/mail/resume"), f"{one}/resume", 200)
+    await check(await client.post(f"{queues}/mail/purge", json={"states": ["queued"]}),
+                f"{one}/purge", 200)  # fmt: skip
+    await check(await client.get(f"{queues}/nowhere"), one, 404, "queue_not_found")
+    await check(await client.patch(f"{queues}/mail", json={"concurrency": 0}), one, 400,
+                "invalid_input")  # fmt: skip
+    await check(await client.post(f"{queues}/mail/purge", data=b"null"), f"{one}/purge", 400,
+                "invalid_input")  # fmt: skip
+    await client.post(f"{queues}/mail/pause")
+    await check(await client.post(TASKS, json={"type": "echo", "queue": "mail"}), TASKS, 201)
+    full = await client.post(TASKS, json={"type": "echo", "queue": "mail"})
+    body = await check(full, TASKS, 503, "queue_full")
+    assert (body["error"]["max_depth"], full.headers["Retry-After"]) == (1, "1")

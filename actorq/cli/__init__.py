@@ -21,7 +21,7 @@ from typing import Any
 
 from actorq import audit
 from actorq.builtin import builtin_registry
-from actorq.cli import stats
+from actorq.cli import queues, stats
 from actorq.cli.base import (
     CONFIG_HELP,
     DESCRIPTION,
@@ -50,7 +50,7 @@ log = logging.getLogger("actorq.cli")
 
 # The operator's command groups: each module's ``register(sub)`` adds its subcommands and
 # sets ``run(args, config) -> exit code`` as their default.
-GROUPS = (stats,)
+GROUPS = (stats, queues)
 
 
 def _app_args(p: argparse.ArgumentParser) -> None:
@@ -61,7 +61,14 @@ def _node_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--concurrency", type=int, help="workers in this node (default 10)")
     p.add_argument("--lease-seconds", type=float, help="lease of a running task (default 30)")
     p.add_argument("--shutdown-grace", type=float, help="seconds running tasks get on stop")
-    p.add_argument("--queues", help="comma-separated queues to work on (default: all)")
+    p.add_argument(
+        "--queues",
+        metavar="SPEC",
+        help="the queues to work on, in order (ACTORQ_QUEUES; default: all, by priority): "
+        "comma-separated NAME or NAME:WEIGHT. A NAME alone is served before every queue after "
+        "it; consecutive NAME:WEIGHT entries share each claim in proportion to their weights "
+        "(1-1000). e.g. critical,default:3,low:1: critical first, then default and low 3 to 1",
+    )
     p.add_argument("--node", help="node name (default: host-pid-random)")
 
 
@@ -199,9 +206,10 @@ def _cmd_journal(args: argparse.Namespace, config: Config) -> int:
                     print(json.dumps(task_json(found) if found else None, indent=2))
                     return OK if found else FAILED
                 states = audit.summarize(tasks.values())
-                print(
-                    json.dumps({"until": args.until, "events": count, "states": states}, indent=2)
-                )
+                settings = await audit.replay_queues(journal, until)
+                shown = [q.as_json() for q in settings.values()]
+                summary = {"until": args.until, "events": count, "states": states}
+                print(json.dumps({**summary, "queues": shown}, indent=2))
                 return OK
             case "export":
                 if args.output == "-":

@@ -25,12 +25,15 @@ from actorq.errors import (
     InvalidInput,
     InvalidTransition,
     Overloaded,
+    QueueFull,
+    QueueNotFound,
     StorageError,
     TaskNotFound,
     Unavailable,
     UnknownTaskType,
 )
 from actorq.http.keys import RUNTIME, SHUTDOWN
+from actorq.http.queues import routes as queue_routes
 from actorq.http.system import routes as system_routes
 from actorq.http.tasks import routes as task_routes
 from actorq.runtime import Runtime
@@ -40,6 +43,8 @@ log = logging.getLogger("actorq.http")
 _STATUS: dict[type[ActorqError], int] = {
     InvalidInput: 400,
     TaskNotFound: 404,
+    QueueNotFound: 404,
+    QueueFull: 503,
     InvalidTransition: 409,
     DuplicateTask: 409,
     UnknownTaskType: 422,
@@ -67,7 +72,10 @@ def _domain_error(request: web.Request, exc: ActorqError) -> web.Response:
         message = _STORAGE_MESSAGE
         if isinstance(exc, BatchItemError):
             message = f"task [{exc.index}]: {message}"
-    return error_response(status, exc.code, message, **exc.details())
+    resp = error_response(status, exc.code, message, **exc.details())
+    if isinstance(kind, QueueFull):  # when a client may try again
+        resp.headers["Retry-After"] = str(kind.retry_after)
+    return resp
 
 
 def _http_error(exc: web.HTTPException) -> web.Response:
@@ -117,4 +125,5 @@ def make_app(runtime: Runtime) -> web.Application:
     aiojobs.aiohttp.setup(app)
     app.add_routes(task_routes)
     app.add_routes(system_routes)
+    app.add_routes(queue_routes)
     return app

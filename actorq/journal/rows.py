@@ -14,6 +14,7 @@ from typing import Any
 from actorq.errors import InvalidInput
 from actorq.model import Event, EventKind, Task, TaskState
 from actorq.nodes import Node, ServedType
+from actorq.queues import QueueSettings, RateLimit
 
 TASK_COLUMNS = (
     "id", "type", "queue", "payload", "priority", "state", "attempt", "max_attempts",
@@ -21,6 +22,10 @@ TASK_COLUMNS = (
     "result", "error", "started_at", "finished_at", "worker", "lease_expires_at",
 )  # fmt: skip
 EVENT_COLUMNS = ("seq", "at", "task_id", "kind", "node", "worker", "data")
+QUEUE_COLUMNS = (
+    "name", "paused", "concurrency", "rate_limit", "rate_period", "max_depth", "retention",
+    "updated_at", "seq",
+)  # fmt: skip
 
 
 # One encoder, built once: json.dumps with options builds a new encoder on every call.
@@ -187,3 +192,20 @@ def node_from_row(r: Sequence[Any]) -> Node:
     }
     queues = None if r[6] is None else tuple(_loads(r[6]))
     return Node(r[0], r[1], int(r[2]), float(r[3]), float(r[4]), types, queues)
+
+
+def queue_to_row(q: QueueSettings) -> tuple[Any, ...]:
+    rate = q.rate_limit
+    return (
+        q.name, q.paused, q.concurrency, None if rate is None else rate.limit,
+        None if rate is None else rate.period, q.max_depth, q.retention, q.updated_at, q.seq,
+    )  # fmt: skip
+
+
+def queue_from_row(r: Sequence[Any]) -> QueueSettings:
+    """Settings from a row in QUEUE_COLUMNS order."""
+    rate = None if r[3] is None else RateLimit(int(r[3]), float(r[4]))
+    return QueueSettings(
+        r[0], bool(r[1]), r[2], rate, r[5], None if r[6] is None else float(r[6]),
+        float(r[7]), int(r[8]),
+    )  # fmt: skip

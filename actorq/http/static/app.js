@@ -13,7 +13,7 @@ const RETRYABLE_STATES = new Set(["dead", "cancelled"]);
 // kinds it listens for. Keep in step with actorq.model.EventKind (a test checks).
 const EVENT_KINDS = [
   "submitted", "enqueued", "claimed", "started", "succeeded", "failed", "timed_out",
-  "lease_expired", "released", "cancelled", "dead_lettered", "retried",
+  "lease_expired", "released", "cancelled", "dead_lettered", "retried", "queue_configured",
 ];
 const FEED_SIZE = 100;
 const PAGE_SIZE = 25;
