@@ -46,7 +46,15 @@ from actorq.actors.worker import WorkerDeps, worker_supervisor
 from actorq.config import Config
 from actorq.errors import InvalidTransition, Overloaded, QueueNotFound
 from actorq.journal import journal_from_url, redact_url
-from actorq.journal.base import Append, ConfigureQueue, Journal, Notice, PurgeQueue, Submit
+from actorq.journal.base import (
+    Append,
+    ConfigureQueue,
+    Journal,
+    Notice,
+    PurgeQueue,
+    SharedJournal,
+    Submit,
+)
 from actorq.model import (
     HELD_STATES,
     Event,
@@ -289,6 +297,9 @@ class Runtime:
 
     def _on_notice(self, notice: Notice) -> None:
         if notice.kind == "ready":
+            if not isinstance(self.journal, SharedJournal):
+                # SQLite: another process committed something, maybe a queue's settings
+                self._ref(DISPATCHER).tell_nowait(QueuesChanged())
             self._ref(DISPATCHER).tell_nowait(WorkAvailable())
         elif notice.kind == "cancel" and notice.task_id:
             self._ref(DISPATCHER).tell_nowait(CancelRunning(notice.task_id))
