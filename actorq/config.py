@@ -16,6 +16,7 @@ from typing import Any
 import attrs
 
 from actorq.errors import InvalidInput
+from actorq.retry import DEFAULT, PolicyError, RetryPolicy, parse_spec
 
 
 def _default_node() -> str:
@@ -30,6 +31,14 @@ def _positive(_inst: object, attribute: attrs.Attribute[Any], value: float) -> N
 def _not_negative(_inst: object, attribute: attrs.Attribute[Any], value: float) -> None:
     if value < 0:
         raise InvalidInput(f"{attribute.name} must not be negative, got {value}")
+
+
+def _retry_spec(_inst: object, _attribute: attrs.Attribute[Any], value: str | None) -> None:
+    if value is not None:
+        try:
+            parse_spec(value)
+        except PolicyError as exc:
+            raise InvalidInput(f"retry {value!r}: {exc}") from None
 
 
 @attrs.frozen
@@ -56,6 +65,13 @@ class Config:
     app: str | None = None
     node: str = attrs.field(factory=_default_node)
     log_level: str = "INFO"
+    # The node's default retry policy, for tasks whose submission, queue and type set none:
+    # ``exponential,base=1,cap=300`` or its JSON form (see actorq.retry). None: the built-in.
+    retry: str | None = attrs.field(default=None, validator=_retry_spec)
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        return DEFAULT if self.retry is None else parse_spec(self.retry)
 
     @property
     def heartbeat_interval(self) -> float:

@@ -8,7 +8,7 @@ from typing import Any
 
 from actorq.builtin import builtin_registry
 from actorq.config import Config
-from actorq.lifecycle import Backoff, RetryPolicy
+from actorq.retry import Backoff, RetryPolicy
 from actorq.tasks import Registry, TaskContext, TaskType
 
 FAST_RETRY = RetryPolicy(Backoff.FIXED, base=0.01, jitter=0.0)
