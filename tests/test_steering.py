@@ -49,7 +49,7 @@ def steering(payload: dict[str, Any], ctx: TaskContext, runs: Runs) -> Any:
         case "fail":
             raise RuntimeError(f"planned failure at attempt {ctx.attempt}")
         case "snooze":
-            raise actorq.Snooze(SNOOZE, "not yet")
+            raise actorq.Snooze(payload.get("seconds", SNOOZE), "not yet")
         case "permanent":
             raise actorq.Permanent("the payload can never work")
         case "cancel":
@@ -179,10 +179,11 @@ async def test_snooze_runs_the_task_again_later_without_spending_an_attempt(
 
 
 @KINDS
+@pytest.mark.parametrize("seconds", [0, SNOOZE])  # 0: queued again at once
 async def test_more_snoozes_than_attempts_never_dead_letter_the_task(
-    steer_node: Runtime, kind: str
+    steer_node: Runtime, kind: str, seconds: float
 ) -> None:
-    task = await run_to_end(steer_node, kind, ["snooze"] * 7 + ["done"])  # 5 attempts
+    task = await run_to_end(steer_node, kind, ["snooze"] * 7 + ["done"], seconds=seconds)
     assert task.state is TaskState.SUCCEEDED
     assert task.result == {"attempt": 1}
     history = await steer_node.history(task.id)
