@@ -44,7 +44,9 @@ class App:
         priority: int = 0,
         retry: RetryPolicy | None = None,
     ) -> Callable[[Handler], Handler]:
-        """Register the decorated function as the handler of task type ``name``."""
+        """Register the decorated function as the handler of task type ``name``. ``retry``:
+        the type's retry policy, for submissions that give none and whose queue has none;
+        None leaves it to the node's default (``actorq.retry``)."""
         return task_decorator(
             self.registry,
             name,

@@ -64,29 +64,6 @@ def decide_failure(
     return Event(kind, task.id, at, node, {"error": error, "retry_at": retry_at}, task.worker)
 
 
-def decide_permanent(task: Task, *, error: str, at: float, node: str) -> Event:
-    """The event for a run whose handler raised ``Permanent``: dead now, attempts left or
-    not."""
-    return _dead_letter(task, at, node, error, "permanent")
-
-
-def decide_snooze(
-    task: Task, *, seconds: float, at: float, node: str, reason: str | None = None
-) -> Event:
-    """The event for a run whose handler raised ``Snooze``: due again ``seconds`` from now,
-    this attempt given back (see ``_changes``)."""
-    data: dict[str, Any] = {"run_at": at + seconds, "seconds": seconds}
-    if reason:
-        data["reason"] = reason
-    return Event(_K.SNOOZED, task.id, at, node, data, task.worker)
-
-
-def decide_cancel(task: Task, *, reason: str, at: float, node: str) -> Event:
-    """The event for a run whose handler raised ``Cancel``: cancelled, the reason and who
-    decided it in the event."""
-    return Event(_K.CANCELLED, task.id, at, node, {"reason": reason, "by": "handler"}, task.worker)
-
-
 def decide_lease_expiry(task: Task, *, at: float, node: str) -> Event:
     """A held task whose lease ran out: back to the queue; a running one spent its attempt
     (its handler started), so it is dead-lettered when it was the last."""

@@ -12,6 +12,7 @@ from actorq import lifecycle
 from actorq.errors import InvalidTransition
 from actorq.model import Event, EventKind, NewTask, Task, TaskState, is_control
 from actorq.retry import Backoff, RetryPolicy
+from actorq.steering import cancelled_event, snoozed_event
 
 K = EventKind
 
@@ -88,12 +89,12 @@ def every_kind_in_a_life() -> list[tuple[Task | None, Event]]:
     z = step(None, submitted())
     z = step(z, claimed(z, 101.0))
     z = step(z, started(z, 101.5))
-    z = step(z, lifecycle.decide_snooze(z, seconds=5.0, at=102.0, node="n"))
+    z = step(z, snoozed_event(z, 5.0, at=102.0, node="n"))
     z = step(z, Event(K.ENQUEUED, z.id, 107.0, "n"))
     z = step(z, claimed(z, 107.5))
-    z = step(z, carrying_start(lifecycle.decide_snooze(z, seconds=0.0, at=108.0, node="n")))
+    z = step(z, carrying_start(snoozed_event(z, 0.0, at=108.0, node="n")))
     z = step(z, claimed(z, 108.5))
-    step(z, carrying_start(lifecycle.decide_cancel(z, reason="unwanted", at=109.0, node="n")))
+    step(z, carrying_start(cancelled_event(z, "unwanted", at=109.0, node="n")))
     return steps
 
 

@@ -22,6 +22,7 @@ from actorq import lifecycle
 from actorq.errors import InvalidTransition
 from actorq.model import LIVE_STATES, Event, EventKind, NewTask, Task, TaskState
 from actorq.retry import RetryPolicy
+from actorq.steering import permanent_event
 
 K = EventKind
 S = TaskState
@@ -180,7 +181,7 @@ class LifecycleMachine(RuleBasedStateMachine):
                 seconds = draw.draw(st.sampled_from([0.0, 2.0, 50.0]), label="seconds")
                 return Event(kind, slot, at, NODE, {"run_at": at + seconds, "seconds": seconds})
             case K.DEAD_LETTERED if task is not None:
-                return lifecycle.decide_permanent(task, error="no", at=at, node=NODE)
+                return permanent_event(task, "no", at=at, node=NODE)
         return Event(kind, slot, at, NODE)
 
     def offer_fitting(self, kind: EventKind, draw: st.DataObject) -> None:

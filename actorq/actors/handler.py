@@ -22,7 +22,7 @@ import actorq.lifecycle as lifecycle
 from actorq.errors import ActorqError
 from actorq.model import Event, EventKind, Task
 from actorq.retry import RetryPolicy
-from actorq.steering import Cancel, Permanent, Snooze
+from actorq.steering import Cancel, Permanent, Snooze, steered_event
 from actorq.tasks import Registry, TaskContext
 
 _MAX_TRACEBACK = 4000
@@ -113,22 +113,9 @@ def outcome_event(
                 event = attrs.evolve(event, data={**event.data, "traceback": tb})
             return attrs.evolve(event, worker=worker)
         case Steered(how):
-            return attrs.evolve(_steered(task, outcome, how, at, node), worker=worker)
+            event = steered_event(how, task, outcome.reason, at=at, node=node)
+            return attrs.evolve(event, worker=worker)
     return None
-
-
-def _steered(task: Task, outcome: Steered, how: Permanent | Snooze | Cancel, at: float,
-             node: str) -> Event:  # fmt: skip
-    match how:
-        case Permanent():
-            error = outcome.reason or "the handler gave up (Permanent)"
-            return lifecycle.decide_permanent(task, error=error, at=at, node=node)
-        case Snooze(seconds=seconds):
-            reason = outcome.reason or None
-            return lifecycle.decide_snooze(task, seconds=seconds, at=at, node=node, reason=reason)
-        case Cancel():
-            reason = outcome.reason or "cancelled by its handler"
-            return lifecycle.decide_cancel(task, reason=reason, at=at, node=node)
 
 
 def _storable(text: str) -> str:
