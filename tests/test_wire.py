@@ -118,7 +118,10 @@ def test_each_field_has_the_documented_bounds() -> None:
                 ref = {"$ref": "#/components/schemas/RetryPolicy"}
                 assert prop["oneOf"] == [ref, {"type": "null"}], field.name
                 policy = schema("RetryPolicy", "properties")
-                assert policy["backoff"]["enum"] == [b.value for b in Backoff]
+                assert policy["backoff"]["enum"] == [
+                    *(b.value for b in Backoff),
+                    None,
+                ]  # null: default
                 for name, low, high in (("base", 0, retry.DELAY_LIMIT), ("cap", 0,
                         retry.DELAY_LIMIT), ("factor", retry.FACTOR_MIN, retry.FACTOR_MAX),
                         ("jitter", 0, 1)):  # fmt: skip
