@@ -15,7 +15,7 @@ import attrs
 
 from actorq.errors import InvalidTransition
 from actorq.model import Event, EventKind, NewTask, Task, TaskState, is_control
-from actorq.retry import RetryPolicy, policy_from_json, policy_json
+from actorq.retry import RetryPolicy, policy_from_stored, policy_json
 
 _S = TaskState
 _K = EventKind
@@ -150,7 +150,7 @@ def _submit(event: Event) -> Task:
         seq=event.seq,
         metadata=d["metadata"],
         idempotency_key=d["idempotency_key"],
-        retry=None if d.get("retry") is None else policy_from_json(d["retry"]),
+        retry=None if d.get("retry") is None else policy_from_stored(d["retry"]),
     )
 
 

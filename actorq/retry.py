@@ -11,6 +11,7 @@ command line and the configuration (``fixed,base=5``).
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import random
 from collections.abc import Mapping
@@ -100,9 +101,14 @@ DEFAULT = RetryPolicy()
 
 
 def policy_json(policy: RetryPolicy) -> dict[str, Any]:
-    """The JSON form: every field, the backoff by its name."""
-    return {"backoff": policy.backoff.value, "base": policy.base, "factor": policy.factor,
-            "cap": policy.cap, "jitter": policy.jitter}  # fmt: skip
+    """The JSON form: every field, the backoff by its name. (Made for every submission: the
+    values of each distinct policy are read once.)"""
+    return dict(zip(_FIELDS, _values(policy), strict=True))
+
+
+@functools.lru_cache(maxsize=256)
+def _values(policy: RetryPolicy) -> tuple[Any, ...]:
+    return (policy.backoff.value, policy.base, policy.factor, policy.cap, policy.jitter)
 
 
 def policy_from_json(value: Any) -> RetryPolicy:
@@ -130,6 +136,18 @@ def policy_from_json(value: Any) -> RetryPolicy:
 def policy_from_text(text: str | None) -> RetryPolicy | None:
     """A policy from the JSON text a row holds (None: NULL)."""
     return None if text is None else policy_from_json(json.loads(text))
+
+
+def policy_from_stored(data: Mapping[str, Any]) -> RetryPolicy:
+    """A policy from the JSON form the journal holds (``policy_json``'s, every field given):
+    one object per distinct policy, as the fold meets the same few for every task."""
+    get = data.get
+    return _stored(get("backoff"), get("base"), get("factor"), get("cap"), get("jitter"))
+
+
+@functools.lru_cache(maxsize=256)
+def _stored(*values: Any) -> RetryPolicy:
+    return policy_from_json(dict(zip(_FIELDS, values, strict=True)))
 
 
 def parse_spec(text: str) -> RetryPolicy:

@@ -14,7 +14,7 @@ from typing import Any
 from actorq.errors import InvalidInput
 from actorq.model import Event, EventKind, Task, TaskState
 from actorq.nodes import Node, ServedType
-from actorq.retry import policy_from_json, policy_from_text, policy_json
+from actorq.retry import RetryPolicy, policy_from_json, policy_from_text, policy_json
 
 TASK_COLUMNS = (
     "id", "type", "queue", "payload", "priority", "state", "attempt", "max_attempts",
@@ -44,7 +44,7 @@ def task_to_row(task: Task) -> tuple[Any, ...]:
         task.attempt, task.max_attempts, task.timeout, task.run_at, task.created_at,
         task.updated_at, task.seq, dumps(task.metadata), task.idempotency_key,
         dumps(task.result), task.error, task.started_at, task.finished_at, task.worker,
-        task.lease_expires_at, None if task.retry is None else dumps(policy_json(task.retry)),
+        task.lease_expires_at, None if task.retry is None else _policy_text(task.retry),
     )  # fmt: skip
 
 
@@ -59,8 +59,13 @@ def task_from_row(r: Sequence[Any]) -> Task:
     )  # fmt: skip
 
 
-# Tasks of one type mostly share one policy: parse each text once.
+# Tasks mostly share a few policies: each is parsed and written once.
 _policy = functools.lru_cache(maxsize=256)(policy_from_text)
+
+
+@functools.lru_cache(maxsize=256)
+def _policy_text(policy: RetryPolicy) -> str:
+    return dumps(policy_json(policy))
 
 
 _STATES = {s.value: s for s in TaskState}
