@@ -17,8 +17,9 @@ from actorq.errors import (
     UnknownTaskType,
     Unreachable,
 )
-from actorq.lifecycle import Backoff, RetryPolicy
 from actorq.model import Event, EventKind, Task, TaskState
+from actorq.retry import Backoff, RetryPolicy
+from actorq.steering import Cancel, Permanent, Snooze
 from actorq.tasks import TaskContext
 from actorq.wire import LiveEvent, TaskTypeInfo
 
@@ -27,6 +28,7 @@ __all__ = [
     "App",
     "Backoff",
     "BatchItemError",
+    "Cancel",
     "Client",
     "Config",
     "DuplicateTask",
@@ -36,7 +38,9 @@ __all__ = [
     "InvalidTransition",
     "LiveEvent",
     "Overloaded",
+    "Permanent",
     "RetryPolicy",
+    "Snooze",
     "StorageError",
     "SyncClient",
     "Task",

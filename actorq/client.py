@@ -35,6 +35,7 @@ import aiohttp
 
 from actorq.errors import ActorqError, Unavailable, Unreachable
 from actorq.model import FINISHED_STATES, Event, Page, Task, TaskState
+from actorq.retry import RetryPolicy, policy_json
 from actorq.wire import (
     LiveEvent,
     TaskTypeInfo,
@@ -75,6 +76,17 @@ class TaskFields(TypedDict, total=False):
     scheduled_at: str | float  # ISO 8601 (naive means UTC) or POSIX seconds
     metadata: dict[str, Any]
     idempotency_key: str  # unique among live tasks: a second submission raises DuplicateTask
+    # This task's retry policy, or its JSON form (backoff, base, factor, cap, jitter); left
+    # out: its queue's, its type's or the node's.
+    retry: RetryPolicy | Mapping[str, Any]
+
+
+def _item(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """A submission as JSON: a ``RetryPolicy`` given as such goes in its JSON form."""
+    item = dict(fields)
+    if isinstance(item.get("retry"), RetryPolicy):
+        item["retry"] = policy_json(item["retry"])
+    return item
 
 
 def _pause(failures: int) -> float:
@@ -156,14 +168,14 @@ class Client:
         **fields: Unpack[TaskFields],
     ) -> Task:
         """Submit one task; returns it once the node has made it durable."""
-        item = {"type": type, "payload": payload, **fields}
+        item = _item({"type": type, "payload": payload, **fields})
         return task_from_json(await self._call("POST", _TASKS, body=item, submitted=[item]))
 
     async def submit_many(self, items: Iterable[Mapping[str, Any]]) -> builtins.list[Task]:
         """Submit a batch in one transaction: all of its tasks, or none. Each item is a
         mapping of ``type``, ``payload`` and ``TaskFields``. The error of one item raises
         ``BatchItemError``: its ``index`` names the item, its ``error`` is the typed error."""
-        batch = [dict(item) for item in items]
+        batch = [_item(item) for item in items]
         data = await self._call("POST", _TASKS, body=batch, submitted=batch)
         return [task_from_json(t) for t in data["tasks"]]
 

@@ -17,6 +17,7 @@ import attrs
 
 from actorq.errors import InvalidInput
 from actorq.queues import Tier, parse_queues, served
+from actorq.retry import DEFAULT, PolicyError, RetryPolicy, parse_spec
 
 
 def _default_node() -> str:
@@ -36,6 +37,14 @@ def _not_negative(_inst: object, attribute: attrs.Attribute[Any], value: float) 
 def _queue_spec(_inst: object, _attribute: attrs.Attribute[Any], value: Any) -> None:
     if value is not None:
         parse_queues(",".join(value))
+
+
+def _retry_spec(_inst: object, _attribute: attrs.Attribute[Any], value: str | None) -> None:
+    if value is not None:
+        try:
+            parse_spec(value)
+        except PolicyError as exc:
+            raise InvalidInput(f"retry {value!r}: {exc}") from None
 
 
 @attrs.frozen
@@ -64,6 +73,13 @@ class Config:
     app: str | None = None
     node: str = attrs.field(factory=_default_node)
     log_level: str = "INFO"
+    # The node's default retry policy, for tasks whose submission, queue and type set none:
+    # ``exponential,base=1,cap=300`` or its JSON form (see actorq.retry). None: the built-in.
+    retry: str | None = attrs.field(default=None, validator=_retry_spec)
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        return DEFAULT if self.retry is None else parse_spec(self.retry)
 
     @property
     def queue_tiers(self) -> tuple[Tier, ...] | None:

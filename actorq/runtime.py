@@ -67,6 +67,7 @@ from actorq.model import (
 )
 from actorq.nodes import Catalog, Cluster, Layered, Node, ServedType
 from actorq.queues import describe
+from actorq.retry import RetryDefaults
 from actorq.tasks import Registry
 
 log = logging.getLogger("actorq.runtime")
@@ -161,6 +162,7 @@ class Runtime:
                 write_timeout=self._write_timeout,
                 queues=settings.queues,
                 types=settings.types,
+                default_retry=c.retry_policy,
             )
 
         reap_every = max(0.05, min(c.lease_seconds / 4, 5.0))
@@ -316,9 +318,25 @@ class Runtime:
         return outcome.unwrap()
 
     async def submit(self, tasks: Sequence[NewTask]) -> list[Task]:
-        """Create tasks; returns once their ``submitted`` events are durable."""
+        """Create tasks; returns once their ``submitted`` events are durable. A task whose
+        retry policy was not chosen yet gets it here, so its submitted event records it."""
+        if any(t.retry is None for t in tasks):
+            defaults = await self.retry_defaults()
+            tasks = [t if t.retry is not None else self._with_retry(t, defaults) for t in tasks]
         result: list[Task] = await self._write(Submit(tasks, self.clock(), self.config.node))
         return result
+
+    async def retry_defaults(self) -> RetryDefaults:
+        """What a submission's retry policy falls back on: the queues' policies, then the
+        node's default (``Config.retry``); a task type's policy comes between the two
+        (``RetryDefaults.choose``)."""
+        # Queue settings give no retry policy yet: a queue-level policy plugs in here, as
+        # ``queues={name: policy}`` read from the queue settings.
+        return RetryDefaults(node=self.config.retry_policy)
+
+    def _with_retry(self, task: NewTask, defaults: RetryDefaults) -> NewTask:
+        known = self.registry.get(task.type).retry if task.type in self.registry else None
+        return attrs.evolve(task, retry=defaults.choose(None, task.queue, known))
 
     async def cancel(self, task_id: str, reason: str = "cancelled") -> Task:
         task = await self.journal.get(task_id)

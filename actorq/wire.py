@@ -41,6 +41,7 @@ from actorq.errors import (
     UnknownTaskType,
 )
 from actorq.model import Event, EventKind, Instant, NewTask, Task, TaskState, TypeDefaults
+from actorq.retry import NO_OVERRIDES, RetryDefaults, RetryPolicy, policy_from_json, policy_json
 from actorq.submission import MAX_TEXT, RULE, FieldError, Submission
 
 _EPOCH = dt.datetime(1970, 1, 1)
@@ -98,7 +99,12 @@ def _times_out(data: Mapping[str, Any] | None, _: Any = None) -> dict[str, Any]:
     }
 
 
-def new_task(data: Any, defaults_of: Callable[[str], TypeDefaults], now: float) -> NewTask:
+def new_task(
+    data: Any,
+    defaults_of: Callable[[str], TypeDefaults],
+    now: float,
+    retry: RetryDefaults = NO_OVERRIDES,
+) -> NewTask:
     """A checked ``NewTask`` from a submission's JSON, with its type's defaults (``defaults_of``
     raises ``UnknownTaskType``) filled in; a refused one raises ``InvalidInput`` naming the
     field."""
@@ -108,7 +114,7 @@ def new_task(data: Any, defaults_of: Callable[[str], TypeDefaults], now: float) 
         submission = _structure_submission(data, Submission)
     except ClassValidationError as exc:
         raise _refusal(exc, data, defaults_of) from None
-    return submission.new_task(defaults_of(submission.type), now)
+    return submission.new_task(defaults_of(submission.type), now, retry)
 
 
 def _refusal(
@@ -154,6 +160,8 @@ def _make_converter() -> cattrs.Converter:
     # A StrEnum is a str, and cattrs would send the member itself: send its plain value.
     conv.register_unstructure_hook(enum.StrEnum, operator.attrgetter("value"))
     conv.register_structure_hook_func(_is_instant, _maybe_posix)
+    conv.register_unstructure_hook(RetryPolicy, policy_json)
+    conv.register_structure_hook(RetryPolicy, lambda v, _: policy_from_json(v))
     # The API calls run_at scheduled_at; seq (of the last event applied) stays inside.
     task: dict[str, Any] = {"seq": override(omit=True), "run_at": override(rename="scheduled_at")}
     conv.register_unstructure_hook(Task, make_dict_unstructure_fn(Task, conv, **task))
@@ -233,6 +241,7 @@ class TaskTypeInfo:
     max_attempts: int
     timeout: float | None
     nodes: tuple[str, ...]
+    retry: RetryPolicy | None = None  # None: the queue's or the node's default applies
 
 
 def live_event_from_json(data: Mapping[str, Any]) -> LiveEvent:

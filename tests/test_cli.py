@@ -16,9 +16,11 @@ import pytest
 
 import actorq
 from actorq.cli import main
+from actorq.cli.base import USAGE
 from actorq.config import Config
 from actorq.journal import journal_from_url
 from actorq.model import Task, TaskState
+from actorq.retry import Backoff, RetryPolicy, policy_json
 from actorq.runtime import Runtime
 from actorq.tasks import Registry, TaskType
 
@@ -195,6 +197,26 @@ def test_submit_flags_override_the_task_types_defaults(
     assert task.state == TaskState.SCHEDULED
     assert main(["submit", *argv]) == 1, "a live task holds the key"
     assert "report-1" in capsys.readouterr().err
+
+
+def test_submit_retry_gives_the_task_its_policy_and_refuses_a_bad_one(
+    database_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.syspath_prepend(tmp_path)  # also drops the import system's stale caches
+    argv = ["report", "--app", write_app(tmp_path), "--database-url", database_url]
+    shown = submit([*argv, "--retry", "fixed,base=5,jitter=0"], capsys)
+    policy = RetryPolicy(Backoff.FIXED, base=5, jitter=0)
+    assert shown["retry"] == policy_json(policy)
+    assert asyncio.run(stored(database_url, shown["id"])).retry == policy
+    shown = submit([*argv, "--retry", '{"backoff": "linear", "base": 2}'], capsys)
+    assert shown["retry"] == policy_json(RetryPolicy(Backoff.LINEAR, base=2))
+    assert main(["submit", *argv, "--retry", "fixed,base=-1"]) == USAGE
+    assert "--retry 'fixed,base=-1': 'base' must be a number from 0 to 2592000" in (
+        capsys.readouterr().err
+    )
 
 
 def test_app_may_be_a_plain_file_outside_the_import_path(

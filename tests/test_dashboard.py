@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import re
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from playwright.async_api import Browser, ConsoleMessage, Page, Route, async_pla
 
 from actorq.http.app import make_app
 from actorq.model import EventKind, NewTask, TaskState
+from actorq.retry import Backoff, RetryPolicy
 from actorq.runtime import Runtime
 
 CHROMIUM = "/usr/bin/chromium"
@@ -196,6 +198,43 @@ async def test_opening_a_task_shows_its_history_and_retry_runs_it_again(
     assert kinds == ["submitted", *attempts, "retried", *attempts]
     await expect(page.locator("#detail-state")).to_have_text("dead")
     assert (await node.get(task.id)).state is TaskState.DEAD
+
+
+@pytest.mark.browser
+async def test_the_form_sets_a_retry_policy_and_the_task_shows_it_and_its_snoozes(
+    node: Runtime, dashboard: Dashboard
+) -> None:
+    page = dashboard.page
+    await page.select_option("#submit-retry-backoff", "linear")
+    payload = json.dumps({"until": time.time() + 3})  # the form takes a while
+    task_id = await dashboard.submit(
+        "snooze_until", payload, retry_base="2", retry_cap="60", retry_jitter="0.1"
+    )
+    done = await node.wait_for(task_id, timeout=10)
+    assert (done.state, done.attempt, done.result) == (TaskState.SUCCEEDED, 1, 1)
+    assert done.retry == RetryPolicy(Backoff.LINEAR, base=2, cap=60, jitter=0.1)
+
+    await dashboard.row(task_id).click()
+    await expect(page.locator("#detail-state")).to_have_text("succeeded")
+    shown = page.locator('#detail-fields [data-field="retry"]')
+    await expect(shown).to_have_text("linear · base 2 s · cap 60 s · jitter 0.1")
+    snoozed = page.locator('[data-testid="history-row"][data-kind="snoozed"]')
+    await expect(snoozed.first).to_be_visible()
+    await expect(snoozed.first.locator("td").nth(6)).to_contain_text('"reason":"not due yet"')
+    await expect(page.locator('#detail-fields [data-field="attempt"]')).to_have_text("1")
+    assert dashboard.errors == []
+
+    # A policy out of range: the server's answer says which number, nothing is submitted.
+    await page.fill("#submit-retry-jitter", "3")
+    await page.click("#submit-button")
+    message = page.get_by_test_id("submit-message")
+    await expect(message).to_have_attribute("data-kind", "error")
+    await expect(message).to_have_text(
+        "400 invalid_input: field 'retry' is invalid: 'jitter' must be a number from 0 to 1,"
+        " got 3.0"
+    )
+    # The browser logs the refused request itself; the page raised nothing.
+    assert all("status of 400" in e for e in dashboard.errors), dashboard.errors
 
 
 @pytest.mark.browser

@@ -18,12 +18,13 @@ import jsonschema
 import pytest
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
-from nodes import Gates, make_registry, node_config
+from nodes import FAST_RETRY, Gates, make_registry, node_config
 from openapi_spec_validator import validate as validate_spec
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
 from actorq.http.app import make_app
+from actorq.retry import policy_json
 from actorq.runtime import Runtime
 
 DOCUMENT = Path(__file__).parent.parent / "actorq" / "http" / "static" / "openapi.json"
@@ -295,9 +296,10 @@ async def test_types_lists_every_registered_type_with_its_defaults(
     by_name = {t["name"]: t for t in body["types"]}
     assert by_name["flaky_fast"]["max_attempts"] == 5
     assert by_name["gate"]["max_attempts"] == 1
+    assert by_name["flaky_fast"]["retry"] == policy_json(FAST_RETRY)
     assert by_name["echo"] == {
         "name": "echo", "queue": "default", "priority": 0, "max_attempts": 3, "timeout": None,
-        "nodes": [node.config.node],
+        "retry": None, "nodes": [node.config.node],
     }  # fmt: skip
 
 

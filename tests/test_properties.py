@@ -21,6 +21,8 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from actorq import lifecycle
 from actorq.errors import InvalidTransition
 from actorq.model import LIVE_STATES, Event, EventKind, NewTask, Task, TaskState
+from actorq.retry import RetryPolicy
+from actorq.steering import permanent_event
 
 K = EventKind
 # The kinds of task events: control events (a queue's, a schedule's) have folds of their own.
@@ -28,7 +30,7 @@ TASK_KINDS = [k for k in EventKind if not k.value.startswith(("queue_", "schedul
 S = TaskState
 NODE = "n"
 LEASE = 30.0
-POLICY = lifecycle.RetryPolicy(base=1.0, cap=20.0)
+POLICY = RetryPolicy(base=1.0, cap=20.0)
 
 # Which states each event may leave (issue 7's settled decisions, section 1 and 5).
 FITS: dict[EventKind, frozenset[TaskState]] = {
@@ -44,6 +46,7 @@ FITS: dict[EventKind, frozenset[TaskState]] = {
     K.RELEASED: frozenset({S.CLAIMED, S.RUNNING}),
     K.CANCELLED: LIVE_STATES,
     K.RETRIED: frozenset({S.DEAD, S.CANCELLED}),
+    K.SNOOZED: frozenset({S.RUNNING}),
 }
 DEATHS = {"failed", "timed_out", "lease_expired"}
 
@@ -65,8 +68,8 @@ def attempts_counted(life: list[tuple[Task | None, Event]]) -> int:
             n += 1
         elif event.kind is K.RETRIED:
             n = 0
-        elif event.kind is K.RELEASED and before is not None and before.state is S.RUNNING:
-            n -= 1
+        elif event.kind in (K.RELEASED, K.SNOOZED) and before is not None:
+            n -= before.state is S.RUNNING  # a running attempt given back, or snoozed
     return n
 
 
@@ -83,10 +86,17 @@ def this_attempts_start(life: list[tuple[Task | None, Event]]) -> float | None:
 def check_transition(before: Task, event: Event, after: Task) -> None:
     """What one applied event must have done to its task, beyond its state."""
     if after.state is S.DEAD:
-        # Dead only when the last attempt, one whose handler ran, failed or was lost.
+        # Dead only when the last attempt, one whose handler ran, failed or was lost; or
+        # when a handler said so (Permanent), whatever attempts it had left.
         assert before.state is S.RUNNING
-        assert before.attempt == before.max_attempts
-        assert event.data["reason"] in DEATHS
+        if event.data["reason"] != "permanent":
+            assert before.attempt == before.max_attempts
+            assert event.data["reason"] in DEATHS
+    if event.kind is K.SNOOZED:
+        # Due again later, the snoozed attempt given back.
+        assert after.attempt == before.attempt - 1
+        assert after.run_at == event.data["run_at"]
+        assert after.state is (S.SCHEDULED if after.run_at > event.at else S.QUEUED)
     if event.kind in {K.LEASE_EXPIRED, K.RELEASED}:
         # A held task goes back to its place in the queue; a running one to the back.
         expected = before.run_at if before.state is S.CLAIMED else event.at
@@ -169,6 +179,11 @@ class LifecycleMachine(RuleBasedStateMachine):
                 return Event(kind, slot, at, NODE, {"result": slot})
             case K.CANCELLED:
                 return Event(kind, slot, at, NODE, {"reason": "asked"})
+            case K.SNOOZED:
+                seconds = draw.draw(st.sampled_from([0.0, 2.0, 50.0]), label="seconds")
+                return Event(kind, slot, at, NODE, {"run_at": at + seconds, "seconds": seconds})
+            case K.DEAD_LETTERED if task is not None:
+                return permanent_event(task, "no", at=at, node=NODE)
         return Event(kind, slot, at, NODE)
 
     def offer_fitting(self, kind: EventKind, draw: st.DataObject) -> None:
@@ -224,6 +239,17 @@ class LifecycleMachine(RuleBasedStateMachine):
     def cancel(self, draw: st.DataObject) -> None:
         self.offer_fitting(K.CANCELLED, draw)
 
+    @precondition(lambda self: self.fitting(K.SNOOZED))
+    @rule(draw=st.data())
+    def snooze(self, draw: st.DataObject) -> None:
+        self.offer_fitting(K.SNOOZED, draw)
+
+    @precondition(lambda self: self.fitting(K.DEAD_LETTERED))
+    @rule(draw=st.data())
+    def give_up(self, draw: st.DataObject) -> None:
+        """Its handler raised Permanent."""
+        self.offer_fitting(K.DEAD_LETTERED, draw)
+
     @precondition(lambda self: self.fitting(K.RETRIED))
     @rule(draw=st.data())
     def retry(self, draw: st.DataObject) -> None:
@@ -269,7 +295,8 @@ class LifecycleMachine(RuleBasedStateMachine):
                 before, event = self.lives[task.id][-1]
                 assert event.kind is K.DEAD_LETTERED
                 assert before is not None
-                assert before.attempt == before.max_attempts
+                if event.data["reason"] != "permanent":
+                    assert before.attempt == before.max_attempts
 
     @invariant()
     def replay_equals_the_projection(self) -> None:

@@ -2,7 +2,9 @@
 event its end becomes.
 
 A handler that raises or passes its timeout is a failed attempt; what it returns must be JSON
-(it is journaled). Text bound for the database is made storable: no database keeps a NUL in a
+(it is journaled). One that raises ``Permanent``, ``Snooze`` or ``Cancel`` (``actorq.steering``)
+decides its task's fate itself: dead now, due again later without spending the attempt, or
+cancelled. Text bound for the database is made storable: no database keeps a NUL in a
 text column, and a handler's error message may hold anything.
 """
 
@@ -18,11 +20,13 @@ import attrs
 
 import actorq.lifecycle as lifecycle
 from actorq.errors import ActorqError
-from actorq.lifecycle import RetryPolicy
 from actorq.model import Event, EventKind, Task
+from actorq.retry import RetryPolicy
+from actorq.steering import Cancel, Permanent, Snooze, steered_event
 from actorq.tasks import Registry, TaskContext
 
 _MAX_TRACEBACK = 4000
+_MAX_REASON = 4000
 
 
 @attrs.frozen
@@ -35,6 +39,18 @@ class Failed:
     error: str
     traceback: str | None = None
     timed_out: bool = False
+
+
+@attrs.frozen
+class Steered:
+    """The handler raised ``Permanent``, ``Snooze`` or ``Cancel``: its task's fate is its
+    own decision, not a failed attempt's."""
+
+    how: Permanent | Snooze | Cancel
+
+    @property
+    def reason(self) -> str:
+        return _storable(self.how.reason or "")[:_MAX_REASON]
 
 
 @attrs.frozen
@@ -51,7 +67,11 @@ class NotStarted:
     reason: str
 
 
-async def call(registry: Registry, task: Task, node: str) -> Succeeded | Failed:
+Ended = Succeeded | Failed | Steered | Cancelled
+"""How a run that started ended."""
+
+
+async def call(registry: Registry, task: Task, node: str) -> Succeeded | Failed | Steered:
     """Run the task's handler within its timeout; how it ended."""
     try:
         task_type = registry.get(task.type)
@@ -62,6 +82,8 @@ async def call(registry: Registry, task: Task, node: str) -> Succeeded | Failed:
         return Succeeded(result)
     except TimeoutError:
         return Failed(f"timed out after {task.timeout}s", timed_out=True)
+    except (Permanent, Snooze, Cancel) as how:
+        return Steered(how)
     except ActorqError as exc:
         return Failed(_storable(str(exc)))
     except Exception as exc:  # noqa: BLE001 - a handler's error is a failed attempt
@@ -71,7 +93,7 @@ async def call(registry: Registry, task: Task, node: str) -> Succeeded | Failed:
 
 def outcome_event(
     task: Task,
-    outcome: Succeeded | Failed | Cancelled,
+    outcome: Ended,
     at: float,
     node: str,
     worker: str,
@@ -89,6 +111,9 @@ def outcome_event(
             )
             if tb:
                 event = attrs.evolve(event, data={**event.data, "traceback": tb})
+            return attrs.evolve(event, worker=worker)
+        case Steered(how):
+            event = steered_event(how, task, outcome.reason, at=at, node=node)
             return attrs.evolve(event, worker=worker)
     return None
 

@@ -48,9 +48,8 @@ from actorq.actors.dispatcher import (
 )
 from actorq.actors.handler import (
     Cancelled,
-    Failed,
+    Ended,
     NotStarted,
-    Succeeded,
     call,
     outcome_event,
 )
@@ -58,8 +57,9 @@ from actorq.actors.journal_writer import Write, write
 from actorq.actors.queue_watch import PausedQueues
 from actorq.errors import ActorqError
 from actorq.journal.base import Append, Outcome, Start, Started
-from actorq.lifecycle import Ceiling, RetryPolicy
+from actorq.lifecycle import Ceiling
 from actorq.model import Event, EventKind, Task
+from actorq.retry import RetryPolicy
 from actorq.tasks import Registry
 
 log = logging.getLogger("actorq.worker")
@@ -104,7 +104,7 @@ _MOVED_KEPT = 64  # tasks handed over lately, whose cancellation may still come 
 @attrs.frozen
 class HandlerDone:
     task_id: str
-    outcome: Succeeded | Failed | Cancelled | NotStarted
+    outcome: Ended | NotStarted
     seconds: float  # how long the handler ran
 
 
@@ -303,7 +303,7 @@ class Worker(Actor):
                 await self._d.dispatcher.tell(TaskDone(self.worker_id, task_id))
 
     async def _execute(self, task: Task, run: _Run) -> None:
-        outcome: Succeeded | Failed | Cancelled | NotStarted
+        outcome: Ended | NotStarted
         began = time.monotonic()
         try:
             outcome = await call(self._d.registry, task, self._d.node)
@@ -311,9 +311,7 @@ class Worker(Actor):
             outcome = NotStarted(run.refused) if run.refused else Cancelled()
         await self.ref.tell(HandlerDone(task.id, outcome, time.monotonic() - began))
 
-    async def _finish(
-        self, task_id: str, outcome: Succeeded | Failed | Cancelled | NotStarted, seconds: float
-    ) -> None:
+    async def _finish(self, task_id: str, outcome: Ended | NotStarted, seconds: float) -> None:
         task = self._task
         if task is None or task.id != task_id:
             return
@@ -326,7 +324,7 @@ class Worker(Actor):
             await self._d.dispatcher.tell(TaskDone(self.worker_id, task_id))
             return
         d = self._d
-        policy = d.registry.get(task.type).retry if task.type in d.registry else d.default_retry
+        policy = task.retry or self._fallback_retry(task)
         event = outcome_event(task, outcome, d.clock(), d.node, self.worker_id, policy, d.rng)
         if event is not None and start is not None:
             # Its start was not written yet: the outcome carries it (one event for both),
@@ -343,6 +341,12 @@ class Worker(Actor):
             self._done_later.append(done)
         else:
             await self._d.dispatcher.tell(done)
+
+    def _fallback_retry(self, task: Task) -> RetryPolicy:
+        """For a task submitted before policies were recorded at submission: its type's
+        policy, else the node's."""
+        known = self._d.registry.get(task.type) if task.type in self._d.registry else None
+        return (None if known is None else known.retry) or self._d.default_retry
 
     async def _report_done(self) -> None:
         while self._done_later:

@@ -43,6 +43,7 @@ from actorq.errors import ActorqError, InvalidInput, StorageError, UnknownTaskTy
 from actorq.journal import backend_of, is_memory_url, probe, redact_url
 from actorq.journal.base import Journal
 from actorq.loader import load_app
+from actorq.retry import PolicyError, RetryDefaults, parse_spec, policy_json
 from actorq.submission import parse_time
 from actorq.tasks import Registry, parse_submission
 
@@ -70,6 +71,17 @@ def _node_args(p: argparse.ArgumentParser) -> None:
         "(1-1000). e.g. critical,default:3,low:1: critical first, then default and low 3 to 1",
     )
     p.add_argument("--node", help="node name (default: host-pid-random)")
+    p.add_argument(
+        "--retry",
+        dest="default_retry",
+        metavar="POLICY",
+        help=f"default retry policy of tasks that set none (ACTORQ_RETRY): {_POLICY}",
+    )
+
+
+_POLICY = (
+    "BACKOFF[,base=S][,factor=F][,cap=S][,jitter=J] or JSON; BACKOFF: exponential|linear|fixed"
+)
 
 
 def _submit_args(p: argparse.ArgumentParser) -> None:
@@ -81,6 +93,11 @@ def _submit_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, help="seconds a run may take (default: the type's)")
     p.add_argument("--delay", type=float, help="seconds to wait before it may run")
     p.add_argument("--idempotency-key", help="refused while a live task holds the same key")
+    p.add_argument(
+        "--retry",
+        metavar="POLICY",
+        help=f"its retry policy (default: the queue's, type's or node's): {_POLICY}",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,6 +142,7 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
     names = ("database_url", "concurrency", "lease_seconds", "shutdown_grace", "app", "node",
              "host", "port")  # fmt: skip
     flags = {n: getattr(args, n, None) for n in names}
+    flags["retry"] = getattr(args, "default_retry", None)
     if getattr(args, "queues", None):
         flags["queues"] = tuple(q.strip() for q in args.queues.split(",") if q.strip())
     return flags
@@ -243,6 +261,11 @@ def _cmd_submit(args: argparse.Namespace, config: Config, registry: Registry) ->
     for name in ("priority", "queue", "max_attempts", "timeout", "delay", "idempotency_key"):
         if getattr(args, name) is not None:
             item[name] = getattr(args, name)
+    if args.retry is not None:
+        try:
+            item["retry"] = policy_json(parse_spec(args.retry))
+        except PolicyError as exc:
+            raise UsageError(f"--retry {args.retry!r}: {exc}") from None
 
     async def body(journal: Journal) -> int:
         # A type this command does not load may be served by a live node: take its defaults.
@@ -251,7 +274,7 @@ def _cmd_submit(args: argparse.Namespace, config: Config, registry: Registry) ->
             journal, registry, [args.type], config.heartbeat_interval, now
         )
         try:
-            new = parse_submission(item, catalog, now)
+            new = parse_submission(item, catalog, now, RetryDefaults(node=config.retry_policy))
         except UnknownTaskType as exc:
             hint = "" if args.app or config.app else " (load yours with --app module:app)"
             raise UsageError(f"{exc}{hint}") from None

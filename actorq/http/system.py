@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from actorq.http.keys import RUNTIME, SHUTDOWN
 from actorq.render import iso
+from actorq.retry import policy_json
 
 log = logging.getLogger("actorq.http")
 routes = web.RouteTableDef()
@@ -72,6 +73,7 @@ async def task_types(request: web.Request) -> web.Response:
                     "priority": t.defaults.priority,
                     "max_attempts": t.defaults.max_attempts,
                     "timeout": t.defaults.timeout,
+                    "retry": None if t.defaults.retry is None else policy_json(t.defaults.retry),
                     "nodes": list(t.nodes),
                 }
                 for name, t in cluster.types.items()

@@ -27,6 +27,7 @@ from actorq.http.keys import RUNTIME
 from actorq.model import NewTask, TaskFilter, TaskState
 from actorq.nodes import Catalog, names_in
 from actorq.render import event_json, task_json
+from actorq.retry import RetryDefaults
 from actorq.submission import MAX_TEXT
 from actorq.tasks import parse_submission
 
@@ -61,7 +62,7 @@ def parse_json(raw: bytes) -> Any:
 
 
 def _parse_batch(
-    body: list[Any], request: web.Request, catalog: Catalog, now: float
+    body: list[Any], request: web.Request, catalog: Catalog, now: float, retry: RetryDefaults
 ) -> list[NewTask]:
     """Every item checked, each error naming its item; keys unique within the batch."""
     runtime = request.app[RUNTIME]
@@ -73,7 +74,7 @@ def _parse_batch(
     keys: dict[str, int] = {}
     for i, item in enumerate(body):
         try:
-            new = parse_submission(item, catalog, now)
+            new = parse_submission(item, catalog, now, retry)
             key = new.idempotency_key
             if key is not None and key in keys:
                 raise InvalidInput(f"idempotency key {key!r} is also given to task [{keys[key]}]")
@@ -93,10 +94,11 @@ async def submit(request: web.Request) -> web.Response:
     now = time.time()
     # Types this node does not know may be served by another live node: resolve them first.
     catalog = await runtime.catalog(names_in(body if isinstance(body, list) else [body]))
+    retry = await runtime.retry_defaults()
     if not isinstance(body, list):
-        (task,) = await runtime.submit([parse_submission(body, catalog, now)])
+        (task,) = await runtime.submit([parse_submission(body, catalog, now, retry)])
         return web.json_response(task_json(task), status=201)
-    news = _parse_batch(body, request, catalog, now)
+    news = _parse_batch(body, request, catalog, now, retry)
     try:
         tasks = await runtime.submit(news)
     except DuplicateTask as exc:  # a key a live task holds: name the item that gave it

@@ -58,8 +58,8 @@ WITH new_events AS (
         seq = u.seq, result = u.result, error = u.error, started_at = u.started_at,
         finished_at = u.finished_at, worker = u.worker, lease_expires_at = u.lease_expires_at
     FROM unnest(
-        $29::text[], $30::text[], $31::int[], $32::float8[], $33::float8[], $34::bigint[],
-        $35::text[], $36::text[], $37::float8[], $38::float8[], $39::text[], $40::float8[]
+        $30::text[], $31::text[], $32::int[], $33::float8[], $34::float8[], $35::bigint[],
+        $36::text[], $37::text[], $38::float8[], $39::float8[], $40::text[], $41::float8[]
     ) AS u (id, state, attempt, run_at, updated_at, seq, result, error, started_at,
             finished_at, worker, lease_expires_at)
     WHERE t.id = u.id
@@ -70,7 +70,7 @@ WITH new_events AS (
         $8::text[], $9::text[], $10::text[], $11::text[], $12::bigint[], $13::text[],
         $14::int[], $15::int[], $16::float8[], $17::float8[], $18::float8[], $19::float8[],
         $20::bigint[], $21::text[], $22::text[], $23::text[], $24::text[], $25::float8[],
-        $26::float8[], $27::text[], $28::float8[]
+        $26::float8[], $27::text[], $28::float8[], $29::text[]
     )
     WHERE (SELECT count(*) FROM changed) >= 0
 )
