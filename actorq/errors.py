@@ -37,6 +37,24 @@ class TaskNotFound(ActorqError):
         self.task_id = task_id
 
 
+class ScheduleNotFound(ActorqError):
+    code = "schedule_not_found"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no schedule named {name!r}")
+        self.name = name
+
+
+class DuplicateSchedule(ActorqError):
+    """A schedule of that name exists already."""
+
+    code = "schedule_exists"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"a schedule named {name!r} exists already")
+        self.name = name
+
+
 class InvalidTransition(ActorqError):
     """The task's current state does not allow what was asked (cancel a finished task...)."""
 
