@@ -1,5 +1,6 @@
-"""Journal replay for audits: rebuild the projection from the journal, compare it with the
-live one, show the queue as it was at a past instant, and export the journal."""
+"""Journal replay for audits: rebuild the projections (tasks, schedules) from the journal,
+compare them with the live ones, show the queue as it was at a past instant, and export the
+journal."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from typing import IO, Any
 import attrs
 
 import actorq.lifecycle as lifecycle
+import actorq.recurrence as recurrence
 from actorq.journal.base import Journal
-from actorq.model import Task, is_control
+from actorq.model import Event, Schedule, Task, is_control
 from actorq.render import event_json
 
 
@@ -22,10 +24,18 @@ class Report:
     missing: list[str]  # in the live projection, absent from the replay
     extra: list[str]  # produced by the replay, absent from the live projection
     different: list[str]
+    # the same for the schedules projection, by name
+    schedules: int = 0
+    schedules_missing: list[str] = attrs.Factory(list)
+    schedules_extra: list[str] = attrs.Factory(list)
+    schedules_different: list[str] = attrs.Factory(list)
 
     @property
     def matches(self) -> bool:
-        return not (self.missing or self.extra or self.different)
+        return not (
+            self.missing or self.extra or self.different or self.schedules_missing
+            or self.schedules_extra or self.schedules_different
+        )  # fmt: skip
 
     def as_json(self) -> dict[str, Any]:
         return {"matches": self.matches, **attrs.asdict(self)}
@@ -43,8 +53,23 @@ async def replay(journal: Journal, until: float | None = None) -> tuple[dict[str
     return tasks, count
 
 
+async def replay_schedules(journal: Journal, until: float | None = None) -> dict[str, Schedule]:
+    """The schedules the journal's ``schedule:NAME`` events add up to (up to ``until``)."""
+    schedules: dict[str, Schedule] = {}
+    batch: list[Event] = []
+    async for event in journal.events(0, until):
+        if recurrence.is_schedule_event(event):
+            batch.append(event)
+            if len(batch) >= 1000:
+                recurrence.fold(batch, schedules)
+                batch = []
+    return recurrence.fold(batch, schedules)
+
+
 async def verify_projection(journal: Journal) -> Report:
     replayed, count = await replay(journal)
+    schedules = await replay_schedules(journal)
+    live_schedules = {s.name: s for s in await journal.schedules()}
     live = {t.id: t async for t in journal.tasks()}
     different = [
         tid
@@ -57,14 +82,22 @@ async def verify_projection(journal: Journal) -> Report:
         missing=sorted(set(live) - set(replayed)),
         extra=sorted(set(replayed) - set(live)),
         different=sorted(different),
+        schedules=len(live_schedules),
+        schedules_missing=sorted(set(live_schedules) - set(schedules)),
+        schedules_extra=sorted(set(schedules) - set(live_schedules)),
+        schedules_different=sorted(
+            n for n, s in live_schedules.items() if n in schedules and schedules[n] != s
+        ),
     )
 
 
 async def rebuild(journal: Journal) -> int:
-    """Replace the live projection with the replayed one; returns the number of tasks."""
+    """Replace the live projections with the replayed ones; returns the number of tasks."""
     replayed, _ = await replay(journal)
+    schedules = await replay_schedules(journal)
     head = await journal.head()
     await journal.replace_projection(list(replayed.values()), head.journal_seq)
+    await journal.replace_schedules(list(schedules.values()))
     return len(replayed)
 
 

@@ -44,6 +44,9 @@ class ScheduleNotFound(ActorqError):
         super().__init__(f"no schedule named {name!r}")
         self.name = name
 
+    def details(self) -> dict[str, Any]:
+        return {"name": self.name}
+
 
 class DuplicateSchedule(ActorqError):
     """A schedule of that name exists already."""
@@ -53,6 +56,9 @@ class DuplicateSchedule(ActorqError):
     def __init__(self, name: str) -> None:
         super().__init__(f"a schedule named {name!r} exists already")
         self.name = name
+
+    def details(self) -> dict[str, Any]:
+        return {"name": self.name}
 
 
 class InvalidTransition(ActorqError):

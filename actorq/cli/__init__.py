@@ -198,10 +198,13 @@ def _cmd_journal(args: argparse.Namespace, config: Config) -> int:
                     found = tasks.get(args.task)
                     print(json.dumps(task_json(found) if found else None, indent=2))
                     return OK if found else FAILED
+                from actorq.wire import schedule_json
+
                 states = audit.summarize(tasks.values())
-                print(
-                    json.dumps({"until": args.until, "events": count, "states": states}, indent=2)
-                )
+                schedules = await audit.replay_schedules(journal, until)
+                shown = [schedule_json(s) for _, s in sorted(schedules.items())]
+                print(json.dumps({"until": args.until, "events": count, "states": states,
+                                  "schedules": shown}, indent=2))  # fmt: skip
                 return OK
             case "export":
                 if args.output == "-":
@@ -214,7 +217,8 @@ def _cmd_journal(args: argparse.Namespace, config: Config) -> int:
                 return OK
             case "rebuild":
                 n = await audit.rebuild(journal)
-                print(json.dumps({"rebuilt_tasks": n}))
+                kept = len(await journal.schedules())
+                print(json.dumps({"rebuilt_tasks": n, "rebuilt_schedules": kept}))
                 return OK
         return USAGE
 

@@ -21,16 +21,19 @@ from actorq.actors.core import ActorError
 from actorq.errors import (
     ActorqError,
     BatchItemError,
+    DuplicateSchedule,
     DuplicateTask,
     InvalidInput,
     InvalidTransition,
     Overloaded,
+    ScheduleNotFound,
     StorageError,
     TaskNotFound,
     Unavailable,
     UnknownTaskType,
 )
 from actorq.http.keys import RUNTIME, SHUTDOWN
+from actorq.http.schedules import routes as schedule_routes
 from actorq.http.system import routes as system_routes
 from actorq.http.tasks import routes as task_routes
 from actorq.runtime import Runtime
@@ -40,6 +43,8 @@ log = logging.getLogger("actorq.http")
 _STATUS: dict[type[ActorqError], int] = {
     InvalidInput: 400,
     TaskNotFound: 404,
+    ScheduleNotFound: 404,
+    DuplicateSchedule: 409,
     InvalidTransition: 409,
     DuplicateTask: 409,
     UnknownTaskType: 422,
@@ -117,4 +122,5 @@ def make_app(runtime: Runtime) -> web.Application:
     aiojobs.aiohttp.setup(app)
     app.add_routes(task_routes)
     app.add_routes(system_routes)
+    app.add_routes(schedule_routes)
     return app

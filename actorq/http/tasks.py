@@ -41,7 +41,7 @@ def _refuse_constant(name: str) -> NoReturn:
     raise InvalidJson(f"request body is not valid JSON: {name} is not a JSON number")
 
 
-async def _json_body(request: web.Request) -> Any:
+async def json_body(request: web.Request) -> Any:
     """The body as JSON: UTF-8, no NaN or Infinity; any failure to read it is a 400."""
     if not request.can_read_body:
         raise InvalidInput("a JSON body is required")
@@ -85,7 +85,7 @@ def _parse_batch(
 @aiojobs.aiohttp.atomic  # a client hanging up must not abort a submission half-way
 async def submit(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
-    body = await _json_body(request)
+    body = await json_body(request)
     now = time.time()
     # Types this node does not know may be served by another live node: resolve them first.
     catalog = await runtime.catalog(names_in(body if isinstance(body, list) else [body]))
