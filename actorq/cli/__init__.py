@@ -21,7 +21,7 @@ from typing import Any
 
 from actorq import audit
 from actorq.builtin import builtin_registry
-from actorq.cli import stats
+from actorq.cli import schedules, stats
 from actorq.cli.base import (
     CONFIG_HELP,
     DESCRIPTION,
@@ -50,7 +50,7 @@ log = logging.getLogger("actorq.cli")
 
 # The operator's command groups: each module's ``register(sub)`` adds its subcommands and
 # sets ``run(args, config) -> exit code`` as their default.
-GROUPS = (stats,)
+GROUPS = (stats, schedules)
 
 
 def _app_args(p: argparse.ArgumentParser) -> None:
