@@ -20,6 +20,7 @@ from test_openapi import check
 
 from actorq import audit
 from actorq.app import App
+from actorq.errors import InvalidInput
 from actorq.journal import journal_from_url
 from actorq.model import Task, TaskFilter
 from actorq.runtime import Runtime
@@ -322,3 +323,27 @@ async def test_replay_verify_and_rebuild_reproduce_the_schedules(
     assert not broken.matches
     await audit.rebuild(node.journal)
     assert {s.name: s for s in await node.schedules.list()} == replayed
+
+
+def test_a_periodic_handler_keeps_its_task_types_options_and_a_bad_one_fails_at_import() -> None:
+    app = App("sqlite:///unused.db")
+
+    @app.periodic(every=30, payload={"deep": False})
+    @app.task("sweep", queue="maintenance", priority=3)
+    async def sweep(payload: Any) -> None: ...
+
+    (declared,) = app.registry.schedules()
+    assert (declared.name, declared.every) == ("sweep", 30.0)
+    assert (declared.task.type, declared.task.queue, declared.task.priority) == (
+        "sweep", "maintenance", 3,
+    )  # fmt: skip
+    assert declared.task.payload == {"deep": False}
+    with pytest.raises(InvalidInput, match="cron"):
+
+        @app.periodic("every day at noon")
+        async def noon(payload: Any) -> None: ...
+
+    with pytest.raises(InvalidInput, match="timezone"):
+
+        @app.periodic("0 12 * * *", timezone="Moon/Base")
+        async def lunar(payload: Any) -> None: ...
