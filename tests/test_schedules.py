@@ -92,6 +92,8 @@ async def test_a_schedule_is_created_shown_changed_paused_resumed_and_deleted(
     kinds = [e["kind"] for e in history["events"]]
     assert kinds == ["schedule_saved"] * 4 + ["schedule_deleted"]
     assert history["events"][1]["data"]["every"] == 60.0
+    as_task = await client.get("/api/v1/tasks/schedule:report/history")  # not a task's
+    await check(as_task, "/api/v1/tasks/{id}/history", 404, "task_not_found")
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,5 @@
 """``actorq schedules``: the same commands on the database and through a running server, with
-a real ``actorq serve`` process on a SQLite file."""
+a real ``actorq serve`` process, on each backend."""
 
 from __future__ import annotations
 
@@ -24,11 +24,12 @@ async def actorq(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, A
     return code, json.loads(out) if code == 0 else err.strip()
 
 
+@pytest.mark.slow
 async def test_schedules_commands_work_on_the_database_and_through_a_server(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], servers: list[Server]
+    database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], servers: list[Server]
 ) -> None:
-    url = f"sqlite:///{tmp_path}/cli.db"
-    server = Server(tmp_path / "cli.db", tmp_path)
+    url = database_url
+    server = Server(url, tmp_path)
     servers.append(server)
     await server.ready()
     db, http = ("--database-url", url), ("--url", server.url)
