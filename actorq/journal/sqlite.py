@@ -50,6 +50,7 @@ from actorq.journal.rows import (
     tasks_in_pages,
     update_row,
 )
+from actorq.journal.sqlite_watch import ForeignCommits
 from actorq.model import Event, Page, Schedule, Task, TaskFilter, TaskState
 from actorq.nodes import Node
 
@@ -239,6 +240,7 @@ class SqliteJournal:
         self._reader: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
         self._durable = True  # the writer connection's synchronous mode: FULL or NORMAL
+        self._watch: ForeignCommits | None = None
 
     def _pragmas(self) -> list[str]:
         return [
@@ -282,9 +284,20 @@ class SqliteJournal:
         await self.replace_projection(list(tasks.values()), head.journal_seq)
 
     async def subscribe(self, on_notice: Callable[[Notice], None]) -> None:
-        """One process owns a SQLite journal: there is nobody to hear from."""
+        """Tell ``on_notice`` when another process commits to this file (see
+        ``sqlite_watch``): a web app enqueuing beside a worker reaches it in milliseconds,
+        not at the next fallback poll. An in-memory database has no one else to hear."""
+        if self._uri or self._watch is not None:
+            return
+        watch = ForeignCommits(self.path, self._w, self._on_writer,
+                               lambda: on_notice(Notice("ready")))  # fmt: skip
+        if await watch.start():
+            self._watch = watch
 
     async def close(self) -> None:
+        if self._watch is not None:
+            await self._watch.stop()
+            self._watch = None
         if self._reader is not None:
             await self._reader.close()
             self._reader = None
@@ -335,12 +348,18 @@ class SqliteJournal:
             db.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
             self._durable = durable
         db.execute("BEGIN IMMEDIATE")
+        watch = self._watch
+        if watch is not None:
+            watch.began()  # another process's commits, seen as this one begins
         try:
             result = body(db)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        finally:
+            if watch is not None:
+                watch.ended()
         return result
 
     async def _transaction(self, body: Callable[[_Tx], T], durable: bool = True) -> T:
