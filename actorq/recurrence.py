@@ -16,9 +16,9 @@ import zoneinfo
 from typing import Any
 
 import attrs
-from croniter import croniter
+from croniter import CroniterError, croniter
 
-from actorq.errors import InvalidTransition
+from actorq.errors import InvalidInput, InvalidTransition
 from actorq.model import (
     SCHEDULE_SUBJECT,
     Event,
@@ -46,6 +46,15 @@ def zone(name: str) -> zoneinfo.ZoneInfo:
     return zoneinfo.ZoneInfo(name)
 
 
+def ever_ticks(expr: str) -> bool:
+    """Whether cron expression ``expr`` names a time that comes (not 30 February)."""
+    try:
+        croniter(expr, dt.datetime(2000, 1, 1, tzinfo=dt.UTC)).get_next(float)
+    except CroniterError:
+        return False
+    return True
+
+
 def next_tick(schedule: Schedule, after: float) -> float:
     """The first tick of ``schedule`` strictly after ``after``."""
     every = schedule.every
@@ -56,7 +65,12 @@ def next_tick(schedule: Schedule, after: float) -> float:
     if schedule.cron is None:
         raise ValueError(f"schedule {schedule.name!r} has neither cron nor every")
     start = dt.datetime.fromtimestamp(after, zone(schedule.timezone))
-    return float(croniter(schedule.cron, start).get_next(float))
+    try:
+        return float(croniter(schedule.cron, start).get_next(float))
+    except CroniterError as exc:  # refused when saved; a row written otherwise fails alone
+        raise InvalidInput(
+            f"schedule {schedule.name!r}: no next tick of {schedule.cron!r}"
+        ) from exc
 
 
 def plan_save(before: Schedule | None, schedule: Schedule, at: float) -> Schedule:

@@ -18,7 +18,7 @@ from typing import Any
 import attrs
 from croniter import croniter
 
-from actorq import wire
+from actorq import recurrence, wire
 from actorq.errors import InvalidInput, InvalidTransition
 from actorq.journal.base import DeleteSchedule, Journal, Op, SaveMode, SaveSchedule
 from actorq.model import Misfire, Schedule, ScheduleTask
@@ -57,6 +57,8 @@ def _cron(value: Any) -> str:
             "must be a cron expression of five fields (minute hour day-of-month month "
             f"day-of-week) or an @ alias, got {value[:60]!r}",
         )
+    if not recurrence.ever_ticks(expr):
+        raise _refuse("cron", f"names no time that ever comes (such as 30 February): {expr!r}")
     return expr
 
 

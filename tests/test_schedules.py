@@ -102,6 +102,7 @@ async def test_a_schedule_is_created_shown_changed_paused_resumed_and_deleted(
         ({"name": "x", "cron": "61 * * * *", "task": ECHO}, 400, "invalid_input", "cron"),
         ({"name": "x", "cron": "* * * * * *", "task": ECHO}, 400, "invalid_input", "five"),
         ({"name": "x", "cron": "bad", "task": ECHO}, 400, "invalid_input", "cron"),
+        ({"name": "x", "cron": "0 0 30 2 *", "task": ECHO}, 400, "invalid_input", "30 February"),
         ({"name": "x", "every": 0, "task": ECHO}, 400, "invalid_input", "every"),
         ({"name": "x", "every": -5, "task": ECHO}, 400, "invalid_input", "every"),
         ({"name": "x", "every": True, "task": ECHO}, 400, "invalid_input", "every"),
