@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import attrs
 
-from actorq.actors.core import Actor, ActorRef, ActorStopped, MailboxFull
+from actorq.actors.core import Actor, ActorError, ActorRef, ActorStopped, MailboxFull
 from actorq.actors.journal_writer import write
 from actorq.actors.ticker import Ticker
 from actorq.errors import ActorqError
@@ -90,6 +90,8 @@ class Scheduler(Actor):
             fired = outcome.unwrap()
         except (ActorqError, TimeoutError) as exc:
             log.warning("firing due schedules failed; trying again at the next refresh: %s", exc)
+            return
+        except ActorError:  # the writer stopped: the node is stopping, nothing is lost
             return
         if len(fired) >= self._limit:  # more may be due than one batch took
             self._arm(self._clock())
