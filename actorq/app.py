@@ -20,6 +20,7 @@ from actorq.model import NewTask, Task, TaskState
 from actorq.nodes import catalog_from_journal, names_in
 from actorq.retry import RetryDefaults, RetryPolicy
 from actorq.runtime import Runtime
+from actorq.schedules import parse_schedule
 from actorq.tasks import Handler, Registry, parse_submission, task_decorator
 
 
@@ -56,6 +57,36 @@ class App:
             priority=priority,
             retry=retry,
         )
+
+    def periodic(
+        self,
+        cron: str | None = None,
+        *,
+        every: float | None = None,
+        name: str | None = None,
+        timezone: str = "UTC",
+        misfire: str = "skip",
+        payload: Any = None,
+    ) -> Callable[[Handler], Handler]:
+        """Run the decorated handler on a schedule: ``cron`` (five fields, in ``timezone``) or
+        ``every`` so many seconds. The schedule (named ``name``, default the function's name)
+        is saved when a node starts, and journaled again only if its definition changed; an
+        operator's pause stays. A handler not registered with ``@app.task`` (put that below
+        this decorator) becomes a task type of the schedule's name."""
+
+        def declare(fn: Handler) -> Handler:
+            schedule_name = name or fn.__name__
+            type_name = self.registry.name_of(fn)
+            if type_name is None:
+                self.task(schedule_name)(fn)
+                type_name = schedule_name
+            task = {"type": type_name, "payload": payload}
+            body = {"name": schedule_name, "cron": cron, "every": every, "timezone": timezone,
+                    "misfire": misfire, "task": task}  # fmt: skip
+            self.registry.declare(parse_schedule(body, self.registry, time.time()))
+            return fn
+
+        return declare
 
     def config(self, flags: Mapping[str, Any] | None = None) -> Config:
         return Config.load(flags, base=self.settings)

@@ -1,8 +1,9 @@
 """Journal replay for audits: rebuild the projection from the journal, compare it with the
 live one, show the queue as it was at a past instant, and export the journal.
 
-The projection is the tasks and the queues' settings: each has its fold (``lifecycle`` and
-``queues``), and the replay, the check and the rebuild cover both."""
+The projection is the tasks, the queues' settings and the schedules: each has its fold
+(``lifecycle``, ``queues``, ``recurrence``), and the replay, the check and the rebuild cover
+all three."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ import attrs
 
 import actorq.lifecycle as lifecycle
 import actorq.queues as queues
+import actorq.recurrence as recurrence
 from actorq.journal.base import Journal
-from actorq.model import QUEUE_SUBJECT, Task, is_control
+from actorq.model import QUEUE_SUBJECT, Event, Schedule, Task, is_control
 from actorq.queues import QueueSettings
 from actorq.render import event_json
 
@@ -29,10 +31,18 @@ class Report:
     different: list[str]
     # Queues whose live settings differ from the replayed ones (or exist on one side only).
     queues: list[str] = attrs.field(factory=list)
+    # the same for the schedules projection, by name
+    schedules: int = 0
+    schedules_missing: list[str] = attrs.Factory(list)
+    schedules_extra: list[str] = attrs.Factory(list)
+    schedules_different: list[str] = attrs.Factory(list)
 
     @property
     def matches(self) -> bool:
-        return not (self.missing or self.extra or self.different or self.queues)
+        return not (
+            self.missing or self.extra or self.different or self.queues or self.schedules_missing
+            or self.schedules_extra or self.schedules_different
+        )  # fmt: skip
 
     def as_json(self) -> dict[str, Any]:
         return {"matches": self.matches, **attrs.asdict(self)}
@@ -65,10 +75,25 @@ def _queue_mismatches(live: list[QueueSettings], replayed: dict[str, QueueSettin
     return sorted(n for n in names if by_name.get(n) != replayed.get(n))
 
 
+async def replay_schedules(journal: Journal, until: float | None = None) -> dict[str, Schedule]:
+    """The schedules the journal's ``schedule:NAME`` events add up to (up to ``until``)."""
+    schedules: dict[str, Schedule] = {}
+    batch: list[Event] = []
+    async for event in journal.events(0, until):
+        if recurrence.is_schedule_event(event):
+            batch.append(event)
+            if len(batch) >= 1000:
+                recurrence.fold(batch, schedules)
+                batch = []
+    return recurrence.fold(batch, schedules)
+
+
 async def verify_projection(journal: Journal) -> Report:
     replayed, count = await replay(journal)
     replayed_queues = await replay_queues(journal)
     live_queues = await journal.queue_settings()
+    schedules = await replay_schedules(journal)
+    live_schedules = {s.name: s for s in await journal.schedules()}
     live = {t.id: t async for t in journal.tasks()}
     different = [
         tid
@@ -82,16 +107,26 @@ async def verify_projection(journal: Journal) -> Report:
         extra=sorted(set(replayed) - set(live)),
         different=sorted(different),
         queues=_queue_mismatches(live_queues, replayed_queues),
+        schedules=len(live_schedules),
+        schedules_missing=sorted(set(live_schedules) - set(schedules)),
+        schedules_extra=sorted(set(schedules) - set(live_schedules)),
+        schedules_different=sorted(
+            n for n, s in live_schedules.items() if n in schedules and schedules[n] != s
+        ),
     )
 
 
 async def rebuild(journal: Journal) -> int:
-    """Replace the live projection with the replayed one; returns the number of tasks."""
+    """Replace the live projections with the replayed ones; returns the number of tasks."""
     replayed, _ = await replay(journal)
     replayed_queues = await replay_queues(journal)
     head = await journal.head()
     await journal.replace_projection(list(replayed.values()), head.journal_seq)
     await journal.replace_queues(list(replayed_queues.values()))
+    schedules = await replay_schedules(journal)
+    head = await journal.head()
+    await journal.replace_projection(list(replayed.values()), head.journal_seq)
+    await journal.replace_schedules(list(schedules.values()))
     return len(replayed)
 
 

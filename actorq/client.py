@@ -2,9 +2,9 @@
 ``SyncClient`` (the same methods for callers without an event loop).
 
 It covers what the API serves today: tasks (submit one or a batch, get, wait, list, history,
-cancel, retry), the task types, statistics, health, readiness and the live event stream.
-Queues, schedules, dead letters and nodes have no routes on the server yet; their methods
-come with those routes. Answers are model values (``Task``, ``Event``, ``LiveEvent``, decoded
+cancel, retry), schedules, the task types, statistics, health, readiness and the live event
+stream. Queues, dead letters and nodes have no routes on the server yet; their methods come
+with those routes. Answers are model values (``Task``, ``Event``, ``LiveEvent``, decoded
 by ``actorq.wire``); an error answer raises the class the node raised (``actorq.errors``), and
 a server that cannot be reached raises ``Unreachable``, an ``Unavailable``.
 """
@@ -34,7 +34,7 @@ from typing import Any, Concatenate, ParamSpec, TypedDict, TypeVar, Unpack
 import aiohttp
 
 from actorq.errors import ActorqError, Unavailable, Unreachable
-from actorq.model import FINISHED_STATES, Event, Page, Task, TaskState
+from actorq.model import FINISHED_STATES, Event, Page, Schedule, Task, TaskState
 from actorq.retry import RetryPolicy, policy_json
 from actorq.wire import (
     LiveEvent,
@@ -42,6 +42,7 @@ from actorq.wire import (
     error_from_json,
     event_from_json,
     live_event_from_json,
+    schedule_from_json,
     sse_messages,
     task_from_json,
     task_type_from_json,
@@ -54,6 +55,7 @@ R = TypeVar("R")
 T = TypeVar("T")
 
 _TASKS = "/api/v1/tasks"
+_SCHEDULES = "/api/v1/schedules"
 _EVENTS = "/api/v1/events"
 # The server sends a keepalive after 15 s of silence: a stream silent for three is gone.
 _STREAM_IDLE = 45.0
@@ -292,6 +294,36 @@ class Client:
         data = await self._call("POST", _queue(name) + "/purge", body=body)
         return int(data["purged"])
 
+    # -- schedules -------------------------------------------------------------------------
+
+    async def schedules(self) -> builtins.list[Schedule]:
+        """Every schedule, by name, with its next and last run."""
+        data = await self._call("GET", _SCHEDULES)
+        return [schedule_from_json(s) for s in data["schedules"]]
+
+    async def schedule(self, name: str) -> Schedule:
+        return schedule_from_json(await self._call("GET", _schedule(name)))
+
+    async def create_schedule(self, definition: Mapping[str, Any]) -> Schedule:
+        """Create a schedule from its JSON definition (``name``, ``cron`` or ``every``,
+        ``task``, and optionally ``timezone``, ``paused``, ``misfire``); a taken name raises
+        ``DuplicateSchedule``."""
+        return schedule_from_json(await self._call("POST", _SCHEDULES, body=dict(definition)))
+
+    async def change_schedule(self, name: str, changes: Mapping[str, Any]) -> Schedule:
+        body = dict(changes)
+        return schedule_from_json(await self._call("PATCH", _schedule(name), body=body))
+
+    async def pause_schedule(self, name: str) -> Schedule:
+        return schedule_from_json(await self._call("POST", _schedule(name) + "/pause"))
+
+    async def resume_schedule(self, name: str) -> Schedule:
+        return schedule_from_json(await self._call("POST", _schedule(name) + "/resume"))
+
+    async def delete_schedule(self, name: str) -> Schedule:
+        """The schedule as it was; an unknown name raises ``ScheduleNotFound``."""
+        return schedule_from_json(await self._call("DELETE", _schedule(name)))
+
     # -- the node --------------------------------------------------------------------------
 
     async def types(self) -> builtins.list[TaskTypeInfo]:
@@ -377,6 +409,10 @@ def _task(task_id: str) -> str:
     return f"{_TASKS}/{urllib.parse.quote(task_id, safe='')}"
 
 
+def _schedule(name: str) -> str:
+    return f"{_SCHEDULES}/{urllib.parse.quote(name, safe='')}"
+
+
 # -- the same methods without an event loop ----------------------------------------------------
 
 
@@ -441,6 +477,13 @@ class SyncClient:
     history = _blocking(Client.history)
     cancel = _blocking(Client.cancel)
     retry = _blocking(Client.retry)
+    schedules = _blocking(Client.schedules)
+    schedule = _blocking(Client.schedule)
+    create_schedule = _blocking(Client.create_schedule)
+    change_schedule = _blocking(Client.change_schedule)
+    pause_schedule = _blocking(Client.pause_schedule)
+    resume_schedule = _blocking(Client.resume_schedule)
+    delete_schedule = _blocking(Client.delete_schedule)
     types = _blocking(Client.types)
     stats = _blocking(Client.stats)
     health = _blocking(Client.health)

@@ -50,6 +50,30 @@ class QueueNotFound(ActorqError):
         return {"queue": self.name}
 
 
+class ScheduleNotFound(ActorqError):
+    code = "schedule_not_found"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no schedule named {name!r}")
+        self.name = name
+
+    def details(self) -> dict[str, Any]:
+        return {"name": self.name}
+
+
+class DuplicateSchedule(ActorqError):
+    """A schedule of that name exists already."""
+
+    code = "schedule_exists"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"a schedule named {name!r} exists already")
+        self.name = name
+
+    def details(self) -> dict[str, Any]:
+        return {"name": self.name}
+
+
 class InvalidTransition(ActorqError):
     """The task's current state does not allow what was asked (cancel a finished task...)."""
 

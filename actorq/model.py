@@ -64,6 +64,11 @@ class EventKind(enum.StrEnum):
     # named in the event's data (actorq.queues).
     QUEUE_CONFIGURED = "queue_configured"
     SNOOZED = "snoozed"  # its handler asked to run again later; the attempt is not spent
+    # Control events of schedules (subject ``schedule:NAME``), folded by ``actorq.recurrence``.
+    SCHEDULE_SAVED = "schedule_saved"  # created, changed, paused or resumed: its whole definition
+    SCHEDULE_DELETED = "schedule_deleted"
+    SCHEDULE_FIRED = "schedule_fired"  # a tick enqueued its task (in the same transaction)
+    SCHEDULE_SKIPPED = "schedule_skipped"  # missed ticks passed over (misfire "skip")
 
 
 # Control events: journal rows whose subject is not a task but a queue's settings or a
@@ -162,6 +167,52 @@ class NewTask:
     idempotency_key: str | None = None
     id: str = attrs.field(factory=lambda: str(uuid.uuid4()))
     retry: RetryPolicy | None = None  # None: chosen when submitted (see ``actorq.retry``)
+
+
+class Misfire(enum.StrEnum):
+    """What a schedule does with the ticks that passed while no node could fire them."""
+
+    SKIP = "skip"  # no task for them: the schedule goes on at its next future tick
+    RUN_ONCE = "run_once"  # one task stands for all of them
+
+
+@attrs.frozen
+class ScheduleTask:
+    """What each tick of a schedule enqueues: the task type's defaults are filled in when the
+    schedule is saved, so a firing needs nothing but the schedule's row."""
+
+    type: str
+    payload: Any = None
+    queue: str = "default"
+    priority: int = 0
+    max_attempts: int = 3
+    timeout: float | None = None
+
+
+@attrs.frozen
+class Schedule:
+    """One row of the ``schedules`` projection: a recurring task, by ``cron`` (in
+    ``timezone``) or ``every`` so many seconds. ``next_run_at`` is None while it is paused."""
+
+    name: str
+    task: ScheduleTask
+    cron: str | None = None
+    every: float | None = None
+    timezone: str = "UTC"
+    paused: bool = False
+    misfire: Misfire = Misfire.SKIP
+    next_run_at: Instant | None = None
+    last_run_at: Instant | None = None  # when its last task was enqueued
+    last_task_id: str | None = None
+    fired: int = 0  # tasks enqueued so far
+    created_at: Instant = 0.0
+    updated_at: Instant = 0.0  # of its definition
+    anchor: float = 0.0  # ``every`` ticks fall at anchor + k * every
+    seq: int = 0  # seq of the last journal event applied
+
+    @property
+    def subject(self) -> str:
+        return SCHEDULE_SUBJECT + self.name
 
 
 @attrs.frozen

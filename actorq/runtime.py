@@ -33,6 +33,7 @@ from actorq.actors.lock_reaper import LockReaper
 from actorq.actors.presence import ClusterTypes, Presence, WaitingForHandler
 from actorq.actors.queue_watch import QueuesChanged
 from actorq.actors.retry_timer import RetryTimer
+from actorq.actors.scheduler import Rearm, Scheduler
 from actorq.actors.stats import (
     Follow,
     QueueFigures,
@@ -68,6 +69,7 @@ from actorq.model import (
 from actorq.nodes import Catalog, Cluster, Layered, Node, ServedType
 from actorq.queues import describe
 from actorq.retry import RetryDefaults
+from actorq.schedules import Schedules
 from actorq.tasks import Registry
 
 log = logging.getLogger("actorq.runtime")
@@ -76,6 +78,7 @@ WRITER, STATS, DISPATCHER, WORKERS, TIMER, REAPER = (
     "journal_writer", "stats", "dispatcher", "workers", "retry_timer", "lock_reaper",
 )  # fmt: skip
 PRESENCE = "presence"
+SCHEDULER = "scheduler"
 # The actors whose ``Health()`` answer decides readiness: they claim and write for the node.
 HEALTH_CHECKED = (WRITER, DISPATCHER)
 
@@ -114,6 +117,7 @@ class Runtime:
         self._stats_actor: StatsAggregator | None = None
         self._started = False
         self._born = clock()
+        self.schedules = Schedules(self.journal, self._write_schedule, config.node, clock)
 
     # -- the actor tree ------------------------------------------------------------------
 
@@ -200,6 +204,17 @@ class Runtime:
                     root_ref(WRITER), c.node, self.clock, reap_every, self._write_timeout
                 ),
             ),
+            ChildSpec(
+                SCHEDULER,
+                lambda: Scheduler(
+                    self.journal,
+                    root_ref(WRITER),
+                    c.node,
+                    self.clock,
+                    c.poll_seconds,
+                    self._write_timeout,
+                ),
+            ),
             # Last: it tells the cluster we serve only once everything that serves is up, and
             # stops first, so a stopping node stops being offered new types of work first.
             ChildSpec(
@@ -228,6 +243,8 @@ class Runtime:
         try:
             await self.system.start()
             await self.journal.subscribe(self._on_notice)
+            for declared in self.registry.schedules():  # the App's @periodic
+                await self.schedules.declare(declared)
         except BaseException:
             await self.system.stop()
             await self.journal.close()
@@ -316,6 +333,13 @@ class Runtime:
         except TimeoutError:
             raise Overloaded("the journal did not accept the write in time") from None
         return outcome.unwrap()
+
+    async def _write_schedule(self, op: Any) -> Any:
+        """A schedule operation; the Scheduler hears of it at once (not at its next refresh)."""
+        result = await self._write(op)
+        with contextlib.suppress(ActorError):
+            self._ref(SCHEDULER).tell_nowait(Rearm())
+        return result
 
     async def submit(self, tasks: Sequence[NewTask]) -> list[Task]:
         """Create tasks; returns once their ``submitted`` events are durable. A task whose

@@ -17,7 +17,7 @@ import attrs
 
 from actorq import wire
 from actorq.errors import UnknownTaskType
-from actorq.model import NewTask, Task
+from actorq.model import NewTask, Schedule, Task
 from actorq.nodes import Catalog
 from actorq.retry import NO_OVERRIDES, RetryDefaults, RetryPolicy
 
@@ -75,10 +75,11 @@ class TaskType:
 
 
 class Registry:
-    """Task types by name."""
+    """Task types by name, and the schedules an App declares with them (``@app.periodic``)."""
 
     def __init__(self) -> None:
         self._types: dict[str, TaskType] = {}
+        self._schedules: dict[str, Schedule] = {}
 
     def add(self, task_type: TaskType) -> None:
         if task_type.name in self._types:
@@ -96,6 +97,19 @@ class Registry:
 
     def names(self) -> list[str]:
         return sorted(self._types)
+
+    def name_of(self, handler: Handler) -> str | None:
+        """The task type ``handler`` is registered as, if any."""
+        return next((t.name for t in self._types.values() if t.handler is handler), None)
+
+    def declare(self, schedule: Schedule) -> None:
+        if schedule.name in self._schedules:
+            raise ValueError(f"schedule {schedule.name!r} is declared twice")
+        self._schedules[schedule.name] = schedule
+
+    def schedules(self) -> list[Schedule]:
+        """The declared schedules, which a node saves as it starts."""
+        return list(self._schedules.values())
 
 
 def parse_submission(

@@ -28,6 +28,7 @@ from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, overrid
 from actorq.errors import (
     ActorqError,
     BatchItemError,
+    DuplicateSchedule,
     DuplicateTask,
     InvalidInput,
     InvalidJson,
@@ -35,12 +36,22 @@ from actorq.errors import (
     Overloaded,
     QueueFull,
     QueueNotFound,
+    ScheduleNotFound,
     StorageError,
     TaskNotFound,
     Unavailable,
     UnknownTaskType,
 )
-from actorq.model import Event, EventKind, Instant, NewTask, Task, TaskState, TypeDefaults
+from actorq.model import (
+    Event,
+    EventKind,
+    Instant,
+    NewTask,
+    Schedule,
+    Task,
+    TaskState,
+    TypeDefaults,
+)
 from actorq.retry import NO_OVERRIDES, RetryDefaults, RetryPolicy, policy_from_json, policy_json
 from actorq.submission import MAX_TEXT, RULE, FieldError, Submission
 
@@ -169,6 +180,10 @@ def _make_converter() -> cattrs.Converter:
     data = override(unstruct_hook=_times_in, struct_hook=_times_out)
     conv.register_unstructure_hook(Event, make_dict_unstructure_fn(Event, conv, data=data))
     conv.register_structure_hook(Event, make_dict_structure_fn(Event, conv, data=data))
+    # A schedule's anchor and seq are its own bookkeeping; the API shows its ticks.
+    inner: dict[str, Any] = {"seq": override(omit=True), "anchor": override(omit=True)}
+    conv.register_unstructure_hook(Schedule, make_dict_unstructure_fn(Schedule, conv, **inner))
+    conv.register_structure_hook(Schedule, make_dict_structure_fn(Schedule, conv, **inner))
     return conv
 
 
@@ -200,6 +215,16 @@ def task_json(task: Task) -> dict[str, Any]:
 def event_json(event: Event) -> dict[str, Any]:
     result: dict[str, Any] = _unstructure_event(event)
     return result
+
+
+def schedule_json(schedule: Schedule) -> dict[str, Any]:
+    result: dict[str, Any] = converter.unstructure(schedule, Schedule)
+    return result
+
+
+def schedule_from_json(data: Mapping[str, Any]) -> Schedule:
+    schedule: Schedule = converter.structure(data, Schedule)
+    return schedule
 
 
 def task_from_json(data: Mapping[str, Any]) -> Task:
@@ -319,7 +344,8 @@ def error_from_json(
         item = submitted[index]
     elif len(submitted) == 1:
         item = submitted[0]
-    exc = _typed(status, code, error, item, task_id)
+    named = _NAMED.get(code)
+    exc = named(str(error.get("name", ""))) if named else _typed(status, code, error, item, task_id)
     if index is None:
         exc.args = (message,)
         return exc
@@ -337,6 +363,13 @@ def _queue_error(code: str, error: dict[str, Any]) -> ActorqError:
     return QueueFull(
         queue, depth if isinstance(depth, int) else 0, wait if isinstance(wait, int) else 1
     )
+
+
+# Errors about a named thing (a schedule) whose body carries its name.
+_NAMED: dict[str, Callable[[str], ActorqError]] = {
+    "schedule_not_found": ScheduleNotFound,
+    "schedule_exists": DuplicateSchedule,
+}
 
 
 def _typed(

@@ -49,6 +49,10 @@ FITS: dict[EventKind, frozenset[TaskState]] = {
     K.SNOOZED: frozenset({S.RUNNING}),
 }
 DEATHS = {"failed", "timed_out", "lease_expired"}
+# A task's event kinds: queues' and schedules' (control events) have folds of their own.
+TASK_KINDS = [
+    k for k in K if k is not K.DEAD_LETTERED and not k.value.startswith(("queue_", "schedule_"))
+]
 
 SLOTS = [f"t{i}" for i in range(4)]
 workers = st.sampled_from(["n/w0", "n/w1"])

@@ -122,6 +122,10 @@ class Metrics:
                               registry=self.registry)  # fmt: skip
         self.pickup = Histogram("actorq_pickup_seconds", "From due to handler start",
                                 buckets=_LATENCY_BUCKETS, registry=self.registry)  # fmt: skip
+        self.firings = Counter(
+            "actorq_schedule_firings", "Tasks enqueued by this node's firings of each schedule",
+            ["schedule"], registry=self.registry,
+        )  # fmt: skip
         self.runtime = Histogram("actorq_run_seconds", "Handler run time of finished attempts",
                                  buckets=_LATENCY_BUCKETS, registry=self.registry)  # fmt: skip
         # The queues' own figures, for the whole cluster (read from the projection per scrape).
@@ -253,6 +257,8 @@ class StatsAggregator(Actor):
         if counter is None:
             counter = self._kind_counters[e.kind] = self.metrics.events.labels(e.kind.value)
         counter.inc()
+        if e.kind is EventKind.SUBMITTED and "tick" in after.metadata:  # a schedule's task
+            self.metrics.firings.labels(str(after.metadata.get("schedule"))).inc()
         pickup = _pickup(e, after)
         if pickup is not None:
             self.metrics.pickup.observe(max(0.0, pickup))

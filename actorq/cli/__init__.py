@@ -21,7 +21,7 @@ from typing import Any
 
 from actorq import audit
 from actorq.builtin import builtin_registry
-from actorq.cli import queues, stats
+from actorq.cli import queues, schedules, stats
 from actorq.cli.base import (
     CONFIG_HELP,
     DESCRIPTION,
@@ -51,7 +51,7 @@ log = logging.getLogger("actorq.cli")
 
 # The operator's command groups: each module's ``register(sub)`` adds its subcommands and
 # sets ``run(args, config) -> exit code`` as their default.
-GROUPS = (stats, queues)
+GROUPS = (stats, queues, schedules)
 
 
 def _app_args(p: argparse.ArgumentParser) -> None:
@@ -223,11 +223,16 @@ def _cmd_journal(args: argparse.Namespace, config: Config) -> int:
                     found = tasks.get(args.task)
                     print(json.dumps(task_json(found) if found else None, indent=2))
                     return OK if found else FAILED
+                from actorq.wire import schedule_json
+
                 states = audit.summarize(tasks.values())
                 settings = await audit.replay_queues(journal, until)
-                shown = [q.as_json() for q in settings.values()]
+                schedules = await audit.replay_schedules(journal, until)
                 summary = {"until": args.until, "events": count, "states": states}
-                print(json.dumps({**summary, "queues": shown}, indent=2))
+                print(json.dumps({**summary, "queues": [q.as_json() for q in settings.values()],
+                                  "schedules": [schedule_json(s) for _, s in
+                                                sorted(schedules.items())]},
+                                 indent=2))  # fmt: skip
                 return OK
             case "export":
                 if args.output == "-":
@@ -240,7 +245,8 @@ def _cmd_journal(args: argparse.Namespace, config: Config) -> int:
                 return OK
             case "rebuild":
                 n = await audit.rebuild(journal)
-                print(json.dumps({"rebuilt_tasks": n}))
+                kept = len(await journal.schedules())
+                print(json.dumps({"rebuilt_tasks": n, "rebuilt_schedules": kept}))
                 return OK
         return USAGE
 

@@ -26,7 +26,8 @@ exit codes:
   {OK}    success
   {FAILED}    the operation failed: journal verify/replay found a mismatch, replay --task
        found no such task, a node could not listen or stopped after a failure,
-       a submission was refused (e.g. its idempotency key is taken)
+       a submission was refused (e.g. its idempotency key is taken), a schedule named
+       does not exist or its name is taken
   {USAGE}    usage or configuration error: bad flags, malformed or unsupported
        --database-url, invalid --payload, unknown task type, :memory: where it cannot work
   {UNAVAILABLE}    the database cannot be reached or opened: PostgreSQL down, refusing or

@@ -21,12 +21,14 @@ from actorq.actors.core import ActorError
 from actorq.errors import (
     ActorqError,
     BatchItemError,
+    DuplicateSchedule,
     DuplicateTask,
     InvalidInput,
     InvalidTransition,
     Overloaded,
     QueueFull,
     QueueNotFound,
+    ScheduleNotFound,
     StorageError,
     TaskNotFound,
     Unavailable,
@@ -34,6 +36,7 @@ from actorq.errors import (
 )
 from actorq.http.keys import RUNTIME, SHUTDOWN
 from actorq.http.queues import routes as queue_routes
+from actorq.http.schedules import routes as schedule_routes
 from actorq.http.system import routes as system_routes
 from actorq.http.tasks import routes as task_routes
 from actorq.runtime import Runtime
@@ -45,6 +48,8 @@ _STATUS: dict[type[ActorqError], int] = {
     TaskNotFound: 404,
     QueueNotFound: 404,
     QueueFull: 503,
+    ScheduleNotFound: 404,
+    DuplicateSchedule: 409,
     InvalidTransition: 409,
     DuplicateTask: 409,
     UnknownTaskType: 422,
@@ -126,4 +131,5 @@ def make_app(runtime: Runtime) -> web.Application:
     app.add_routes(task_routes)
     app.add_routes(system_routes)
     app.add_routes(queue_routes)
+    app.add_routes(schedule_routes)
     return app

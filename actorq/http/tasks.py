@@ -24,7 +24,7 @@ from actorq.errors import (
     TaskNotFound,
 )
 from actorq.http.keys import RUNTIME
-from actorq.model import NewTask, TaskFilter, TaskState
+from actorq.model import NewTask, TaskFilter, TaskState, is_control
 from actorq.nodes import Catalog, names_in
 from actorq.render import event_json, task_json
 from actorq.retry import RetryDefaults
@@ -165,9 +165,10 @@ async def list_tasks(request: web.Request) -> web.Response:
 
 def _task_id(request: web.Request) -> str:
     """The path's task id. One no task can have (a NUL...) is unknown without asking the
-    database, which might not be able to take it as a parameter."""
+    database, which might not be able to take it as a parameter; a control subject
+    (``schedule:NAME``) is no task either, and its history is not a task's."""
     task_id = request.match_info["id"]
-    if len(task_id) > MAX_TEXT or _UNFIT.search(task_id):
+    if len(task_id) > MAX_TEXT or _UNFIT.search(task_id) or is_control(task_id):
         raise TaskNotFound(task_id[:MAX_TEXT])
     return task_id
 

@@ -8,12 +8,13 @@ one commit (group commit). Each operation succeeds or fails on its own: a domain
 
 from __future__ import annotations
 
+import enum
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
-from actorq.model import Event, EventKind, NewTask, Page, Task, TaskFilter, TaskState
+from actorq.model import Event, EventKind, NewTask, Page, Schedule, Task, TaskFilter, TaskState
 from actorq.nodes import Node
 from actorq.queues import QueueActivity, QueueSettings, Tier
 
@@ -134,6 +135,35 @@ class ConfigureQueue:
     node: str
 
 
+class SaveMode(enum.StrEnum):
+    CREATE = "create"  # a new schedule: refused if the name is taken
+    UPDATE = "update"  # an existing one, unchanged since it was read (``expect_seq``)
+    DECLARE = "declare"  # the App's: created, or updated if its definition differs
+
+
+@attrs.frozen
+class SaveSchedule:
+    """Save ``schedule``'s definition; its anchor and next tick are decided in the batch,
+    against the row as the transaction sees it (``actorq.recurrence.plan_save``). A declared
+    schedule keeps the row's ``paused`` (an operator's choice). Result: the schedule as saved,
+    or as it was when a declaration found nothing to change."""
+
+    schedule: Schedule
+    at: float
+    node: str
+    mode: SaveMode
+    expect_seq: int | None = None
+
+
+@attrs.frozen
+class DeleteSchedule:
+    """Delete schedule ``name``. Result: the schedule as it was."""
+
+    name: str
+    at: float
+    node: str
+
+
 @attrs.frozen
 class PurgeQueue:
     """Cancel up to ``limit`` tasks of ``queue`` in ``states``, giving ``reason``. Result:
@@ -147,17 +177,21 @@ class PurgeQueue:
     limit: int = 1000
 
 
+@attrs.frozen
+class FireSchedules:
+    """Fire the schedules due at ``at``: each due row, locked, enqueues its task (or skips its
+    missed ticks) and moves to its next tick in this one transaction, so each tick is fired
+    once across every node. Result: the schedules after firing."""
+
+    at: float
+    node: str
+    limit: int = 100
+
+
 Op = (
-    Submit
-    | Claim
-    | Start
-    | Append
-    | PromoteDue
-    | ReapExpired
-    | ExtendLeases
-    | ConfigureQueue
-    | PurgeQueue
-)
+    Submit | Claim | Start | Append | PromoteDue | ReapExpired | ExtendLeases
+    | ConfigureQueue | PurgeQueue | SaveSchedule | DeleteSchedule | FireSchedules
+)  # fmt: skip
 
 
 def needs_flush(ops: Sequence[Op]) -> bool:
@@ -277,6 +311,20 @@ class Journal(Protocol):
 
     async def replace_projection(self, tasks: Sequence[Task], seq: int) -> None:
         """Swap the live projection for ``tasks`` (rebuild from a replay) in one transaction."""
+
+    # -- schedules: their own projection, folded from the ``schedule:NAME`` events ---------
+
+    async def schedules(self) -> list[Schedule]:
+        """Every schedule, by name."""
+
+    async def get_schedule(self, name: str) -> Schedule:
+        """Raises ``ScheduleNotFound``."""
+
+    async def next_schedule_due(self) -> float | None:
+        """The earliest next tick among schedules that are not paused."""
+
+    async def replace_schedules(self, schedules: Sequence[Schedule]) -> None:
+        """Swap the schedules projection for ``schedules`` (rebuild from a replay)."""
 
     # -- nodes: soft state, renewed by heartbeats, not journaled (see actorq.nodes) ----------
 

@@ -15,6 +15,7 @@ import attrs
 
 import actorq.lifecycle as lifecycle
 import actorq.queues as queues
+import actorq.recurrence as recurrence
 from actorq.errors import (
     ActorqError,
     DuplicateTask,
@@ -29,17 +30,21 @@ from actorq.journal.base import (
     Change,
     Claim,
     ConfigureQueue,
+    DeleteSchedule,
     ExtendLeases,
+    FireSchedules,
     Op,
     Outcome,
     PromoteDue,
     PurgeQueue,
     ReapExpired,
+    SaveSchedule,
     Start,
     Started,
     Submit,
 )
-from actorq.model import LIVE_STATES, Event, EventKind, Task, TaskState
+from actorq.journal.schedule_batch import ScheduleRun
+from actorq.model import LIVE_STATES, SCHEDULE_SUBJECT, Event, EventKind, Schedule, Task, TaskState
 from actorq.queues import QueueSettings
 
 
@@ -83,6 +88,21 @@ class Tx(claims.ClaimTx, Protocol):
     async def in_states(
         self, queue: str, states: Sequence[TaskState], limit: int
     ) -> list[Task]: ...
+    async def load_schedule(self, name: str) -> Schedule | None:
+        """The schedule's row, locked for this tx."""
+
+    async def due_schedules(self, at: float, limit: int) -> list[Schedule]:
+        """Schedules whose next tick is at or before ``at``, earliest first, locked for this
+        tx; rows another transaction holds are passed over."""
+
+    async def write_schedules(self, events: Sequence[Event], rows: Sequence[ScheduleRow]) -> None:
+        """Insert the events and write each row (see ``ScheduleRow``). A row whose seq is no
+        longer the one it was read with fails the whole transaction."""
+
+
+# (name, the seq its row had when this transaction read it or None for a new row, the row to
+# write or None to delete it)
+ScheduleRow = tuple[str, int | None, Schedule | None]
 
 
 @attrs.define
@@ -90,6 +110,8 @@ class _Staged:
     changes: list[Change] = attrs.Factory(list)
     tasks: dict[str, Task] = attrs.Factory(dict)
     new: set[str] = attrs.Factory(set)
+    controls: list[Event] = attrs.Factory(list)  # schedule events
+    schedules: dict[str, ScheduleRow] = attrs.Factory(dict)
 
 
 async def refold(tx: Tx, events: list[Event]) -> None:
@@ -108,6 +130,7 @@ class BatchRun:
         self._known: dict[str, Task] = {}  # current rows, as this transaction sees them
         self._starts: dict[int, Outcome] | None = None  # the batch's starts, decided together
         self._depth_limits: dict[str, int] | None = None  # read once per batch, if needed
+        self._schedules: dict[str, Schedule | None] = {}  # rows as this transaction sees them
 
     async def run(self, ops: Sequence[Op]) -> list[Outcome]:
         # One read for every task the batch's transitions touch, not one per operation.
@@ -131,6 +154,8 @@ class BatchRun:
         if staged.changes or staged.tasks:
             events = [c.event for c in staged.changes]
             await self._tx.write(events, list(staged.tasks.values()), staged.new)
+        if staged.controls:
+            await self._tx.write_schedules(staged.controls, list(staged.schedules.values()))
 
     async def _run_one(self, op: Op) -> Outcome:
         try:
@@ -172,6 +197,8 @@ class BatchRun:
                     return await self._apply_each(
                         rows, lambda t, _: Event(EventKind.CANCELLED, t.id, op.at, op.node, data)
                     )
+                case SaveSchedule() | DeleteSchedule() | FireSchedules():
+                    return await ScheduleRun(self).run(op)
         except ActorqError as exc:
             return Outcome(error=exc)
         raise TypeError(f"unknown journal operation {op!r}")  # pragma: no cover
@@ -251,6 +278,33 @@ class BatchRun:
             if change.before is None:
                 self._staged.new.add(task.id)
         return Outcome([c.after for c in changes], changes=changes)
+
+    async def schedule(self, name: str) -> Schedule | None:
+        """Schedule ``name`` as this transaction sees it (its row locked)."""
+        if name not in self._schedules:
+            self._schedules[name] = await self._tx.load_schedule(name)
+        return self._schedules[name]
+
+    async def due_schedules(self, at: float, limit: int) -> list[Schedule]:
+        rows = await self._tx.due_schedules(at, limit)
+        self._schedules.update((r.name, r) for r in rows)
+        return rows
+
+    async def stage(self, pairs: list[tuple[Task | None, Event]]) -> Outcome:
+        return await self._stage(pairs)
+
+    async def stage_schedule(self, before: Schedule | None, event: Event) -> Schedule | None:
+        """Number and apply one schedule event, then stage it for writing."""
+        (seq,) = await self._tx.allocate(1)
+        numbered = attrs.evolve(event, seq=seq)
+        after = recurrence.apply(before, numbered)
+        name = numbered.task_id.removeprefix(SCHEDULE_SUBJECT)
+        staged = self._staged.schedules.get(name)
+        first_seq = staged[1] if staged is not None else None if before is None else before.seq
+        self._staged.controls.append(numbered)
+        self._staged.schedules[name] = (name, first_seq, after)
+        self._schedules[name] = after
+        return after
 
     async def _apply_each(self, rows: list[Task], make: Callable[[Task, int], Event]) -> Outcome:
         if not rows:

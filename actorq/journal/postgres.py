@@ -24,18 +24,21 @@ import asyncpg
 import actorq.lifecycle as lifecycle
 from actorq.errors import (
     ActorqError,
+    DuplicateSchedule,
     DuplicateTask,
     InvalidInput,
+    ScheduleNotFound,
     StorageError,
     StorageUnavailable,
     TaskNotFound,
 )
 from actorq.journal.base import Head, Notice, Op, Outcome, needs_flush
-from actorq.journal.batch import BatchRun, refold
+from actorq.journal.batch import BatchRun, ScheduleRow, refold
 from actorq.journal.rows import (
     PAGE,
     QUEUE_COLUMNS,
     REFOLD_BELOW,
+    SCHEDULE_COLUMNS,
     TASK_COLUMNS,
     decode_cursor,
     dumps,
@@ -49,6 +52,8 @@ from actorq.journal.rows import (
     queries,
     queue_from_row,
     queue_to_row,
+    schedule_from_row,
+    schedule_to_row,
     task_from_row,
     task_to_row,
     tasks_in_pages,
@@ -60,6 +65,7 @@ from actorq.model import (
     Event,
     EventKind,
     Page,
+    Schedule,
     Task,
     TaskFilter,
     TaskState,
@@ -71,12 +77,20 @@ log = logging.getLogger("actorq.journal.postgres")
 
 _COLUMNS = ", ".join(TASK_COLUMNS)
 _Q = {
-    name: sql.format(columns=_COLUMNS, queue_columns=", ".join(QUEUE_COLUMNS))
+    name: sql.format(
+        columns=_COLUMNS,
+        queue_columns=", ".join(QUEUE_COLUMNS),
+        schedule_columns=", ".join(SCHEDULE_COLUMNS),
+    )
     for name, sql in queries("postgres").items()
 }
 _SCHEMA = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,55}")  # leaves room in a 63-byte channel name
 _RETRIES = 3  # a batch that lost a deadlock or a key race runs again from the start
 _PREFETCH = 64  # at most this many journal numbers are taken ahead of need
+_SCHEDULE_KEY = "schedules_pkey"
+# Two nodes creating the same schedule at once both find no row to lock: the second insert
+# fails on the key, and its batch runs again, finding the row this time.
+_RACED_KEYS = frozenset({"tasks_live_key", _SCHEDULE_KEY})
 
 
 def split_url(url: str) -> tuple[str, str | None]:
@@ -121,6 +135,9 @@ def _translate(exc: Exception) -> ActorqError:
     if isinstance(exc, asyncpg.UniqueViolationError) and exc.constraint_name == "tasks_live_key":
         found = re.search(r"\)=\((.*)\) already exists", exc.detail or "")
         return DuplicateTask(found.group(1) if found else "?")
+    if isinstance(exc, asyncpg.UniqueViolationError) and exc.constraint_name == _SCHEDULE_KEY:
+        found = re.search(r"\)=\((.*)\) already exists", exc.detail or "")
+        return DuplicateSchedule(found.group(1) if found else "?")
     log.warning("postgres: %r", exc)
     if _is_bad_data(exc):
         return InvalidInput("a value cannot be stored by the database (out of range, or a "
@@ -293,6 +310,44 @@ class _Tx:
             *_arrays(inserts, len(TASK_COLUMNS)),
             *_arrays(updates, 12),
         )
+
+    async def load_schedule(self, name: str) -> Schedule | None:
+        row = await self._conn.fetchrow(_Q["load_schedule"], name)
+        self._spare, self._ahead = [], 1  # see _tasks: numbers are taken after the lock
+        return None if row is None else schedule_from_row(row)
+
+    async def due_schedules(self, at: float, limit: int) -> list[Schedule]:
+        rows = await self._conn.fetch(_Q["due_schedules"], at, limit)
+        self._spare, self._ahead = [], 2 * len(rows)  # a task and an event each
+        return [schedule_from_row(r) for r in rows]
+
+    async def write_schedules(self, events: Sequence[Event], rows: Sequence[ScheduleRow]) -> None:
+        inserts, updates, deletes = _split_schedules(rows)
+        done = await self._conn.fetchval(
+            _Q["write_schedules"],
+            *_arrays([event_to_row(e) for e in events], 7),
+            *_arrays(inserts, len(SCHEDULE_COLUMNS)),
+            *_arrays(updates, len(SCHEDULE_COLUMNS) + 1),
+            *_arrays(deletes, 2),
+        )
+        if done != len(updates) + len(deletes):  # the rows were locked: a bug, not a race
+            raise StorageError("a schedule changed under a write that held its lock")
+        if deletes:  # no row keeps a deletion's seq: the head's floor does (deletions are rare)
+            await self._conn.execute(_Q["raise_floor"], max(e.seq for e in events))
+
+
+def _split_schedules(rows: Sequence[ScheduleRow]) -> tuple[list[Any], ...]:
+    """The new, changed (with the seq each was read with) and deleted rows of a flush."""
+    inserts, updates, deletes = [], [], []
+    for name, before_seq, schedule in rows:
+        if before_seq is None:
+            if schedule is not None:
+                inserts.append(schedule_to_row(schedule))
+        elif schedule is None:
+            deletes.append((name, before_seq))
+        else:
+            updates.append((*schedule_to_row(schedule), before_seq))
+    return inserts, updates, deletes
 
 
 def _arrays(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
@@ -513,7 +568,7 @@ class PostgresJournal:
             except asyncpg.UniqueViolationError as exc:
                 # Another node took the same key between our check and our insert: run the
                 # batch again, and its check now turns it into that one submit's error.
-                if attempt == _RETRIES or exc.constraint_name != "tasks_live_key":
+                if attempt == _RETRIES or exc.constraint_name not in _RACED_KEYS:
                     raise _translate(exc) from exc
             except _DRIVER_ERRORS as exc:
                 raise _translate(exc) from exc
@@ -786,6 +841,29 @@ class PostgresJournal:
             return await self._tasks("all_tasks", after, limit)
 
         return tasks_in_pages(page)
+
+    # -- schedules -----------------------------------------------------------------------
+
+    async def schedules(self) -> list[Schedule]:
+        return [schedule_from_row(r) for r in await self._fetch("all_schedules")]
+
+    async def get_schedule(self, name: str) -> Schedule:
+        rows = await self._fetch("get_schedule", name)
+        if not rows:
+            raise ScheduleNotFound(name)
+        return schedule_from_row(rows[0])
+
+    async def next_schedule_due(self) -> float | None:
+        (row,) = await self._fetch("next_schedule_due")
+        return None if row[0] is None else float(row[0])
+
+    async def replace_schedules(self, schedules: Sequence[Schedule]) -> None:
+        try:
+            async with self._acquire() as conn, conn.transaction():
+                await conn.execute(_Q["clear_schedules"])
+                await _Tx(conn).write_schedules([], [(s.name, None, s) for s in schedules])
+        except _DRIVER_ERRORS as exc:
+            raise _translate(exc) from exc
 
     # -- nodes ---------------------------------------------------------------------------
 

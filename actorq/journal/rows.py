@@ -11,8 +11,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from importlib import resources
 from typing import Any
 
+import attrs
+
 from actorq.errors import InvalidInput
-from actorq.model import Event, EventKind, Task, TaskState
+from actorq.model import Event, EventKind, Misfire, Schedule, ScheduleTask, Task, TaskState
 from actorq.nodes import Node, ServedType
 from actorq.queues import QueueSettings, RateLimit
 from actorq.retry import RetryPolicy, policy_from_json, policy_from_text, policy_json
@@ -224,3 +226,25 @@ def queue_from_row(r: Sequence[Any]) -> QueueSettings:
 
 def _default(key: str, value: Any) -> Any:
     return policy_from_json(value) if key == "retry" and value is not None else value
+
+
+SCHEDULE_COLUMNS = (
+    "name", "cron", "every", "timezone", "task", "paused", "misfire", "next_run_at",
+    "last_run_at", "last_task_id", "fired", "created_at", "updated_at", "anchor", "seq",
+)  # fmt: skip
+
+
+def schedule_to_row(s: Schedule) -> tuple[Any, ...]:
+    return (
+        s.name, s.cron, s.every, s.timezone, dumps(attrs.asdict(s.task)), s.paused,
+        s.misfire.value, s.next_run_at, s.last_run_at, s.last_task_id, s.fired, s.created_at,
+        s.updated_at, s.anchor, s.seq,
+    )  # fmt: skip
+
+
+def schedule_from_row(r: Sequence[Any]) -> Schedule:
+    """A schedule from a row in SCHEDULE_COLUMNS order."""
+    return Schedule(
+        r[0], ScheduleTask(**_loads(r[4])), r[1], r[2], r[3], bool(r[5]), Misfire(r[6]), r[7],
+        r[8], r[9], int(r[10]), r[11], r[12], r[13], int(r[14]),
+    )  # fmt: skip

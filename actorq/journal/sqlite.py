@@ -20,12 +20,20 @@ from typing import Any, TypeVar, cast
 import aiosqlite
 
 import actorq.lifecycle as lifecycle
-from actorq.errors import ActorqError, InvalidInput, StorageError, StorageUnavailable, TaskNotFound
+from actorq.errors import (
+    ActorqError,
+    InvalidInput,
+    ScheduleNotFound,
+    StorageError,
+    StorageUnavailable,
+    TaskNotFound,
+)
 from actorq.journal.base import Head, Notice, Op, Outcome, needs_flush
-from actorq.journal.batch import BatchRun, refold
+from actorq.journal.batch import BatchRun, ScheduleRow, refold
 from actorq.journal.rows import (
     QUEUE_COLUMNS,
     REFOLD_BELOW,
+    SCHEDULE_COLUMNS,
     TASK_COLUMNS,
     decode_cursor,
     encode_cursor,
@@ -38,13 +46,15 @@ from actorq.journal.rows import (
     queries,
     queue_from_row,
     queue_to_row,
+    schedule_from_row,
+    schedule_to_row,
     task_from_row,
     task_to_row,
     tasks_in_pages,
     update_row,
 )
 from actorq.journal.sqlite_watch import ForeignCommits
-from actorq.model import Event, Page, Task, TaskFilter, TaskState
+from actorq.model import Event, Page, Schedule, Task, TaskFilter, TaskState
 from actorq.nodes import Node
 from actorq.queues import QueueActivity, QueueSettings
 
@@ -57,6 +67,8 @@ _Q = {
         columns=_COLUMNS,
         placeholders=", ".join("?" * len(TASK_COLUMNS)),
         queue_columns=", ".join(QUEUE_COLUMNS),
+        schedule_columns=", ".join(SCHEDULE_COLUMNS),
+        schedule_placeholders=", ".join("?" * len(SCHEDULE_COLUMNS)),
     )
     for name, sql in queries("sqlite").items()
 }
@@ -224,8 +236,41 @@ class _Tx:
     def set_watermark(self, seq: int) -> None:
         self._db.execute(_Q["set_watermark"], (str(seq),))
 
+    async def load_schedule(self, name: str) -> Schedule | None:
+        row = self._db.execute(_Q["load_schedule"], (name,)).fetchone()
+        return None if row is None else schedule_from_row(row)
+
+    async def due_schedules(self, at: float, limit: int) -> list[Schedule]:
+        rows = self._db.execute(_Q["due_schedules"], (at, limit)).fetchall()
+        return [schedule_from_row(r) for r in rows]
+
+    async def write_schedules(self, events: Sequence[Event], rows: Sequence[ScheduleRow]) -> None:
+        self.write_schedules_now(events, rows)
+
+    def write_schedules_now(self, events: Sequence[Event], rows: Sequence[ScheduleRow]) -> None:
+        if events:
+            self._db.executemany(_Q["insert_event"], [event_to_row(e) for e in events])
+        for name, before_seq, schedule in rows:
+            if before_seq is None:
+                if schedule is not None:
+                    self._db.execute(_Q["insert_schedule"], schedule_to_row(schedule))
+                continue
+            if schedule is None:
+                done = self._db.execute(_Q["delete_schedule"], (name, before_seq)).rowcount
+            else:
+                args = (*schedule_to_row(schedule), before_seq)
+                done = self._db.execute(_Q["update_schedule"], args).rowcount
+            if done != 1:  # the write lock makes this impossible: a bug, not a race
+                raise StorageError("a schedule changed under a write that held the lock")
+        if events:
+            top = max(e.seq for e in events)
+            self._db.execute(_Q["raise_watermark"], (top,))
+
     def clear(self) -> None:
         self._db.execute(_Q["clear_tasks"])
+
+    def clear_schedules(self) -> None:
+        self._db.execute(_Q["clear_schedules"])
 
 
 class SqliteJournal:
@@ -492,6 +537,28 @@ class SqliteJournal:
             tx.clear()
             tx.write_now([], tasks, {t.id for t in tasks})
             tx.set_watermark(seq)
+
+        await self._transaction(body)
+
+    # -- schedules -----------------------------------------------------------------------
+
+    async def schedules(self) -> list[Schedule]:
+        return [schedule_from_row(r) for r in await self._rows(_Q["all_schedules"])]
+
+    async def get_schedule(self, name: str) -> Schedule:
+        rows = await self._rows(_Q["get_schedule"], name)
+        if not rows:
+            raise ScheduleNotFound(name)
+        return schedule_from_row(rows[0])
+
+    async def next_schedule_due(self) -> float | None:
+        value = await self._scalar(_Q["next_schedule_due"])
+        return None if value is None else float(value)
+
+    async def replace_schedules(self, schedules: Sequence[Schedule]) -> None:
+        def body(tx: _Tx) -> None:
+            tx.clear_schedules()
+            tx.write_schedules_now([], [(s.name, None, s) for s in schedules])
 
         await self._transaction(body)
 

@@ -1,5 +1,5 @@
-// The actorq dashboard: statistics, the live event feed, the tasks table, one task's detail
-// and history, and a submit form, all from the node's own REST API.
+// The actorq dashboard: statistics, the schedules, the live event feed, the tasks table, one
+// task's detail and history, and a submit form, all from the node's own REST API.
 //
 // Everything the API returns is put on the page as text (textContent and DOM nodes), never
 // as markup: payloads, queue names and errors are whatever a client sent.
@@ -18,6 +18,7 @@ const EVENT_KINDS = [
 const FEED_SIZE = 100;
 const PAGE_SIZE = 25;
 const STATS_EVERY_MS = 2000;
+const SCHEDULES_EVERY_MS = 2000;
 const TASKS_EVERY_MS = 5000;
 const REFRESH_DEBOUNCE_MS = 250;
 
@@ -588,6 +589,63 @@ async function submitTask(ev) {
   }
 }
 
+// -- schedules ------------------------------------------------------------------------------
+
+async function refreshSchedules() {
+  try {
+    const data = await api("GET", "/schedules");
+    hideMessage($("schedules-error"));
+    renderSchedules(data.schedules);
+  } catch (err) {
+    showMessage($("schedules-error"), `cannot read the schedules: ${err}`);
+  } finally {
+    setTimeout(refreshSchedules, SCHEDULES_EVERY_MS);
+  }
+}
+
+function scheduleWhen(schedule) {
+  if (schedule.every !== null) return `every ${schedule.every} s`;
+  return `${schedule.cron} (${schedule.timezone})`;
+}
+
+function renderSchedules(schedules) {
+  const rows = schedules.map((s) => {
+    const toggle = el("button", { type: "button", "data-action": s.paused ? "resume" : "pause" },
+      s.paused ? "Resume" : "Pause");
+    toggle.addEventListener("click", () => actOnSchedule(s.name, "POST", s.paused ? "/resume" : "/pause"));
+    const remove = el("button", { type: "button", "data-action": "delete" }, "Delete");
+    remove.addEventListener("click", () => {
+      if (window.confirm(`Delete schedule ${s.name}? Its history stays in the journal.`)) {
+        actOnSchedule(s.name, "DELETE", "");
+      }
+    });
+    const next = s.paused ? el("td", { "data-field": "next" }, "paused") : timeCell(s.next_run_at);
+    next.dataset.field = "next";
+    return el("tr", { "data-testid": "schedule-row", "data-name": s.name, "data-paused": String(s.paused) },
+      el("td", {}, s.name),
+      el("td", {}, scheduleWhen(s)),
+      el("td", {}, `${s.task.type} → ${s.task.queue}`),
+      next,
+      timeCell(s.last_run_at),
+      el("td", { "data-field": "fired" }, s.fired),
+      el("td", {}, s.misfire),
+      el("td", { class: "actions" }, toggle, " ", remove));
+  });
+  $("schedules-table").tBodies[0].replaceChildren(...rows);
+  $("schedules-empty").hidden = schedules.length > 0;
+}
+
+async function actOnSchedule(name, method, suffix) {
+  hideMessage($("schedules-error"));
+  try {
+    await api(method, `/schedules/${encodeURIComponent(name)}${suffix}`);
+    const data = await api("GET", "/schedules");
+    renderSchedules(data.schedules);
+  } catch (err) {
+    showMessage($("schedules-error"), `${name}: ${err}`);
+  }
+}
+
 // -- start ----------------------------------------------------------------------------------
 
 function start() {
@@ -597,6 +655,7 @@ function start() {
   loadTypes();
   connectFeed();
   refreshStats();
+  refreshSchedules();
   firstPage();
 }
 

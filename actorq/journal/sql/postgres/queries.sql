@@ -92,6 +92,7 @@ SELECT
     greatest(
         (SELECT coalesce(max(seq), 0) FROM tasks),
         (SELECT coalesce(max(seq), 0) FROM queues),
+        (SELECT coalesce(max(seq), 0) FROM schedules),
         (SELECT value::bigint FROM meta WHERE key = 'projection_floor')
     )
 
@@ -229,3 +230,64 @@ SELECT queue, count(*) FROM tasks WHERE finished_at >= $1 GROUP BY queue
 
 -- name: clear_queues
 DELETE FROM queues
+-- name: load_schedule
+SELECT {schedule_columns} FROM schedules WHERE name = $1 FOR UPDATE
+
+-- name: due_schedules
+-- SKIP LOCKED: a row another node is firing right now is passed over; once that node
+-- commits, the row's next tick lies ahead and it is not due any more.
+SELECT {schedule_columns} FROM schedules
+WHERE next_run_at IS NOT NULL AND next_run_at <= $1
+ORDER BY next_run_at LIMIT $2 FOR UPDATE SKIP LOCKED
+
+-- name: write_schedules
+-- The events, the new rows, the changed rows (guarded on the seq they were read with) and the
+-- deleted rows, in one statement; answers how many rows were changed and deleted, which the
+-- caller compares with how many it meant to.
+WITH new_events AS (
+    INSERT INTO journal (seq, at, task_id, kind, node, worker, data)
+    SELECT * FROM unnest(
+        $1::bigint[], $2::float8[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[]
+    )
+), inserted AS (
+    INSERT INTO schedules ({schedule_columns})
+    SELECT * FROM unnest(
+        $8::text[], $9::text[], $10::float8[], $11::text[], $12::text[], $13::boolean[],
+        $14::text[], $15::float8[], $16::float8[], $17::text[], $18::bigint[], $19::float8[],
+        $20::float8[], $21::float8[], $22::bigint[]
+    )
+), changed AS (
+    UPDATE schedules AS s SET
+        cron = u.cron, every = u.every, timezone = u.timezone, task = u.task,
+        paused = u.paused, misfire = u.misfire, next_run_at = u.next_run_at,
+        last_run_at = u.last_run_at, last_task_id = u.last_task_id, fired = u.fired,
+        created_at = u.created_at, updated_at = u.updated_at, anchor = u.anchor, seq = u.seq
+    FROM unnest(
+        $23::text[], $24::text[], $25::float8[], $26::text[], $27::text[], $28::boolean[],
+        $29::text[], $30::float8[], $31::float8[], $32::text[], $33::bigint[], $34::float8[],
+        $35::float8[], $36::float8[], $37::bigint[], $38::bigint[]
+    ) AS u (name, cron, every, timezone, task, paused, misfire, next_run_at, last_run_at,
+            last_task_id, fired, created_at, updated_at, anchor, seq, before_seq)
+    WHERE s.name = u.name AND s.seq = u.before_seq
+    RETURNING 1
+), deleted AS (
+    DELETE FROM schedules AS s USING unnest($39::text[], $40::bigint[]) AS d (name, seq)
+    WHERE s.name = d.name AND s.seq = d.seq
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM changed) + (SELECT count(*) FROM deleted)
+
+-- name: all_schedules
+SELECT {schedule_columns} FROM schedules ORDER BY name
+
+-- name: get_schedule
+SELECT {schedule_columns} FROM schedules WHERE name = $1
+
+-- name: next_schedule_due
+SELECT min(next_run_at) FROM schedules WHERE next_run_at IS NOT NULL
+
+-- name: clear_schedules
+DELETE FROM schedules
+
+-- name: raise_floor
+UPDATE meta SET value = greatest(value::bigint, $1::bigint)::text WHERE key = 'projection_floor'

@@ -162,3 +162,37 @@ SELECT queue, count(*) FROM tasks WHERE finished_at >= ? GROUP BY queue
 
 -- name: clear_queues
 DELETE FROM queues
+-- name: load_schedule
+SELECT {schedule_columns} FROM schedules WHERE name = ?
+
+-- name: due_schedules
+SELECT {schedule_columns} FROM schedules INDEXED BY schedules_due
+WHERE next_run_at IS NOT NULL AND next_run_at <= ? ORDER BY next_run_at LIMIT ?
+
+-- name: insert_schedule
+INSERT INTO schedules ({schedule_columns}) VALUES ({schedule_placeholders})
+
+-- name: update_schedule
+-- Guarded on the seq the row was read with: a row changed meanwhile is not overwritten.
+UPDATE schedules SET cron = ?2, every = ?3, timezone = ?4, task = ?5, paused = ?6,
+misfire = ?7, next_run_at = ?8, last_run_at = ?9, last_task_id = ?10, fired = ?11,
+created_at = ?12, updated_at = ?13, anchor = ?14, seq = ?15
+WHERE name = ?1 AND seq = ?16
+
+-- name: delete_schedule
+DELETE FROM schedules WHERE name = ? AND seq = ?
+
+-- name: all_schedules
+SELECT {schedule_columns} FROM schedules ORDER BY name
+
+-- name: get_schedule
+SELECT {schedule_columns} FROM schedules WHERE name = ?
+
+-- name: next_schedule_due
+SELECT min(next_run_at) FROM schedules WHERE next_run_at IS NOT NULL
+
+-- name: clear_schedules
+DELETE FROM schedules
+
+-- name: raise_watermark
+UPDATE meta SET value = ?1 WHERE key = 'projection_seq' AND CAST(value AS INTEGER) < ?1
