@@ -1,5 +1,7 @@
 """Journal replay for audits: rebuild the projection from the journal, compare it with the
-live one, show the queue as it was at a past instant, and export the journal."""
+live one, show the queue as it was at a past instant, and export the journal.
+
+A purged or expired task is absent from a replayed projection as it is from the live one."""
 
 from __future__ import annotations
 
@@ -38,7 +40,11 @@ async def replay(journal: Journal, until: float | None = None) -> tuple[dict[str
     async for event in journal.events(0, until):
         if is_control(event.task_id):
             continue
-        tasks[event.task_id] = lifecycle.apply(tasks.get(event.task_id), event)
+        after = lifecycle.apply(tasks.get(event.task_id), event)
+        if lifecycle.removes(event):  # purged or expired: its history stays, its row goes
+            del tasks[event.task_id]
+        else:
+            tasks[event.task_id] = after
         count += 1
     return tasks, count
 

@@ -58,6 +58,14 @@ class EventKind(enum.StrEnum):
     CANCELLED = "cancelled"
     DEAD_LETTERED = "dead_lettered"
     RETRIED = "retried"  # manual retry of a dead or cancelled task
+    # The task leaves the live projection; its history stays in the journal. ``data.state``
+    # is the (finished) state it left in.
+    PURGED = "purged"  # an operator purged a dead letter
+    EXPIRED = "expired"  # a finished task outlived the retention period
+
+
+# Events after which a task is no longer in the ``tasks`` projection.
+REMOVING_KINDS = frozenset({EventKind.PURGED, EventKind.EXPIRED})
 
 
 # Control events: journal rows whose subject is not a task but a queue's settings or a
