@@ -125,12 +125,13 @@ def retried_event(task: Task, *, at: float, node: str, by: str) -> Event:
 
 def purged_event(task: Task, *, at: float, node: str, by: str) -> Event:
     """A dead letter leaves the projection at an operator's word (``by``)."""
-    return Event(_K.PURGED, task.id, at, node, {"state": task.state.value, "by": by})
+    data = {"state": task.state.value, "queue": task.queue, "by": by}
+    return Event(_K.PURGED, task.id, at, node, data)
 
 
 def expired_event(task: Task, *, at: float, node: str, retention: float) -> Event:
     """A task finished more than ``retention`` seconds ago leaves the projection."""
-    data = {"state": task.state.value, "retention": retention}
+    data = {"state": task.state.value, "queue": task.queue, "retention": retention}
     return Event(_K.EXPIRED, task.id, at, node, data)
 
 

@@ -162,7 +162,7 @@ async def test_finished_tasks_expire_after_the_retention_oldest_first(journal: J
             await journal.get(t.id)
         last = (await journal.history(t.id))[-1]
         assert last.kind is EventKind.EXPIRED
-        assert last.data == {"state": t.state.value, "retention": 500.0}
+        assert last.data == {"state": t.state.value, "queue": "default", "retention": 500.0}
     assert (await journal.get(young.id)).state is TaskState.SUCCEEDED
     assert (await journal.get(live.id)).state is TaskState.QUEUED
     assert (await audit.verify_projection(journal)).matches

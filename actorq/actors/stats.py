@@ -263,7 +263,10 @@ class StatsAggregator(Actor):
             elif e.kind is EventKind.SUBMITTED:
                 queue, type_ = e.data.get("queue"), e.data.get("type")
             transition = lifecycle.known_transition(e)
-            if transition is None or queue is None:
+            if lifecycle.removes(e):  # the event names the queue and state it left
+                queue = e.data.get("queue")
+                self._count(str(queue), lifecycle.state_after(e), None)
+            elif transition is None or queue is None:
                 self._recount = True
             else:
                 self._count(queue, *transition)

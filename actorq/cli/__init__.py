@@ -21,7 +21,7 @@ from typing import Any
 
 from actorq import audit
 from actorq.builtin import builtin_registry
-from actorq.cli import stats
+from actorq.cli import dead_letters, stats, tasks
 from actorq.cli.base import (
     CONFIG_HELP,
     DESCRIPTION,
@@ -50,7 +50,7 @@ log = logging.getLogger("actorq.cli")
 
 # The operator's command groups: each module's ``register(sub)`` adds its subcommands and
 # sets ``run(args, config) -> exit code`` as their default.
-GROUPS = (stats,)
+GROUPS = (stats, tasks, dead_letters)
 
 
 def _app_args(p: argparse.ArgumentParser) -> None:
@@ -63,6 +63,9 @@ def _node_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shutdown-grace", type=float, help="seconds running tasks get on stop")
     p.add_argument("--queues", help="comma-separated queues to work on (default: all)")
     p.add_argument("--node", help="node name (default: host-pid-random)")
+    p.add_argument("--retention", help="finished tasks leave the tasks table this long after "
+                   "they finish: seconds or 30m, 12h, 7d (ACTORQ_RETENTION, default 7d; 0: "
+                   "keep)")  # fmt: skip
 
 
 def _submit_args(p: argparse.ArgumentParser) -> None:
@@ -89,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     def http(p: argparse.ArgumentParser) -> None:
         p.add_argument("--host", help="HTTP bind address (ACTORQ_HOST, default 127.0.0.1)")
         p.add_argument("--port", type=int, help="HTTP port (ACTORQ_PORT, default 8080)")
+        p.add_argument("--rate-limit", help="requests per client address, e.g. 200/s or "
+                       "1000/m (ACTORQ_RATE_LIMIT, default: no limit)")  # fmt: skip
 
     subcommand(sub, "serve", "run a node with the HTTP API and dashboard", *node, http)
     subcommand(sub, "worker", "run a node without HTTP", *node)
@@ -116,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _flags(args: argparse.Namespace) -> dict[str, Any]:
     names = ("database_url", "concurrency", "lease_seconds", "shutdown_grace", "app", "node",
-             "host", "port")  # fmt: skip
+             "host", "port", "retention", "rate_limit")  # fmt: skip
     flags = {n: getattr(args, n, None) for n in names}
     if getattr(args, "queues", None):
         flags["queues"] = tuple(q.strip() for q in args.queues.split(",") if q.strip())
