@@ -239,3 +239,26 @@ def test_the_rate_limiter_refills_and_keeps_a_bounded_number_of_clients() -> Non
     assert len(limiter) == 100  # many clients, bounded memory
     limiter.take("a")  # forgotten: a full bucket again
     limiter.take("a")
+
+
+async def test_dead_letter_answers_match_the_document(
+    start_node: Callable[..., Any],
+) -> None:
+    from test_openapi import check
+
+    node, client = await start_node(rate_limit="12/m")
+    (task_id,) = await dead(node, client, 1)
+    await check(await client.get(DEAD), DEAD, 200)
+    await check(await client.get(DEAD, params={"cursor": "x"}), DEAD, 400, "invalid_input")
+    retry = f"{DEAD}/retry"
+    await check(await client.post(retry, json={"ids": [1]}), retry, 400, "invalid_input")
+    await check(await client.post(retry, json={"ids": ["nope"]}), retry, 200)
+    purge = f"{DEAD}/purge"
+    body = await check(await client.post(purge, json={"ids": [task_id]}), purge, 200)
+    assert body == {"purged": 1}
+    one = "/api/v1/tasks/{id}"
+    await check(await client.get(f"{TASKS}/{task_id}"), one, 404, "task_purged")
+    await check(await client.get(f"{TASKS}/{task_id}/history"), one + "/history", 200)
+    while (resp := await client.get(DEAD)).status != 429:  # 12 a minute: soon refused
+        assert resp.status == 200
+    await check(resp, DEAD, 429, "rate_limited")
