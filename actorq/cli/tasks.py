@@ -63,6 +63,10 @@ def check_limit(limit: int) -> None:
         raise UsageError("--limit must be between 1 and 500")
 
 
+async def _get(journal: Journal, task_id: str) -> Task:
+    return await journal.get(task_id)
+
+
 async def _cancel(journal: Journal, task_id: str) -> Task:
     task = await journal.get(task_id)
     if task.state.finished:
@@ -100,7 +104,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
         return OK
     task_id = args.id
     http = {"get": Client.get, "cancel": Client.cancel, "retry": Client.retry}[cmd]
-    db = {"get": Journal.get, "cancel": _cancel, "retry": _retry}[cmd]
+    db = {"get": _get, "cancel": _cancel, "retry": _retry}[cmd]
 
     async def on_http(client: Client) -> Task:
         return await http(client, task_id)
