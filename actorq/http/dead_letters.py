@@ -13,6 +13,7 @@ import aiojobs.aiohttp
 from aiohttp import web
 
 from actorq.dead_letters import selection_from_json
+from actorq.errors import InvalidInput
 from actorq.http.keys import RUNTIME
 from actorq.http.tasks import _cursor, _filter, _json_body, _limit
 from actorq.journal.base import DeadAction
@@ -37,10 +38,13 @@ async def list_dead_letters(request: web.Request) -> web.Response:
 
 
 async def _optional_body(request: web.Request) -> Any:
-    """The JSON body, or None when there is none (select every dead letter)."""
+    """The JSON body (an object), or None when there is none (select every dead letter)."""
     if not request.body_exists or request.content_length == 0:
         return None
-    return await _json_body(request)
+    body = await _json_body(request)
+    if not isinstance(body, dict):
+        raise InvalidInput("the body must be a JSON object: {ids} or {queue, type}, or empty")
+    return body
 
 
 async def _settle(request: web.Request, action: DeadAction) -> int:
