@@ -138,6 +138,15 @@ async def test_purged_tasks_leave_the_projection_and_keep_their_history(
     assert type(unknown.value) is TaskNotFound
 
 
+async def test_two_dead_letters_of_one_key_are_not_both_made_live(journal: Journal) -> None:
+    first, second = await dead_tasks(journal, 2, key="same")  # dead tasks hold no key
+    n = await settle(runner(journal, []), DeadAction.RETRY, Selection(), clock=lambda: 1600.0,
+                     node=NODE, by="x")  # fmt: skip
+    assert n == 1
+    states = sorted([(await journal.get(t.id)).state for t in (first, second)])
+    assert states == sorted([TaskState.QUEUED, TaskState.DEAD])
+
+
 async def test_a_retry_whose_key_a_live_task_took_is_skipped(journal: Journal) -> None:
     (dead,) = await dead_tasks(journal, 1, key="k1")
     await _one(journal, Submit([NewTask("t", idempotency_key="k1")], 1500.0, NODE))

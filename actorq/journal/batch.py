@@ -259,23 +259,24 @@ class BatchRun:
         """Retry or purge one chunk of dead letters. A retry whose idempotency key a live task
         took meanwhile is skipped (a retry of that one task alone says why)."""
         rows = await self._tx.dead(op.selection, op.after, op.limit)
-        done: list[Task] = []
-        changes: list[Change] = []
+        pairs: list[tuple[Task | None, Event]] = []
+        keys: set[str] = set()  # taken by a retry of this chunk
         for task in rows:
             self._known[task.id] = task
             if op.action is DeadAction.RETRY:
                 key = task.idempotency_key
                 owner = None if key is None else await self._key_owner(key)
-                if owner is not None and owner != task.id:
+                if key in keys or (owner is not None and owner != task.id):
                     continue
+                if key is not None:
+                    keys.add(key)
                 event = lifecycle.retried_event(task, at=op.at, node=op.node, by=op.by)
             else:
                 event = lifecycle.purged_event(task, at=op.at, node=op.node, by=op.by)
-            staged = await self._stage([(task, event)])
-            done += staged.value
-            changes += staged.changes
+            pairs.append((task, event))
+        staged = await self._stage(pairs) if pairs else Outcome([])
         last = (rows[-1].created_at, rows[-1].id) if rows else None
-        return Outcome(Settled(done, len(rows), last), changes=changes)
+        return Outcome(Settled(staged.value, len(rows), last), changes=staged.changes)
 
     async def _expire(self, op: Expire) -> Outcome:
         """One chunk of finished tasks past their retention (the queue's own, if it has one)."""
