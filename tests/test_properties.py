@@ -20,7 +20,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from actorq import lifecycle
 from actorq.errors import InvalidTransition
-from actorq.model import LIVE_STATES, Event, EventKind, NewTask, Task, TaskState
+from actorq.model import FINISHED_STATES, LIVE_STATES, Event, EventKind, NewTask, Task, TaskState
 
 K = EventKind
 S = TaskState
@@ -42,6 +42,10 @@ FITS: dict[EventKind, frozenset[TaskState]] = {
     K.RELEASED: frozenset({S.CLAIMED, S.RUNNING}),
     K.CANCELLED: LIVE_STATES,
     K.RETRIED: frozenset({S.DEAD, S.CANCELLED}),
+    # The task leaves the projection (its slot is free again): a purged dead letter, an
+    # expired finished task.
+    K.PURGED: frozenset({S.DEAD}),
+    K.EXPIRED: FINISHED_STATES,
 }
 DEATHS = {"failed", "timed_out", "lease_expired"}
 
@@ -80,6 +84,9 @@ def this_attempts_start(life: list[tuple[Task | None, Event]]) -> float | None:
 
 def check_transition(before: Task, event: Event, after: Task) -> None:
     """What one applied event must have done to its task, beyond its state."""
+    if event.kind in (K.PURGED, K.EXPIRED):
+        assert after.state is before.state  # only checked: the projection drops the task
+        return
     if after.state is S.DEAD:
         # Dead only when the last attempt, one whose handler ran, failed or was lost.
         assert before.state is S.RUNNING
@@ -127,8 +134,12 @@ class LifecycleMachine(RuleBasedStateMachine):
             assert known == (None if before is None else before.state, after.state)
         if before is not None:
             check_transition(before, event, after)
-        self.tasks[event.task_id] = after
         self.events.append(event)
+        if event.kind in (K.PURGED, K.EXPIRED):
+            del self.tasks[event.task_id]
+            del self.lives[event.task_id]
+            return
+        self.tasks[event.task_id] = after
         self.lives[event.task_id].append((before, event))
 
     # -- operations -----------------------------------------------------------------------
@@ -167,6 +178,10 @@ class LifecycleMachine(RuleBasedStateMachine):
                 return Event(kind, slot, at, NODE, {"result": slot})
             case K.CANCELLED:
                 return Event(kind, slot, at, NODE, {"reason": "asked"})
+            case K.PURGED if task is not None:
+                return lifecycle.purged_event(task, at=at, node=NODE, by="test")
+            case K.EXPIRED if task is not None:
+                return lifecycle.expired_event(task, at=at, node=NODE, retention=60.0)
         return Event(kind, slot, at, NODE)
 
     def offer_fitting(self, kind: EventKind, draw: st.DataObject) -> None:
@@ -226,6 +241,16 @@ class LifecycleMachine(RuleBasedStateMachine):
     @rule(draw=st.data())
     def retry(self, draw: st.DataObject) -> None:
         self.offer_fitting(K.RETRIED, draw)
+
+    @precondition(lambda self: self.fitting(K.PURGED))
+    @rule(draw=st.data())
+    def purge(self, draw: st.DataObject) -> None:
+        self.offer_fitting(K.PURGED, draw)
+
+    @precondition(lambda self: self.fitting(K.EXPIRED))
+    @rule(draw=st.data())
+    def expire(self, draw: st.DataObject) -> None:
+        self.offer_fitting(K.EXPIRED, draw)
 
     @rule(kind=st.sampled_from([k for k in K if k is not K.DEAD_LETTERED]),
           slot=st.sampled_from(SLOTS), draw=st.data())  # fmt: skip
