@@ -20,8 +20,9 @@ from actorq.errors import (
     UnknownTaskType,
     Unreachable,
 )
-from actorq.lifecycle import Backoff, RetryPolicy
 from actorq.model import Event, EventKind, Task, TaskState
+from actorq.retry import Backoff, RetryPolicy
+from actorq.steering import Cancel, Permanent, Snooze
 from actorq.tasks import TaskContext
 from actorq.wire import LiveEvent, TaskTypeInfo
 
@@ -30,6 +31,7 @@ __all__ = [
     "App",
     "Backoff",
     "BatchItemError",
+    "Cancel",
     "Client",
     "Config",
     "DuplicateTask",
@@ -39,8 +41,10 @@ __all__ = [
     "InvalidTransition",
     "LiveEvent",
     "Overloaded",
+    "Permanent",
     "RateLimited",
     "RetryPolicy",
+    "Snooze",
     "StorageError",
     "SyncClient",
     "Task",

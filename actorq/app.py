@@ -16,9 +16,9 @@ from actorq.config import Config
 from actorq.errors import ActorqError
 from actorq.journal import journal_from_url
 from actorq.journal.base import Journal, Submit
-from actorq.lifecycle import RetryPolicy
 from actorq.model import NewTask, Task, TaskState
 from actorq.nodes import catalog_from_journal, names_in
+from actorq.retry import RetryDefaults, RetryPolicy
 from actorq.runtime import Runtime
 from actorq.tasks import Handler, Registry, parse_submission, task_decorator
 
@@ -44,7 +44,9 @@ class App:
         priority: int = 0,
         retry: RetryPolicy | None = None,
     ) -> Callable[[Handler], Handler]:
-        """Register the decorated function as the handler of task type ``name``."""
+        """Register the decorated function as the handler of task type ``name``. ``retry``:
+        the type's retry policy, for submissions that give none and whose queue has none;
+        None leaves it to the node's default (``actorq.retry``)."""
         return task_decorator(
             self.registry,
             name,
@@ -52,7 +54,7 @@ class App:
             timeout=timeout,
             queue=queue,
             priority=priority,
-            retry=retry or RetryPolicy(),
+            retry=retry,
         )
 
     def config(self, flags: Mapping[str, Any] | None = None) -> Config:
@@ -91,7 +93,8 @@ class App:
         """Submit one task; returns it once its ``submitted`` event is durable.
 
         Options: queue, priority, max_attempts, timeout, delay (seconds), scheduled_at
-        (ISO 8601 or POSIX time), metadata, idempotency_key. With ``connection`` (an asyncpg
+        (ISO 8601 or POSIX time), metadata, idempotency_key, retry (a ``RetryPolicy`` or its
+        JSON form). With ``connection`` (an asyncpg
         connection inside a transaction, PostgreSQL only) the task is written in that
         transaction: it exists if and only if the caller commits.
         """
@@ -111,7 +114,11 @@ class App:
             interval = self.config().heartbeat_interval
             journal = await self._client_journal()
             catalog = await catalog_from_journal(journal, self.registry, names, interval, now)
-        tasks = [parse_submission(dict(item), catalog, now) for item in items]
+        if self.runtime is not None:
+            retry = await self.runtime.retry_defaults()
+        else:  # the node's default as this process is configured
+            retry = RetryDefaults(node=self.config().retry_policy)
+        tasks = [parse_submission(dict(item), catalog, now, retry) for item in items]
         return await self.submit(tasks, connection=connection)
 
     async def submit(self, tasks: Sequence[NewTask], *, connection: Any = None) -> list[Task]:

@@ -36,6 +36,7 @@ import aiohttp
 
 from actorq.errors import ActorqError, Unavailable, Unreachable
 from actorq.model import FINISHED_STATES, Event, Page, Task, TaskState
+from actorq.retry import RetryPolicy, policy_json
 from actorq.wire import (
     LiveEvent,
     TaskTypeInfo,
@@ -77,6 +78,17 @@ class TaskFields(TypedDict, total=False):
     scheduled_at: str | float  # ISO 8601 (naive means UTC) or POSIX seconds
     metadata: dict[str, Any]
     idempotency_key: str  # unique among live tasks: a second submission raises DuplicateTask
+    # This task's retry policy, or its JSON form (backoff, base, factor, cap, jitter); left
+    # out: its queue's, its type's or the node's.
+    retry: RetryPolicy | Mapping[str, Any]
+
+
+def _item(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """A submission as JSON: a ``RetryPolicy`` given as such goes in its JSON form."""
+    item = dict(fields)
+    if isinstance(item.get("retry"), RetryPolicy):
+        item["retry"] = policy_json(item["retry"])
+    return item
 
 
 def _pause(failures: int) -> float:
@@ -158,14 +170,14 @@ class Client:
         **fields: Unpack[TaskFields],
     ) -> Task:
         """Submit one task; returns it once the node has made it durable."""
-        item = {"type": type, "payload": payload, **fields}
+        item = _item({"type": type, "payload": payload, **fields})
         return task_from_json(await self._call("POST", _TASKS, body=item, submitted=[item]))
 
     async def submit_many(self, items: Iterable[Mapping[str, Any]]) -> builtins.list[Task]:
         """Submit a batch in one transaction: all of its tasks, or none. Each item is a
         mapping of ``type``, ``payload`` and ``TaskFields``. The error of one item raises
         ``BatchItemError``: its ``index`` names the item, its ``error`` is the typed error."""
-        batch = [dict(item) for item in items]
+        batch = [_item(item) for item in items]
         data = await self._call("POST", _TASKS, body=batch, submitted=batch)
         return [task_from_json(t) for t in data["tasks"]]
 
@@ -302,6 +314,34 @@ class Client:
         data = await self._call("POST", _DEAD + "/purge", body=_selection(ids, queue, type))
         return int(data["purged"])
 
+    # -- queues ----------------------------------------------------------------------------
+
+    async def queues(self) -> builtins.list[dict[str, Any]]:
+        """Every queue (named by a task or configured): settings, tasks by state, the age of
+        its oldest queued task, finished tasks per second."""
+        data = await self._call("GET", _QUEUES)
+        return [dict(q) for q in data["queues"]]
+
+    async def queue(self, name: str) -> dict[str, Any]:
+        return dict(await self._call("GET", _queue(name)))
+
+    async def configure_queue(self, /, name: str, **settings: Any) -> dict[str, Any]:
+        """Change any of ``paused``, ``concurrency``, ``rate_limit`` (``{"limit", "period"}``),
+        ``max_depth``, ``retention``; None clears one. Answers the queue."""
+        return dict(await self._call("PATCH", _queue(name), body=settings))
+
+    async def pause_queue(self, name: str) -> dict[str, Any]:
+        return dict(await self._call("POST", _queue(name) + "/pause"))
+
+    async def resume_queue(self, name: str) -> dict[str, Any]:
+        return dict(await self._call("POST", _queue(name) + "/resume"))
+
+    async def purge_queue(self, name: str, states: Sequence[str] | None = None) -> int:
+        """Cancel the queue's tasks in ``states`` (default: queued and scheduled)."""
+        body = None if states is None else {"states": builtins.list(states)}
+        data = await self._call("POST", _queue(name) + "/purge", body=body)
+        return int(data["purged"])
+
     # -- the node --------------------------------------------------------------------------
 
     async def types(self) -> builtins.list[TaskTypeInfo]:
@@ -382,6 +422,13 @@ def _selection(ids: Sequence[str] | None, queue: str | None, type_: str | None) 
     return {"queue": queue, "type": type_}
 
 
+_QUEUES = "/api/v1/queues"
+
+
+def _queue(name: str) -> str:
+    return f"{_QUEUES}/{urllib.parse.quote(name, safe='')}"
+
+
 def _task(task_id: str) -> str:
     return f"{_TASKS}/{urllib.parse.quote(task_id, safe='')}"
 
@@ -458,6 +505,12 @@ class SyncClient:
     health = _blocking(Client.health)
     ready = _blocking(Client.ready)
     events = _iterating(Client.events)
+    queues = _blocking(Client.queues)
+    queue = _blocking(Client.queue)
+    configure_queue = _blocking(Client.configure_queue)
+    pause_queue = _blocking(Client.pause_queue)
+    resume_queue = _blocking(Client.resume_queue)
+    purge_queue = _blocking(Client.purge_queue)
 
     def close(self) -> None:
         with self._lock:

@@ -16,6 +16,8 @@ from typing import Any
 import attrs
 
 from actorq.errors import InvalidInput
+from actorq.queues import Tier, parse_queues, served
+from actorq.retry import DEFAULT, PolicyError, RetryPolicy, parse_spec
 from actorq.units import parse_duration, parse_rate
 
 
@@ -45,6 +47,19 @@ def _rate(_inst: object, _attribute: attrs.Attribute[Any], value: str | None) ->
 _DURATION = {"duration": True}  # a field written as 7d, 12h or seconds (actorq.units)
 
 
+def _queue_spec(_inst: object, _attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None:
+        parse_queues(",".join(value))
+
+
+def _retry_spec(_inst: object, _attribute: attrs.Attribute[Any], value: str | None) -> None:
+    if value is not None:
+        try:
+            parse_spec(value)
+        except PolicyError as exc:
+            raise InvalidInput(f"retry {value!r}: {exc}") from None
+
+
 @attrs.frozen
 class Config:
     database_url: str = "sqlite:///actorq.db"
@@ -65,7 +80,9 @@ class Config:
     poll_seconds: float = attrs.field(default=1.0, validator=_positive)
     max_body_bytes: int = attrs.field(default=1024 * 1024, validator=_positive)
     max_batch: int = attrs.field(default=1000, validator=_positive)
-    queues: tuple[str, ...] | None = None
+    # The queues this node serves, in the order and with the weights of ``--queues``
+    # (entries ``NAME`` or ``NAME:WEIGHT``, see actorq.queues.parse_queues); None: all.
+    queues: tuple[str, ...] | None = attrs.field(default=None, validator=_queue_spec)
     # Finished tasks leave the tasks projection this long after they finished (an 'expired'
     # event; their history stays in the journal). 0 keeps them for ever.
     retention: float = attrs.field(default=7 * 86400.0, converter=_retention, metadata=_DURATION)
@@ -76,6 +93,22 @@ class Config:
     app: str | None = None
     node: str = attrs.field(factory=_default_node)
     log_level: str = "INFO"
+    # The node's default retry policy, for tasks whose submission, queue and type set none:
+    # ``exponential,base=1,cap=300`` or its JSON form (see actorq.retry). None: the built-in.
+    retry: str | None = attrs.field(default=None, validator=_retry_spec)
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        return DEFAULT if self.retry is None else parse_spec(self.retry)
+
+    @property
+    def queue_tiers(self) -> tuple[Tier, ...] | None:
+        return None if self.queues is None else parse_queues(",".join(self.queues))
+
+    @property
+    def served_queues(self) -> tuple[str, ...] | None:
+        """The names of the queues served, without their weights."""
+        return served(self.queue_tiers)
 
     @property
     def heartbeat_interval(self) -> float:

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -72,7 +73,20 @@ class RateLimited(ActorqError):
         self.retry_after = retry_after
 
     def details(self) -> dict[str, Any]:
-        return {"retry_after": round(self.retry_after, 3)}
+        return {"retry_after": max(1, math.ceil(self.retry_after))}  # as Retry-After says
+
+
+class QueueNotFound(ActorqError):
+    """No task names this queue and no operator configured it."""
+
+    code = "queue_not_found"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no queue named {name!r}")
+        self.name = name
+
+    def details(self) -> dict[str, Any]:
+        return {"queue": self.name}
 
 
 class InvalidTransition(ActorqError):
@@ -115,6 +129,23 @@ class BatchItemError(ActorqError):
 
     def details(self) -> dict[str, Any]:
         return {**self.error.details(), "index": self.index}
+
+
+class QueueFull(ActorqError):
+    """The queue holds its ``max_depth`` of queued and scheduled tasks: the submission is
+    refused whole; the client may try again after ``retry_after`` seconds."""
+
+    code = "queue_full"
+
+    def __init__(self, queue: str, max_depth: int, retry_after: int = 1) -> None:
+        super().__init__(f"queue {queue!r} is full: it holds its max_depth of {max_depth} "
+                         "queued and scheduled tasks")  # fmt: skip
+        self.queue = queue
+        self.max_depth = max_depth
+        self.retry_after = retry_after
+
+    def details(self) -> dict[str, Any]:
+        return {"queue": self.queue, "max_depth": self.max_depth, "retry_after": self.retry_after}
 
 
 class Overloaded(ActorqError):

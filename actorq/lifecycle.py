@@ -7,8 +7,8 @@ made once, by ``decide_failure``, and recorded in the event's data; the fold onl
 
 from __future__ import annotations
 
-import enum
 import random
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -24,37 +24,10 @@ from actorq.model import (
     TaskState,
     is_control,
 )
+from actorq.retry import RetryPolicy, policy_from_stored, policy_json
 
 _S = TaskState
 _K = EventKind
-
-
-class Backoff(enum.StrEnum):
-    EXPONENTIAL = "exponential"
-    LINEAR = "linear"
-    FIXED = "fixed"
-
-
-@attrs.frozen
-class RetryPolicy:
-    """Delay before attempt n+1 after attempt n failed. Jitter spreads a failing burst."""
-
-    backoff: Backoff = Backoff.EXPONENTIAL
-    base: float = 1.0
-    factor: float = 2.0
-    cap: float = 300.0
-    jitter: float = 0.5  # the delay is drawn from [delay * (1 - jitter), delay]
-
-    def delay(self, attempt: int, rng: random.Random) -> float:
-        n = max(attempt, 1)
-        if self.backoff is Backoff.EXPONENTIAL:
-            raw = self.base * self.factor ** (n - 1)
-        elif self.backoff is Backoff.LINEAR:
-            raw = self.base * n
-        else:
-            raw = self.base
-        capped = min(raw, self.cap)
-        return capped * (1.0 - self.jitter * rng.random())
 
 
 def submitted_event(new: NewTask, *, at: float, node: str) -> Event:
@@ -69,6 +42,8 @@ def submitted_event(new: NewTask, *, at: float, node: str) -> Event:
         "metadata": new.metadata,
         "idempotency_key": new.idempotency_key,
     }
+    if new.retry is not None:  # chosen now, so every later decision and replay use it
+        data["retry"] = policy_json(new.retry)
     return Event(_K.SUBMITTED, new.id, at, node, data)
 
 
@@ -208,6 +183,7 @@ def _submit(event: Event) -> Task:
         seq=event.seq,
         metadata=d["metadata"],
         idempotency_key=d["idempotency_key"],
+        retry=None if d.get("retry") is None else policy_from_stored(d["retry"]),
     )
 
 
@@ -254,8 +230,47 @@ def _retry_run_at(task: Task, event: Event) -> float:
     return max(float(event.data.get("run_at", event.at)), event.at)
 
 
+def _retried(task: Task | None, e: Event) -> tuple[Task, dict[str, Any]]:
+    """A manual retry: a fresh attempt budget, due at its recorded run_at."""
+    t = _require(task, e, _S.DEAD, _S.CANCELLED)
+    run_at = _retry_run_at(t, e)
+    state = _S.SCHEDULED if run_at > e.at else _S.QUEUED
+    return t, _requeue(
+        e, state=state, run_at=run_at, attempt=0, error=None, result=None,
+        started_at=None, finished_at=None,
+    )  # fmt: skip
+
+
+def _cancel(task: Task | None, e: Event) -> tuple[Task, dict[str, Any]]:
+    """The reason is in the event; ``error`` stays the last attempt's error, if any. A
+    handler that cancelled its task in its first moments: the cancel carries the start."""
+    if carries_start(e):
+        t, start = _ran(task, e)
+        return t, start | _finish(e, _S.CANCELLED)
+    t = _require(task, e, _S.QUEUED, _S.SCHEDULED, _S.CLAIMED, _S.RUNNING)
+    return t, _finish(e, _S.CANCELLED)
+
+
+def _snooze(task: Task | None, e: Event) -> tuple[Task, dict[str, Any]]:
+    """Due again at the event's run_at; the snoozed run gives its attempt back (the number
+    before it started)."""
+    t, start = _ran(task, e)
+    attempt = t.attempt if start else t.attempt - 1
+    run_at = float(e.data["run_at"])
+    return t, start | {
+        "state": _S.SCHEDULED if run_at > e.at else _S.QUEUED,
+        "run_at": run_at,
+        "attempt": max(attempt, 0),
+        "worker": None,
+        "lease_expires_at": None,
+    }
+
+
 def _changes(task: Task | None, e: Event) -> tuple[Task, dict[str, Any]]:
     """The task an event applies to, and the fields the event changes."""
+    own = _OWN_FOLD.get(e.kind)
+    if own is not None:
+        return own(task, e)
     d = e.data
     match e.kind:
         case _K.ENQUEUED:
@@ -312,20 +327,15 @@ def _changes(task: Task | None, e: Event) -> tuple[Task, dict[str, Any]]:
             t = _require(task, e, _S.CLAIMED, _S.RUNNING)
             # A stopping node gives a running task back unfinished: that attempt is not spent.
             return t, {**_give_back(t, e), "attempt": max(t.attempt - (t.state is _S.RUNNING), 0)}
-        case _K.CANCELLED:
-            # The reason is in the event; ``error`` stays the last attempt's error, if any.
-            t = _require(task, e, _S.QUEUED, _S.SCHEDULED, _S.CLAIMED, _S.RUNNING)
-            return t, _finish(e, _S.CANCELLED)
-        case _K.RETRIED:
-            t = _require(task, e, _S.DEAD, _S.CANCELLED)
-            run_at = _retry_run_at(t, e)
-            state = _S.SCHEDULED if run_at > e.at else _S.QUEUED
-            return t, _requeue(
-                e, state=state, run_at=run_at, attempt=0, error=None, result=None,
-                started_at=None, finished_at=None,
-            )  # fmt: skip
     raise InvalidTransition(f"cannot apply {e.kind!r} to task {e.task_id}")
 
+
+# Kinds whose changes have a function of their own.
+_OWN_FOLD: dict[EventKind, Callable[[Task | None, Event], tuple[Task, dict[str, Any]]]] = {
+    _K.RETRIED: _retried,
+    _K.CANCELLED: _cancel,
+    _K.SNOOZED: _snooze,
+}
 
 _TASK_FIELDS = tuple(a.name for a in attrs.fields(Task))
 
@@ -372,12 +382,18 @@ def state_after(event: Event) -> TaskState:
         return _S.SCHEDULED if float(event.data.get("run_at", event.at)) > event.at else _S.QUEUED
     if event.kind in REMOVING_KINDS:
         return TaskState(event.data["state"])  # the state it left the projection in
+    if event.kind is _K.SNOOZED:
+        return _S.SCHEDULED if float(event.data["run_at"]) > event.at else _S.QUEUED
     if event.kind is _K.CLAIMED and not event.data.get("held"):
         return _S.RUNNING  # a claim from before held tasks (see ``_changes``)
     return _STATE_AFTER[event.kind]
 
 
-_ENDS = frozenset({_K.SUCCEEDED, _K.FAILED, _K.TIMED_OUT, _K.DEAD_LETTERED})
+# Events that end an attempt, and so may carry its start. A cancellation ends one only when
+# its handler raised ``Cancel`` (the start is then in its data).
+_ENDS = frozenset(
+    {_K.SUCCEEDED, _K.FAILED, _K.TIMED_OUT, _K.DEAD_LETTERED, _K.SNOOZED, _K.CANCELLED}
+)
 
 _STATE_BEFORE = {
     _K.ENQUEUED: _S.SCHEDULED,
@@ -387,6 +403,7 @@ _STATE_BEFORE = {
     _K.FAILED: _S.RUNNING,
     _K.TIMED_OUT: _S.RUNNING,
     _K.DEAD_LETTERED: _S.RUNNING,
+    _K.SNOOZED: _S.RUNNING,
 }
 
 

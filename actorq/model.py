@@ -12,6 +12,8 @@ from typing import Annotated, Any, Protocol
 
 import attrs
 
+from actorq.retry import RetryPolicy
+
 
 class PosixTime:
     """Marks a float of POSIX seconds as a time: the wire shows it as ISO 8601 UTC
@@ -62,6 +64,10 @@ class EventKind(enum.StrEnum):
     # is the (finished) state it left in.
     PURGED = "purged"  # an operator purged a dead letter
     EXPIRED = "expired"  # a finished task outlived the retention period
+    # Control events (subject ``queue:NAME``, see below): an operator changed the settings
+    # named in the event's data (actorq.queues).
+    QUEUE_CONFIGURED = "queue_configured"
+    SNOOZED = "snoozed"  # its handler asked to run again later; the attempt is not spent
 
 
 # Events after which a task is no longer in the ``tasks`` projection.
@@ -109,6 +115,9 @@ class Task:
     # Lease of a running task. Heartbeats move it without an event, so a replay cannot
     # reproduce it and comparisons leave it out (see ``Task.audit_view``).
     lease_expires_at: Instant | None = None
+    # The retry policy chosen at submission (None: submitted before policies were recorded;
+    # its type's or the node's applies).
+    retry: RetryPolicy | None = None
 
     def audit_view(self) -> Task:
         return attrs.evolve(self, lease_expires_at=None)
@@ -142,6 +151,9 @@ class TypeDefaults(Protocol):
     @property
     def timeout(self) -> float | None: ...
 
+    @property
+    def retry(self) -> RetryPolicy | None: ...
+
 
 @attrs.frozen
 class NewTask:
@@ -157,6 +169,7 @@ class NewTask:
     metadata: dict[str, Any] = attrs.field(factory=dict)
     idempotency_key: str | None = None
     id: str = attrs.field(factory=lambda: str(uuid.uuid4()))
+    retry: RetryPolicy | None = None  # None: chosen when submitted (see ``actorq.retry``)
 
 
 @attrs.frozen

@@ -19,6 +19,7 @@ import attrs
 
 from actorq.errors import UnknownTaskType
 from actorq.model import TypeDefaults
+from actorq.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from actorq.journal.base import Journal
@@ -47,11 +48,12 @@ class ServedType:
     priority: int = 0
     max_attempts: int = 3
     timeout: float | None = None
+    retry: RetryPolicy | None = None
 
     @classmethod
     def of(cls, name: str, defaults: TypeDefaults) -> ServedType:
         return cls(name, defaults.queue, defaults.priority, defaults.max_attempts,
-                   defaults.timeout)  # fmt: skip
+                   defaults.timeout, defaults.retry)  # fmt: skip
 
 
 @attrs.frozen

@@ -31,10 +31,12 @@ from actorq.actors.health import Health, HealthReport
 from actorq.actors.journal_writer import JournalWriter, Subscriber, write
 from actorq.actors.lock_reaper import LockReaper
 from actorq.actors.presence import ClusterTypes, Presence, WaitingForHandler
+from actorq.actors.queue_watch import QueuesChanged
 from actorq.actors.retention import Overrides, RetentionSweeper, no_overrides
 from actorq.actors.retry_timer import RetryTimer
 from actorq.actors.stats import (
     Follow,
+    QueueFigures,
     Snapshot,
     StatsAggregator,
     Subscribe,
@@ -44,9 +46,21 @@ from actorq.actors.stats import (
 from actorq.actors.worker import WorkerDeps, worker_supervisor
 from actorq.config import Config
 from actorq.dead_letters import settle
-from actorq.errors import InvalidTransition, Overloaded
+from actorq.errors import InvalidTransition, Overloaded, QueueNotFound
 from actorq.journal import journal_from_url, redact_url
-from actorq.journal.base import Append, DeadAction, Journal, Notice, Op, Outcome, Selection, Submit
+from actorq.journal.base import (
+    Append,
+    ConfigureQueue,
+    DeadAction,
+    Journal,
+    Notice,
+    Op,
+    Outcome,
+    PurgeQueue,
+    Selection,
+    SharedJournal,
+    Submit,
+)
 from actorq.model import (
     HELD_STATES,
     Event,
@@ -58,6 +72,8 @@ from actorq.model import (
     TaskState,
 )
 from actorq.nodes import Catalog, Cluster, Layered, Node, ServedType
+from actorq.queues import describe
+from actorq.retry import RetryDefaults
 from actorq.tasks import Registry
 
 log = logging.getLogger("actorq.runtime")
@@ -121,12 +137,15 @@ class Runtime:
             )
             return self._stats_actor
 
+        tiers = c.queue_tiers
+        ordered = tiers is not None and (len(tiers) > 1 or len(tiers[0].queues) > 1)
         settings = DispatcherSettings(
             node=c.node,
             lease_seconds=c.lease_seconds,
             heartbeat_seconds=c.heartbeat_interval,
             poll_seconds=c.poll_seconds,
-            queues=c.queues,
+            queues=c.served_queues,
+            tiers=tiers if ordered else None,
             types=tuple(self.registry.names()),
             prefetch=c.prefetch,
             write_timeout=self._write_timeout,
@@ -148,12 +167,13 @@ class Runtime:
                 dispatcher=root_ref(DISPATCHER),
                 clock=self.clock,
                 rng=self._rng,
-                peek=lambda: self.journal.peek_ready(c.queues, settings.types),
+                peek=lambda: self.journal.peek_ready(settings.queues, settings.types),
                 lease_seconds=c.lease_seconds,
                 write_timeout=self._write_timeout,
-                queues=c.queues,
+                queues=settings.queues,
                 types=settings.types,
                 max_result_bytes=c.max_result_bytes,
+                default_retry=c.retry_policy,
             )
 
         reap_every = max(0.05, min(c.lease_seconds / 4, 5.0))
@@ -162,7 +182,12 @@ class Runtime:
         # they held); the statistics, timer and reaper restart cheaply.
         specs = [
             ChildSpec(WRITER, lambda: JournalWriter(self.journal, subscribers(), c.max_batch)),
-            ChildSpec(DISPATCHER, lambda: Dispatcher(settings, root_ref(WRITER), self.clock)),
+            ChildSpec(
+                DISPATCHER,
+                lambda: Dispatcher(
+                    settings, root_ref(WRITER), self.clock, self.journal.queue_settings
+                ),
+            ),
             ChildSpec(
                 WORKERS,
                 lambda: worker_supervisor(deps(), c.concurrency),
@@ -218,7 +243,7 @@ class Runtime:
         types = {n: ServedType.of(n, self.registry.get(n)) for n in self.registry.names()}
         now = self.clock()
         return Node(self.config.node, socket.gethostname(), os.getpid(), self._born, now, types,
-                    self.config.queues)  # fmt: skip
+                    self.config.served_queues)  # fmt: skip
 
     def _ref(self, name: str) -> Any:
         return self._root.child(name)
@@ -301,9 +326,14 @@ class Runtime:
 
     def _on_notice(self, notice: Notice) -> None:
         if notice.kind == "ready":
+            if not isinstance(self.journal, SharedJournal):
+                # SQLite: another process committed something, maybe a queue's settings
+                self._ref(DISPATCHER).tell_nowait(QueuesChanged())
             self._ref(DISPATCHER).tell_nowait(WorkAvailable())
         elif notice.kind == "cancel" and notice.task_id:
             self._ref(DISPATCHER).tell_nowait(CancelRunning(notice.task_id))
+        elif notice.kind == "queue":
+            self._ref(DISPATCHER).tell_nowait(QueuesChanged())
 
     # -- operations ----------------------------------------------------------------------
 
@@ -315,9 +345,25 @@ class Runtime:
         return outcome.unwrap()
 
     async def submit(self, tasks: Sequence[NewTask]) -> list[Task]:
-        """Create tasks; returns once their ``submitted`` events are durable."""
+        """Create tasks; returns once their ``submitted`` events are durable. A task whose
+        retry policy was not chosen yet gets it here, so its submitted event records it."""
+        if any(t.retry is None for t in tasks):
+            defaults = await self.retry_defaults()
+            tasks = [t if t.retry is not None else self._with_retry(t, defaults) for t in tasks]
         result: list[Task] = await self._write(Submit(tasks, self.clock(), self.config.node))
         return result
+
+    async def retry_defaults(self) -> RetryDefaults:
+        """What a submission's retry policy falls back on: the queues' policies, then the
+        node's default (``Config.retry``); a task type's policy comes between the two
+        (``RetryDefaults.choose``)."""
+        # Queue settings give no retry policy yet: a queue-level policy plugs in here, as
+        # ``queues={name: policy}`` read from the queue settings.
+        return RetryDefaults(node=self.config.retry_policy)
+
+    def _with_retry(self, task: NewTask, defaults: RetryDefaults) -> NewTask:
+        known = self.registry.get(task.type).retry if task.type in self.registry else None
+        return attrs.evolve(task, retry=defaults.choose(None, task.queue, known))
 
     async def cancel(self, task_id: str, reason: str = "cancelled") -> Task:
         task = await self.journal.get(task_id)
@@ -359,6 +405,39 @@ class Runtime:
     async def get(self, task_id: str) -> Task:
         return await self.journal.get(task_id)
 
+    # -- queues --------------------------------------------------------------------------
+
+    async def queues(self) -> list[dict[str, Any]]:
+        """Every queue a task names or an operator configured, with its settings and counts."""
+        return await describe(self.journal, self.clock())
+
+    async def queue(self, name: str) -> dict[str, Any]:
+        found = await describe(self.journal, self.clock(), name)
+        if not found:
+            raise QueueNotFound(name)
+        return found[0]
+
+    async def configure_queue(self, name: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """Change queue ``name``'s settings (as ``queues.parse_patch`` checked them); every
+        node hears of it at once (this one through its writer, others by notice)."""
+        await self._write(ConfigureQueue(name, changes, self.clock(), self.config.node))
+        return await self.queue(name)
+
+    async def purge_queue(self, name: str, states: Sequence[TaskState]) -> int:
+        """Cancel every task of ``name`` in ``states``; the number cancelled."""
+        reason = f"queue {name!r} purged"
+        total = 0
+        while True:
+            op = PurgeQueue(name, states, self.clock(), self.config.node, reason)
+            cancelled: list[Task] = await self._write(op)
+            total += len(cancelled)
+            for task in cancelled:
+                if task.worker is not None:  # it was held or running: tell its worker
+                    with contextlib.suppress(ActorError):
+                        await self._ref(DISPATCHER).tell(CancelRunning(task.id))
+            if len(cancelled) < op.limit:
+                return total
+
     async def list_tasks(self, query: TaskFilter, limit: int, cursor: str | None) -> Page:
         return await self.journal.list_tasks(query, limit, cursor)
 
@@ -389,6 +468,7 @@ class Runtime:
         """This node's metrics in Prometheus' text format."""
         # On a shared journal the task gauge follows the journal once someone asks.
         await self._ref(STATS).ask(Follow(), timeout=5.0)
+        await self._ref(STATS).ask(QueueFigures(tuple(await self.queues())), timeout=5.0)
         if self._stats_actor is None:
             return b""
         return bytes(generate_latest(self._stats_actor.metrics.registry))

@@ -17,6 +17,7 @@ import attrs
 
 from actorq.errors import InvalidInput
 from actorq.model import NewTask, TypeDefaults
+from actorq.retry import NO_OVERRIDES, PolicyError, RetryDefaults, RetryPolicy, policy_from_json
 
 # The documented ranges of a submission (README, openapi.json): what both journals and the
 # renderer hold. A value outside them is refused before it reaches a shared commit.
@@ -220,6 +221,20 @@ class Time:
         return None if value is None else _seconds(value)
 
 
+@attrs.frozen
+class Retry:
+    """A retry policy (``actorq.retry``): an object of backoff, base, factor, cap and jitter,
+    each in its documented range; fields left out take the built-in policy's."""
+
+    def structure(self, value: Any, _: Any = None) -> RetryPolicy | None:
+        if value is None:
+            return None
+        try:
+            return policy_from_json(value)
+        except PolicyError as exc:
+            raise FieldError(f"is invalid: {exc}") from None
+
+
 RULE: Final = "actorq.submission.rule"  # the key of a field's rule in its metadata
 
 
@@ -244,19 +259,25 @@ class Submission:
     scheduled_at: float | None = _rule(Time())
     metadata: dict[str, Any] = attrs.field(factory=dict, metadata={RULE: JsonObject()})
     idempotency_key: str | None = _rule(Text(_UNSTORABLE, "NUL characters"))
+    retry: RetryPolicy | None = _rule(Retry())
 
-    def new_task(self, defaults: TypeDefaults, now: float) -> NewTask:
-        """The task this submission asks for, at ``now``, the type's ``defaults`` filled in."""
+    def new_task(
+        self, defaults: TypeDefaults, now: float, retry: RetryDefaults = NO_OVERRIDES
+    ) -> NewTask:
+        """The task this submission asks for, at ``now``, the type's ``defaults`` filled in
+        and its retry policy chosen (``retry.choose``)."""
+        queue = self.queue or defaults.queue
         return NewTask(
             type=self.type,
             payload=self.payload,
-            queue=self.queue or defaults.queue,
+            queue=queue,
             priority=defaults.priority if self.priority is None else self.priority,
             max_attempts=defaults.max_attempts if self.max_attempts is None else self.max_attempts,
             timeout=defaults.timeout if self.timeout is None else self.timeout,
             run_at=self._run_at(now),
             metadata=self.metadata,
             idempotency_key=self.idempotency_key,
+            retry=retry.choose(self.retry, queue, defaults.retry),
         )
 
     def _run_at(self, now: float) -> float | None:

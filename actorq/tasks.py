@@ -17,9 +17,9 @@ import attrs
 
 from actorq import wire
 from actorq.errors import UnknownTaskType
-from actorq.lifecycle import RetryPolicy
 from actorq.model import NewTask, Task
 from actorq.nodes import Catalog
+from actorq.retry import NO_OVERRIDES, RetryDefaults, RetryPolicy
 
 Handler = Callable[..., Any]
 
@@ -48,7 +48,7 @@ class TaskType:
     timeout: float | None = None
     queue: str = "default"
     priority: int = 0
-    retry: RetryPolicy = RetryPolicy()
+    retry: RetryPolicy | None = None  # None: the queue's or the node's (see actorq.retry)
     # Read from the signature once, at registration: calls happen for every task.
     wants_context: bool = attrs.field(init=False)
     is_async: bool = attrs.field(init=False)
@@ -98,10 +98,13 @@ class Registry:
         return sorted(self._types)
 
 
-def parse_submission(data: Any, catalog: Catalog, now: float) -> NewTask:
+def parse_submission(
+    data: Any, catalog: Catalog, now: float, retry: RetryDefaults = NO_OVERRIDES
+) -> NewTask:
     """A validated ``NewTask`` from a JSON object, with the task type's defaults filled in
-    (the node's own types, then the cluster's: ``actorq.nodes``)."""
-    return wire.new_task(data, catalog.get, now)
+    (the node's own types, then the cluster's: ``actorq.nodes``) and its retry policy chosen
+    (``RetryDefaults.choose``: its own, its queue's, its type's, the node's)."""
+    return wire.new_task(data, catalog.get, now, retry)
 
 
 def task_decorator(

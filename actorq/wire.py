@@ -33,6 +33,8 @@ from actorq.errors import (
     InvalidJson,
     InvalidTransition,
     Overloaded,
+    QueueFull,
+    QueueNotFound,
     RateLimited,
     StorageError,
     TaskExpired,
@@ -42,6 +44,7 @@ from actorq.errors import (
     UnknownTaskType,
 )
 from actorq.model import Event, EventKind, Instant, NewTask, Task, TaskState, TypeDefaults
+from actorq.retry import NO_OVERRIDES, RetryDefaults, RetryPolicy, policy_from_json, policy_json
 from actorq.submission import MAX_TEXT, RULE, FieldError, Submission
 
 _EPOCH = dt.datetime(1970, 1, 1)
@@ -99,7 +102,12 @@ def _times_out(data: Mapping[str, Any] | None, _: Any = None) -> dict[str, Any]:
     }
 
 
-def new_task(data: Any, defaults_of: Callable[[str], TypeDefaults], now: float) -> NewTask:
+def new_task(
+    data: Any,
+    defaults_of: Callable[[str], TypeDefaults],
+    now: float,
+    retry: RetryDefaults = NO_OVERRIDES,
+) -> NewTask:
     """A checked ``NewTask`` from a submission's JSON, with its type's defaults (``defaults_of``
     raises ``UnknownTaskType``) filled in; a refused one raises ``InvalidInput`` naming the
     field."""
@@ -109,7 +117,7 @@ def new_task(data: Any, defaults_of: Callable[[str], TypeDefaults], now: float) 
         submission = _structure_submission(data, Submission)
     except ClassValidationError as exc:
         raise _refusal(exc, data, defaults_of) from None
-    return submission.new_task(defaults_of(submission.type), now)
+    return submission.new_task(defaults_of(submission.type), now, retry)
 
 
 def _refusal(
@@ -155,6 +163,8 @@ def _make_converter() -> cattrs.Converter:
     # A StrEnum is a str, and cattrs would send the member itself: send its plain value.
     conv.register_unstructure_hook(enum.StrEnum, operator.attrgetter("value"))
     conv.register_structure_hook_func(_is_instant, _maybe_posix)
+    conv.register_unstructure_hook(RetryPolicy, policy_json)
+    conv.register_structure_hook(RetryPolicy, lambda v, _: policy_from_json(v))
     # The API calls run_at scheduled_at; seq (of the last event applied) stays inside.
     task: dict[str, Any] = {"seq": override(omit=True), "run_at": override(rename="scheduled_at")}
     conv.register_unstructure_hook(Task, make_dict_unstructure_fn(Task, conv, **task))
@@ -234,6 +244,7 @@ class TaskTypeInfo:
     max_attempts: int
     timeout: float | None
     nodes: tuple[str, ...]
+    retry: RetryPolicy | None = None  # None: the queue's or the node's default applies
 
 
 def live_event_from_json(data: Mapping[str, Any]) -> LiveEvent:
@@ -337,6 +348,16 @@ _ABOUT_TASK: dict[str, Callable[[str], ActorqError]] = {
 }
 
 
+def _queue_error(code: str, error: dict[str, Any]) -> ActorqError:
+    queue = str(error.get("queue", ""))
+    if code == "queue_not_found":
+        return QueueNotFound(queue)
+    depth, wait = error.get("max_depth"), error.get("retry_after")
+    return QueueFull(
+        queue, depth if isinstance(depth, int) else 0, wait if isinstance(wait, int) else 1
+    )
+
+
 def _typed(
     status: int, code: str, error: dict[str, Any], item: Mapping[str, Any], task_id: str | None
 ) -> ActorqError:
@@ -354,6 +375,8 @@ def _typed(
         case "rate_limited":
             after = error.get("retry_after")
             return RateLimited(float(after) if isinstance(after, int | float) else 1.0)
+        case "queue_not_found" | "queue_full":
+            return _queue_error(code, error)
     if status == 503:  # a code this client does not know yet, saying "try again later"
         return Unavailable()
     exc = ActorqError()

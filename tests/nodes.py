@@ -4,11 +4,13 @@ node's settings. Test task types retry fast so retries finish in milliseconds.""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from actorq.builtin import builtin_registry
 from actorq.config import Config
-from actorq.lifecycle import Backoff, RetryPolicy
+from actorq.retry import Backoff, RetryPolicy
+from actorq.steering import Snooze
 from actorq.tasks import Registry, TaskContext, TaskType
 
 FAST_RETRY = RetryPolicy(Backoff.FIXED, base=0.01, jitter=0.0)
@@ -67,6 +69,13 @@ def make_registry(gates: Gates) -> Registry:
     def sync_add(payload: Any) -> int:
         return int(payload["a"]) + int(payload["b"])
 
+    async def snooze_until(payload: Any, ctx: TaskContext) -> int:
+        """Snoozes until the POSIX time ``until``, then answers its attempt number."""
+        wait = float(payload["until"]) - time.time()
+        if wait > 0:
+            raise Snooze(wait, "not due yet")
+        return ctx.attempt
+
     for task_type in (
         TaskType("gate", gates.gate, max_attempts=1),
         TaskType("record", gates.record),
@@ -74,6 +83,7 @@ def make_registry(gates: Gates) -> Registry:
         TaskType("fail_fast", fail_fast, max_attempts=3, retry=FAST_RETRY),
         TaskType("slow", slow, max_attempts=2, retry=FAST_RETRY),
         TaskType("sync_add", sync_add),
+        TaskType("snooze_until", snooze_until),
     ):
         registry.add(task_type)
     return registry

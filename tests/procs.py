@@ -28,18 +28,20 @@ class Server:
         self._spawn(cwd, "serve", "--database-url", url, *extra)
 
     @classmethod
-    def command(cls, cwd: Path, cmd: str, node: str, *extra: str) -> Server:
+    def command(
+        cls, cwd: Path, cmd: str, node: str, *extra: str, poll_seconds: float = 0.2
+    ) -> Server:
         server = cls.__new__(cls)
-        server._spawn(cwd, cmd, "--node", node, *extra)
+        server._spawn(cwd, cmd, "--node", node, *extra, poll_seconds=poll_seconds)
         return server
 
-    def _spawn(self, cwd: Path, cmd: str, *args: str) -> None:
+    def _spawn(self, cwd: Path, cmd: str, *args: str, poll_seconds: float = 0.2) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = cwd / f"{cmd}-{self.port}.log"
         http = ["--port", str(self.port)] if cmd == "serve" else []
         argv = [sys.executable, "-m", "actorq", cmd, *http, *args]
-        env = {**os.environ, "PYTHONPATH": str(cwd), "ACTORQ_POLL_SECONDS": "0.2"}
+        env = {**os.environ, "PYTHONPATH": str(cwd), "ACTORQ_POLL_SECONDS": str(poll_seconds)}
         with self.log.open("w") as log:
             self.proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=log, stderr=log)
 

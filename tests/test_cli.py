@@ -16,9 +16,11 @@ import pytest
 
 import actorq
 from actorq.cli import main
+from actorq.cli.base import USAGE
 from actorq.config import Config
 from actorq.journal import journal_from_url
 from actorq.model import Task, TaskState
+from actorq.retry import Backoff, RetryPolicy, policy_json
 from actorq.runtime import Runtime
 from actorq.tasks import Registry, TaskType
 
@@ -197,6 +199,26 @@ def test_submit_flags_override_the_task_types_defaults(
     assert "report-1" in capsys.readouterr().err
 
 
+def test_submit_retry_gives_the_task_its_policy_and_refuses_a_bad_one(
+    database_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.syspath_prepend(tmp_path)  # also drops the import system's stale caches
+    argv = ["report", "--app", write_app(tmp_path), "--database-url", database_url]
+    shown = submit([*argv, "--retry", "fixed,base=5,jitter=0"], capsys)
+    policy = RetryPolicy(Backoff.FIXED, base=5, jitter=0)
+    assert shown["retry"] == policy_json(policy)
+    assert asyncio.run(stored(database_url, shown["id"])).retry == policy
+    shown = submit([*argv, "--retry", '{"backoff": "linear", "base": 2}'], capsys)
+    assert shown["retry"] == policy_json(RetryPolicy(Backoff.LINEAR, base=2))
+    assert main(["submit", *argv, "--retry", "fixed,base=-1"]) == USAGE
+    assert "--retry 'fixed,base=-1': 'base' must be a number from 0 to 2592000" in (
+        capsys.readouterr().err
+    )
+
+
 def test_app_may_be_a_plain_file_outside_the_import_path(
     database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -240,3 +262,60 @@ async def test_stats_reads_the_database_or_a_running_server(
         server.stop()
     assert remote["tasks"] == local["tasks"]
     assert "finished_per_second_60s" in remote  # what only a node knows
+
+
+async def test_queues_commands_work_on_the_database_and_through_a_server(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from procs import Server
+
+    url = f"sqlite:///{tmp_path}/cli.db"
+    await workload(url)
+
+    async def acli(*argv: str) -> Any:
+        code = await asyncio.to_thread(main, list(argv))
+        out = capsys.readouterr()
+        assert code == 0, out.err
+        return json.loads(out.out)
+
+    db = ("--database-url", url)
+    assert [q["name"] for q in await acli("queues", "list", *db)] == ["default"]
+    shown = await acli("queues", "set", "mail", "--concurrency", "2", "--rate-limit", "10/2",
+                "--max-depth", "50", "--retention", "60", *db)  # fmt: skip
+    assert shown["rate_limit"] == {"limit": 10, "period": 2.0}
+    assert (shown["concurrency"], shown["max_depth"], shown["retention"]) == (2, 50, 60.0)
+    assert (await acli("queues", "pause", "mail", *db))["paused"] is True
+    cleared = await acli(
+        "queues", "set", "mail", "--concurrency", "none", "--rate-limit", "none", *db
+    )
+    assert (cleared["concurrency"], cleared["rate_limit"]) == (None, None)
+    assert await acli("queues", "purge", "default", "--states", "scheduled", *db) == {"purged": 1}
+    # every change is the journal's, with who made it
+    assert await asyncio.to_thread(main, ["journal", "verify", *db]) == 0
+    capsys.readouterr()
+
+    bad_commands = (
+        ["set", "mail"],
+        ["set", "mail", "--concurrency", "0"],
+        ["set", "mail", "--rate-limit", "10"],
+        ["purge", "mail", "--states", "done"],
+    )
+    for bad in bad_commands:
+        assert await asyncio.to_thread(main, ["queues", *bad, *db]) == 2
+        assert "actorq:" in capsys.readouterr().err
+    assert await asyncio.to_thread(main, ["queues", "list", "nowhere", *db]) == 1
+
+    server = Server(tmp_path / "cli.db", tmp_path)
+    try:
+        await server.ready()
+        remote = ("--url", server.url)
+        mail = await acli("queues", "list", "mail", *remote)
+        assert mail["paused"] is True
+        assert (await acli("queues", "resume", "mail", *remote))["paused"] is False
+        assert (await acli("queues", "set", "mail", "--max-depth", "none", *remote))[
+            "max_depth"
+        ] is None
+        assert await acli("queues", "purge", "mail", *remote) == {"purged": 0}
+        assert {q["name"] for q in await acli("queues", "list", *remote)} == {"default", "mail"}
+    finally:
+        server.stop()

@@ -18,6 +18,7 @@ from nodes import Gates
 from procs import Server, free_port
 
 from actorq import (
+    Backoff,
     BatchItemError,
     Client,
     DuplicateTask,
@@ -26,6 +27,7 @@ from actorq import (
     InvalidInput,
     InvalidTransition,
     LiveEvent,
+    RetryPolicy,
     SyncClient,
     Task,
     TaskNotFound,
@@ -143,6 +145,22 @@ async def test_submit_many_submits_all_or_none_and_names_the_bad_item(client: Cl
     tasks = await client.submit_many([{"type": "echo", "payload": i} for i in range(3)])
     assert [t.payload for t in tasks] == [0, 1, 2]
     assert all(t.state is TaskState.QUEUED for t in tasks)
+
+
+async def test_submit_passes_a_retry_policy_and_a_bad_one_raises_naming_the_item(
+    client: Client,
+) -> None:
+    policy = RetryPolicy(Backoff.LINEAR, base=2, cap=30, jitter=0.1)
+    task = await client.submit("echo", 1, retry=policy)
+    assert task.retry == policy
+    assert (await client.get(task.id)).retry == policy
+    (as_json,) = await client.submit_many([{"type": "echo", "retry": {"backoff": "fixed"}}])
+    assert as_json.retry == RetryPolicy(Backoff.FIXED)
+    with pytest.raises(BatchItemError) as caught:
+        await client.submit_many([{"type": "echo"}, {"type": "echo", "retry": {"cap": -1}}])
+    assert caught.value.index == 1
+    assert isinstance(caught.value.error, InvalidInput)
+    assert "field 'retry' is invalid: 'cap' must be a number from 0" in str(caught.value.error)
 
 
 async def test_duplicate_idempotency_key_raises_with_the_holders_id(

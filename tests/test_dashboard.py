@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import re
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from playwright.async_api import Browser, ConsoleMessage, Page, Route, async_pla
 
 from actorq.http.app import make_app
 from actorq.model import EventKind, NewTask, TaskState
+from actorq.retry import Backoff, RetryPolicy
 from actorq.runtime import Runtime
 
 CHROMIUM = "/usr/bin/chromium"
@@ -199,6 +201,43 @@ async def test_opening_a_task_shows_its_history_and_retry_runs_it_again(
 
 
 @pytest.mark.browser
+async def test_the_form_sets_a_retry_policy_and_the_task_shows_it_and_its_snoozes(
+    node: Runtime, dashboard: Dashboard
+) -> None:
+    page = dashboard.page
+    await page.select_option("#submit-retry-backoff", "linear")
+    payload = json.dumps({"until": time.time() + 3})  # the form takes a while
+    task_id = await dashboard.submit(
+        "snooze_until", payload, retry_base="2", retry_cap="60", retry_jitter="0.1"
+    )
+    done = await node.wait_for(task_id, timeout=10)
+    assert (done.state, done.attempt, done.result) == (TaskState.SUCCEEDED, 1, 1)
+    assert done.retry == RetryPolicy(Backoff.LINEAR, base=2, cap=60, jitter=0.1)
+
+    await dashboard.row(task_id).click()
+    await expect(page.locator("#detail-state")).to_have_text("succeeded")
+    shown = page.locator('#detail-fields [data-field="retry"]')
+    await expect(shown).to_have_text("linear · base 2 s · cap 60 s · jitter 0.1")
+    snoozed = page.locator('[data-testid="history-row"][data-kind="snoozed"]')
+    await expect(snoozed.first).to_be_visible()
+    await expect(snoozed.first.locator("td").nth(6)).to_contain_text('"reason":"not due yet"')
+    await expect(page.locator('#detail-fields [data-field="attempt"]')).to_have_text("1")
+    assert dashboard.errors == []
+
+    # A policy out of range: the server's answer says which number, nothing is submitted.
+    await page.fill("#submit-retry-jitter", "3")
+    await page.click("#submit-button")
+    message = page.get_by_test_id("submit-message")
+    await expect(message).to_have_attribute("data-kind", "error")
+    await expect(message).to_have_text(
+        "400 invalid_input: field 'retry' is invalid: 'jitter' must be a number from 0 to 1,"
+        " got 3.0"
+    )
+    # The browser logs the refused request itself; the page raised nothing.
+    assert all("status of 400" in e for e in dashboard.errors), dashboard.errors
+
+
+@pytest.mark.browser
 async def test_cancel_of_a_delayed_task_from_the_page(node: Runtime, dashboard: Dashboard) -> None:
     page = dashboard.page
     task_id = await dashboard.submit("echo", '"later"', delay="60")
@@ -323,3 +362,64 @@ async def test_tasks_of_a_type_no_live_node_serves_show_as_waiting_for_a_handler
         ["retired_type", "2"]
     )
     assert dashboard.errors == []
+
+
+@pytest.mark.browser
+async def test_queue_controls_pause_resume_edit_limits_and_purge(
+    node: Runtime, dashboard: Dashboard
+) -> None:
+    page = dashboard.page
+    await node.configure_queue("mail", {"paused": True})
+    await node.submit([NewTask("echo", queue="mail") for _ in range(3)])
+    row = page.locator('[data-testid="queue-row"][data-queue="mail"]')
+    await expect(row.get_by_test_id("queue-depth")).to_have_text("3")
+    await expect(row.get_by_test_id("queue-state")).to_have_text("paused")
+
+    await row.get_by_test_id("queue-resume").click()
+    await expect(row.get_by_test_id("queue-state")).to_have_text("active")
+    settings = {q.name: q for q in await node.journal.queue_settings()}
+    assert settings["mail"].paused is False
+    await expect(row.get_by_test_id("queue-depth")).to_have_text("0")  # they ran
+
+    await row.get_by_test_id("queue-pause").click()
+    await expect(row).to_have_attribute("data-paused", "true")
+    assert {q.name: q for q in await node.journal.queue_settings()}["mail"].paused
+
+    # limits edited in place: set, then cleared
+    await row.get_by_test_id("queue-concurrency").fill("3")
+    await row.get_by_test_id("queue-rate_limit").fill("5/2")
+    await row.get_by_test_id("queue-max_depth").fill("40")
+    await row.get_by_test_id("queue-save").click()
+    await expect(row).to_have_attribute("data-saved-rate_limit", "5/2")
+    mail = await node.queue("mail")
+    assert (mail["concurrency"], mail["rate_limit"], mail["max_depth"]) == (
+        3,
+        {"limit": 5, "period": 2.0},
+        40,
+    )
+    await row.get_by_test_id("queue-concurrency").fill("")
+    await row.get_by_test_id("queue-save").click()
+    await expect(row).to_have_attribute("data-saved-concurrency", "")
+    assert (await node.queue("mail"))["concurrency"] is None
+
+    # a refused value is shown, and changes nothing
+    await row.get_by_test_id("queue-concurrency").fill("0")
+    await row.get_by_test_id("queue-save").click()
+    message = page.get_by_test_id("queues-message")
+    await expect(message).to_contain_text("concurrency must be")
+    assert (await node.queue("mail"))["concurrency"] is None
+    await row.get_by_test_id("queue-concurrency").fill("")  # the edit stays until corrected
+    await row.get_by_test_id("queue-save").click()
+    await expect(message).to_be_hidden()
+    await expect(row).to_have_attribute("data-saved-max_depth", "40")
+
+    # purge: the queued and scheduled tasks end cancelled
+    tasks = await node.submit([NewTask("echo", queue="mail") for _ in range(4)])
+    await expect(row.get_by_test_id("queue-depth")).to_have_text("4")
+    page.once("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+    await row.get_by_test_id("queue-purge").click()
+    await expect(message).to_have_text("queue mail: 4 tasks purged")
+    await expect(row.get_by_test_id("queue-depth")).to_have_text("0")
+    assert {(await node.get(t.id)).state for t in tasks} == {TaskState.CANCELLED}
+    # the one error is the browser's note of the refused save's 400, which the page showed
+    assert [e for e in dashboard.errors if "400 (Bad Request)" not in e] == []

@@ -33,6 +33,7 @@ from actorq.journal.postgres import PostgresJournal, split_url
 from actorq.journal.rows import migrations
 from actorq.journal.sqlite import path_from_url
 from actorq.model import Event, EventKind, NewTask, Task, TaskFilter, TaskState
+from actorq.retry import RetryPolicy
 
 T0 = 1_000.0
 NODE = "node-a"
@@ -137,7 +138,7 @@ async def raw_pg(url: str) -> asyncpg.Connection:
 async def mixed_workload(journal: Journal) -> None:
     """Every kind of event, on a handful of tasks: what a replay has to reproduce."""
     rng = random.Random(7)
-    policy = lifecycle.RetryPolicy(base=1.0)
+    policy = RetryPolicy(base=1.0)
     tasks = [NewTask("job", {"n": n}, priority=n % 3, max_attempts=2) for n in range(8)]
     later = NewTask("job", run_at=T0 + 5)
     keyed = NewTask("job", idempotency_key="once")
@@ -508,7 +509,7 @@ async def test_running_on_lists_the_running_tasks_of_one_node(journal: Journal) 
 async def test_history_lists_a_tasks_events_in_order(journal: Journal) -> None:
     (task,) = await submit(journal, NewTask("job"))
     (running,) = await claim(journal, "w1", at=T0 + 1)
-    policy = lifecycle.RetryPolicy(base=1.0, jitter=0.0)
+    policy = RetryPolicy(base=1.0, jitter=0.0)
     fail = lifecycle.decide_failure(
         running, error="boom", timed_out=False, at=T0 + 2, node=NODE, policy=policy,
         rng=random.Random(1),

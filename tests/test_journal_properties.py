@@ -54,13 +54,14 @@ from actorq.journal.base import (
 from actorq.journal.postgres import split_url
 from actorq.journal.sqlite import path_from_url
 from actorq.model import FINISHED_STATES, LIVE_STATES, Event, EventKind, NewTask, Task, TaskState
+from actorq.retry import RetryPolicy
 
 T = TypeVar("T")
 K = EventKind
 S = TaskState
 NODE = "n"
 LEASE = 30.0
-POLICY = lifecycle.RetryPolicy(base=1.0, cap=20.0)
+POLICY = RetryPolicy(base=1.0, cap=20.0)
 HELD = {S.CLAIMED, S.RUNNING}
 QUEUES = ["default", "q2"]
 TYPES = ["a", "b"]

@@ -11,6 +11,8 @@ import pytest
 from actorq import lifecycle
 from actorq.errors import InvalidTransition
 from actorq.model import Event, EventKind, NewTask, Task, TaskState, is_control
+from actorq.retry import Backoff, RetryPolicy
+from actorq.steering import cancelled_event, snoozed_event
 
 K = EventKind
 
@@ -39,7 +41,7 @@ def retried(task: Task, at: float) -> Event:
 def every_kind_in_a_life() -> list[tuple[Task | None, Event]]:
     """(task before, event) for at least one event of every kind, each fitting its task."""
     rng = random.Random(7)
-    policy = lifecycle.RetryPolicy(base=1, jitter=0)
+    policy = RetryPolicy(base=1, jitter=0)
     steps: list[tuple[Task | None, Event]] = []
 
     def step(task: Task | None, event: Event) -> Task:
@@ -93,16 +95,33 @@ def every_kind_in_a_life() -> list[tuple[Task | None, Event]]:
     x = step(x, started(x, 101.5))
     x = step(x, Event(K.SUCCEEDED, x.id, 102.0, "n", {"result": None}))
     step(x, lifecycle.expired_event(x, at=900.0, node="n", retention=60.0))
+    # its handler snoozes it twice (once while running, once in its first moments, the
+    # start carried by the snooze), then cancels it in its first moments
+    z = step(None, submitted())
+    z = step(z, claimed(z, 101.0))
+    z = step(z, started(z, 101.5))
+    z = step(z, snoozed_event(z, 5.0, at=102.0, node="n"))
+    z = step(z, Event(K.ENQUEUED, z.id, 107.0, "n"))
+    z = step(z, claimed(z, 107.5))
+    z = step(z, carrying_start(snoozed_event(z, 0.0, at=108.0, node="n")))
+    z = step(z, claimed(z, 108.5))
+    step(z, carrying_start(cancelled_event(z, "unwanted", at=109.0, node="n")))
     return steps
+
+
+def carrying_start(event: Event) -> Event:
+    """An outcome of a run shorter than the start window: its start rides along."""
+    return attrs.evolve(event, data={**event.data, "started_at": event.at - 0.1})
 
 
 def test_a_task_lives_through_every_kind_of_event() -> None:
     steps = every_kind_in_a_life()
-    assert {e.kind for _, e in steps} == set(EventKind)
+    task_kinds = {k for k in EventKind if not k.value.startswith(("queue_", "schedule_"))}
+    assert {e.kind for _, e in steps} == task_kinds
     final = lifecycle.fold([e for _, e in steps])
-    assert len(final) == 2
+    assert len(final) == 3
     states = sorted(t.state for t in final.values())
-    assert states == sorted([TaskState.SUCCEEDED, TaskState.QUEUED])
+    assert states == sorted([TaskState.SUCCEEDED, TaskState.QUEUED, TaskState.CANCELLED])
 
 
 def test_the_state_after_an_event_is_known_from_the_event_alone() -> None:
@@ -164,7 +183,7 @@ def test_a_running_task_whose_lease_expires_spent_its_attempt() -> None:
 
 
 def test_success_after_failures_leaves_no_error_and_a_cancel_writes_none() -> None:
-    policy = lifecycle.RetryPolicy(base=1, jitter=0)
+    policy = RetryPolicy(base=1, jitter=0)
     task = run(lifecycle.apply(None, submitted()), 101.0)
     failure = lifecycle.decide_failure(task, error="boom", timed_out=False, at=102.0, node="n",
                                        policy=policy, rng=random.Random(1))  # fmt: skip
@@ -215,7 +234,7 @@ def test_events_that_do_not_fit_the_task_are_refused() -> None:
 
 
 def test_a_failed_attempt_retries_until_the_attempts_are_spent() -> None:
-    policy = lifecycle.RetryPolicy(base=2, factor=3, jitter=0)
+    policy = RetryPolicy(base=2, factor=3, jitter=0)
     task = lifecycle.apply(None, submitted())
     task = run(task, 101.0)
     first = lifecycle.decide_failure(task, error="e1", timed_out=False, at=102.0, node="n",
@@ -235,21 +254,19 @@ def test_a_failed_attempt_retries_until_the_attempts_are_spent() -> None:
 @pytest.mark.parametrize(
     ("backoff", "expected"),
     [
-        (lifecycle.Backoff.EXPONENTIAL, [1.0, 2.0, 4.0, 8.0, 10.0]),
-        (lifecycle.Backoff.LINEAR, [1.0, 2.0, 3.0, 4.0, 5.0]),
-        (lifecycle.Backoff.FIXED, [1.0, 1.0, 1.0, 1.0, 1.0]),
+        (Backoff.EXPONENTIAL, [1.0, 2.0, 4.0, 8.0, 10.0]),
+        (Backoff.LINEAR, [1.0, 2.0, 3.0, 4.0, 5.0]),
+        (Backoff.FIXED, [1.0, 1.0, 1.0, 1.0, 1.0]),
     ],
 )
-def test_backoff_grows_as_configured_up_to_its_cap(
-    backoff: lifecycle.Backoff, expected: list[float]
-) -> None:
-    policy = lifecycle.RetryPolicy(backoff=backoff, base=1, factor=2, cap=10, jitter=0)
+def test_backoff_grows_as_configured_up_to_its_cap(backoff: Backoff, expected: list[float]) -> None:
+    policy = RetryPolicy(backoff=backoff, base=1, factor=2, cap=10, jitter=0)
     rng = random.Random(0)
     assert [policy.delay(n, rng) for n in range(1, 6)] == expected
 
 
 def test_jitter_draws_below_the_delay_and_spreads() -> None:
-    policy = lifecycle.RetryPolicy(base=8, jitter=0.5)
+    policy = RetryPolicy(base=8, jitter=0.5)
     rng = random.Random(3)
     delays = [policy.delay(1, rng) for _ in range(200)]
     assert all(4.0 <= d <= 8.0 for d in delays)
@@ -257,7 +274,7 @@ def test_jitter_draws_below_the_delay_and_spreads() -> None:
 
 
 def test_an_outcome_may_carry_the_start_of_a_run_shorter_than_the_start_window() -> None:
-    policy = lifecycle.RetryPolicy(base=1, jitter=0)
+    policy = RetryPolicy(base=1, jitter=0)
     task = lifecycle.apply(None, submitted())  # max_attempts 2
     held = lifecycle.apply(task, claimed(task, 101.0))
     done = Event(K.SUCCEEDED, held.id, 101.2, "n", {"result": 3, "started_at": 101.1}, "n/w1")

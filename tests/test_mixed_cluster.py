@@ -106,7 +106,7 @@ async def test_types_lists_the_cluster_with_the_nodes_serving_each(
     by_name = {t["name"]: t for t in body["types"]}
     assert by_name["job"] == {
         "name": "job", "queue": "jobs", "priority": 4, "max_attempts": 7, "timeout": 9.0,
-        "nodes": ["worker"],
+        "retry": None, "nodes": ["worker"],
     }  # fmt: skip
     assert by_name["echo"]["nodes"] == ["api"]
     assert set(by_name) == {"job", *builtin_registry().names()}

@@ -18,12 +18,13 @@ import jsonschema
 import pytest
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
-from nodes import Gates, make_registry, node_config
+from nodes import FAST_RETRY, Gates, make_registry, node_config
 from openapi_spec_validator import validate as validate_spec
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
 from actorq.http.app import make_app
+from actorq.retry import policy_json
 from actorq.runtime import Runtime
 
 DOCUMENT = Path(__file__).parent.parent / "actorq" / "http" / "static" / "openapi.json"
@@ -295,9 +296,10 @@ async def test_types_lists_every_registered_type_with_its_defaults(
     by_name = {t["name"]: t for t in body["types"]}
     assert by_name["flaky_fast"]["max_attempts"] == 5
     assert by_name["gate"]["max_attempts"] == 1
+    assert by_name["flaky_fast"]["retry"] == policy_json(FAST_RETRY)
     assert by_name["echo"] == {
         "name": "echo", "queue": "default", "priority": 0, "max_attempts": 3, "timeout": None,
-        "nodes": [node.config.node],
+        "retry": None, "nodes": [node.config.node],
     }  # fmt: skip
 
 
@@ -323,3 +325,29 @@ async def test_live_feed_items_match_the_documented_schema(client: TestClient) -
     resp.close()
     assert kinds == ["submitted", "claimed", "succeeded"]
     validator_at("components", "schemas", "Lagged").validate({"kind": "lagged"})
+
+
+async def test_queue_answers_match_the_document(node: Runtime, client: TestClient) -> None:
+    queues, one = "/api/v1/queues", "/api/v1/queues/{name}"
+    await check(await client.post(TASKS, json={"type": "echo", "queue": "mail"}), TASKS, 201)
+    listed = await check(await client.get(queues), queues, 200)
+    assert [q["name"] for q in listed["queues"]] == ["mail"]
+    settings = {"concurrency": 2, "rate_limit": {"limit": 5, "period": 1.5}, "max_depth": 1,
+                "retention": 60}  # fmt: skip
+    validator_at("components", "schemas", "QueueSettings").validate(settings)
+    await check(await client.patch(f"{queues}/mail", json=settings), one, 200)
+    await check(await client.get(f"{queues}/mail"), one, 200)
+    await check(await client.post(f"{queues}/mail/pause"), f"{one}/pause", 200)
+    await check(await client.post(f"{queues}/mail/resume"), f"{one}/resume", 200)
+    await check(await client.post(f"{queues}/mail/purge", json={"states": ["queued"]}),
+                f"{one}/purge", 200)  # fmt: skip
+    await check(await client.get(f"{queues}/nowhere"), one, 404, "queue_not_found")
+    await check(await client.patch(f"{queues}/mail", json={"concurrency": 0}), one, 400,
+                "invalid_input")  # fmt: skip
+    await check(await client.post(f"{queues}/mail/purge", data=b"null"), f"{one}/purge", 400,
+                "invalid_input")  # fmt: skip
+    await client.post(f"{queues}/mail/pause")
+    await check(await client.post(TASKS, json={"type": "echo", "queue": "mail"}), TASKS, 201)
+    full = await client.post(TASKS, json={"type": "echo", "queue": "mail"})
+    body = await check(full, TASKS, 503, "queue_full")
+    assert (body["error"]["max_depth"], full.headers["Retry-After"]) == (1, "1")

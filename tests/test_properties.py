@@ -21,12 +21,16 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from actorq import lifecycle
 from actorq.errors import InvalidTransition
 from actorq.model import FINISHED_STATES, LIVE_STATES, Event, EventKind, NewTask, Task, TaskState
+from actorq.retry import RetryPolicy
+from actorq.steering import permanent_event
 
 K = EventKind
+# The kinds of task events: control events (a queue's, a schedule's) have folds of their own.
+TASK_KINDS = [k for k in EventKind if not k.value.startswith(("queue_", "schedule_"))]
 S = TaskState
 NODE = "n"
 LEASE = 30.0
-POLICY = lifecycle.RetryPolicy(base=1.0, cap=20.0)
+POLICY = RetryPolicy(base=1.0, cap=20.0)
 
 # Which states each event may leave (issue 7's settled decisions, section 1 and 5).
 FITS: dict[EventKind, frozenset[TaskState]] = {
@@ -46,6 +50,7 @@ FITS: dict[EventKind, frozenset[TaskState]] = {
     # expired finished task.
     K.PURGED: frozenset({S.DEAD}),
     K.EXPIRED: FINISHED_STATES,
+    K.SNOOZED: frozenset({S.RUNNING}),
 }
 DEATHS = {"failed", "timed_out", "lease_expired"}
 
@@ -67,8 +72,8 @@ def attempts_counted(life: list[tuple[Task | None, Event]]) -> int:
             n += 1
         elif event.kind is K.RETRIED:
             n = 0
-        elif event.kind is K.RELEASED and before is not None and before.state is S.RUNNING:
-            n -= 1
+        elif event.kind in (K.RELEASED, K.SNOOZED) and before is not None:
+            n -= before.state is S.RUNNING  # a running attempt given back, or snoozed
     return n
 
 
@@ -88,10 +93,17 @@ def check_transition(before: Task, event: Event, after: Task) -> None:
         assert after.state is before.state  # only checked: the projection drops the task
         return
     if after.state is S.DEAD:
-        # Dead only when the last attempt, one whose handler ran, failed or was lost.
+        # Dead only when the last attempt, one whose handler ran, failed or was lost; or
+        # when a handler said so (Permanent), whatever attempts it had left.
         assert before.state is S.RUNNING
-        assert before.attempt == before.max_attempts
-        assert event.data["reason"] in DEATHS
+        if event.data["reason"] != "permanent":
+            assert before.attempt == before.max_attempts
+            assert event.data["reason"] in DEATHS
+    if event.kind is K.SNOOZED:
+        # Due again later, the snoozed attempt given back.
+        assert after.attempt == before.attempt - 1
+        assert after.run_at == event.data["run_at"]
+        assert after.state is (S.SCHEDULED if after.run_at > event.at else S.QUEUED)
     if event.kind in {K.LEASE_EXPIRED, K.RELEASED}:
         # A held task goes back to its place in the queue; a running one to the back.
         expected = before.run_at if before.state is S.CLAIMED else event.at
@@ -100,6 +112,16 @@ def check_transition(before: Task, event: Event, after: Task) -> None:
         # The worker that runs it, which may not be the one that claimed it.
         assert after.worker == (event.worker or before.worker)
         assert after.started_at == event.at
+
+
+def removal_or_plain(kind: EventKind, task: Task | None, slot: str, at: float) -> Event:
+    """A purge or an expiry of ``task`` as the journal writes them; else an event of ``kind``
+    with no data."""
+    if task is not None and kind is K.PURGED:
+        return lifecycle.purged_event(task, at=at, node=NODE, by="test")
+    if task is not None and kind is K.EXPIRED:
+        return lifecycle.expired_event(task, at=at, node=NODE, retention=60.0)
+    return Event(kind, slot, at, NODE)
 
 
 class LifecycleMachine(RuleBasedStateMachine):
@@ -178,11 +200,12 @@ class LifecycleMachine(RuleBasedStateMachine):
                 return Event(kind, slot, at, NODE, {"result": slot})
             case K.CANCELLED:
                 return Event(kind, slot, at, NODE, {"reason": "asked"})
-            case K.PURGED if task is not None:
-                return lifecycle.purged_event(task, at=at, node=NODE, by="test")
-            case K.EXPIRED if task is not None:
-                return lifecycle.expired_event(task, at=at, node=NODE, retention=60.0)
-        return Event(kind, slot, at, NODE)
+            case K.SNOOZED:
+                seconds = draw.draw(st.sampled_from([0.0, 2.0, 50.0]), label="seconds")
+                return Event(kind, slot, at, NODE, {"run_at": at + seconds, "seconds": seconds})
+            case K.DEAD_LETTERED if task is not None:
+                return permanent_event(task, "no", at=at, node=NODE)
+        return removal_or_plain(kind, task, slot, at)
 
     def offer_fitting(self, kind: EventKind, draw: st.DataObject) -> None:
         slot = draw.draw(st.sampled_from(self.fitting(kind)), label="task")
@@ -237,6 +260,17 @@ class LifecycleMachine(RuleBasedStateMachine):
     def cancel(self, draw: st.DataObject) -> None:
         self.offer_fitting(K.CANCELLED, draw)
 
+    @precondition(lambda self: self.fitting(K.SNOOZED))
+    @rule(draw=st.data())
+    def snooze(self, draw: st.DataObject) -> None:
+        self.offer_fitting(K.SNOOZED, draw)
+
+    @precondition(lambda self: self.fitting(K.DEAD_LETTERED))
+    @rule(draw=st.data())
+    def give_up(self, draw: st.DataObject) -> None:
+        """Its handler raised Permanent."""
+        self.offer_fitting(K.DEAD_LETTERED, draw)
+
     @precondition(lambda self: self.fitting(K.RETRIED))
     @rule(draw=st.data())
     def retry(self, draw: st.DataObject) -> None:
@@ -252,7 +286,7 @@ class LifecycleMachine(RuleBasedStateMachine):
     def expire(self, draw: st.DataObject) -> None:
         self.offer_fitting(K.EXPIRED, draw)
 
-    @rule(kind=st.sampled_from([k for k in K if k is not K.DEAD_LETTERED]),
+    @rule(kind=st.sampled_from([k for k in TASK_KINDS if k is not K.DEAD_LETTERED]),
           slot=st.sampled_from(SLOTS), draw=st.data())  # fmt: skip
     def misfit(self, kind: EventKind, slot: str, draw: st.DataObject) -> None:
         self.offer(self.event(kind, slot, draw))
@@ -292,7 +326,8 @@ class LifecycleMachine(RuleBasedStateMachine):
                 before, event = self.lives[task.id][-1]
                 assert event.kind is K.DEAD_LETTERED
                 assert before is not None
-                assert before.attempt == before.max_attempts
+                if event.data["reason"] != "permanent":
+                    assert before.attempt == before.max_attempts
 
     @invariant()
     def replay_equals_the_projection(self) -> None:

@@ -18,6 +18,7 @@ from actorq.journal.sqlite import _statements, path_from_url
 from actorq.model import Event, EventKind, NewTask, TaskState
 
 K = EventKind
+VERSION_1_COLUMNS = TASK_COLUMNS[: TASK_COLUMNS.index("lease_expires_at") + 1]
 LEASE = {"lease_expires_at": 1_000.0}
 
 
@@ -45,14 +46,16 @@ def legacy_rows(events: list[Event]) -> tuple[list[Any], list[Any]]:
     tasks = lifecycle.fold(events)
     tasks["task-a"] = attrs.evolve(tasks["task-a"], error="boom")
     tasks["task-b"] = attrs.evolve(tasks["task-b"], error="cancelled")
-    return [event_to_row(e) for e in events], [task_to_row(t) for t in tasks.values()]
+    # Version 1's columns: those added since (retry, 007) are not there yet.
+    width = len(VERSION_1_COLUMNS)
+    return [event_to_row(e) for e in events], [task_to_row(t)[:width] for t in tasks.values()]
 
 
 async def write_version_1(url: str) -> None:
     (number, schema), *_ = migrations("sqlite" if url.startswith("sqlite") else "postgres")
     assert number == 1
     events, tasks = legacy_rows(legacy_journal())
-    columns, marks = ", ".join(TASK_COLUMNS), len(TASK_COLUMNS)
+    columns, marks = ", ".join(VERSION_1_COLUMNS), len(VERSION_1_COLUMNS)
     if url.startswith("sqlite"):
         db = sqlite3.connect(path_from_url(url))
         for statement in _statements(schema):

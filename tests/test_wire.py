@@ -18,10 +18,11 @@ from aiohttp.test_utils import TestClient
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
-from actorq import wire
+from actorq import retry, wire
 from actorq.errors import InvalidInput, UnknownTaskType
 from actorq.model import Event, EventKind, Task, TaskState
 from actorq.nodes import ServedType
+from actorq.retry import Backoff
 from actorq.submission import (
     MAX_TEXT,
     RULE,
@@ -29,6 +30,7 @@ from actorq.submission import (
     Json,
     JsonObject,
     Number,
+    Retry,
     Submission,
     Text,
     Time,
@@ -112,6 +114,18 @@ def test_each_field_has_the_documented_bounds() -> None:
                 assert "type" not in prop, field.name  # any JSON value
             case Time():
                 assert [s.get("type") for s in prop["oneOf"]] == ["string", "number", "null"]
+            case Retry():
+                ref = {"$ref": "#/components/schemas/RetryPolicy"}
+                assert prop["oneOf"] == [ref, {"type": "null"}], field.name
+                policy = schema("RetryPolicy", "properties")
+                assert policy["backoff"]["enum"] == [
+                    *(b.value for b in Backoff),
+                    None,
+                ]  # null: default
+                for name, low, high in (("base", 0, retry.DELAY_LIMIT), ("cap", 0,
+                        retry.DELAY_LIMIT), ("factor", retry.FACTOR_MIN, retry.FACTOR_MAX),
+                        ("jitter", 0, 1)):  # fmt: skip
+                    assert (policy[name]["minimum"], policy[name]["maximum"]) == (low, high)
             case _:
                 pytest.fail(f"{field.name}: a rule this test does not know")
 

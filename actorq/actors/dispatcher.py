@@ -4,14 +4,16 @@ Workers report free slots (one running task plus a small prefetch each); the Dis
 that many ready tasks in one journal operation and hands them out, so a worker that finishes
 finds its next task waiting instead of waiting for a claim. It also keeps the leases of its
 tasks alive (one batched heartbeat per interval), routes cancellations to the worker holding
-the task, and, when the node drains, stops claiming and tells who is still busy.
+the task, and, when the node drains, stops claiming and tells who is still busy. Through its
+``QueueWatch`` it follows the queues' settings: workers hear which queues are paused, and a
+resume or a raised limit wakes its claims at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import math
 import time
 from collections.abc import Callable, Sequence
 
@@ -20,11 +22,18 @@ import attrs
 from actorq.actors.core import Actor, ActorError, ActorRef, MailboxFull
 from actorq.actors.health import Health, HealthReport
 from actorq.actors.journal_writer import Committed, Write, write
+from actorq.actors.prefetch import Prefetch
+from actorq.actors.queue_watch import PausedQueues, QueuesChanged, QueuesRead, QueueWatch, Reader
 from actorq.actors.ticker import Ticker
 from actorq.errors import ActorqError
 from actorq.journal.base import Change, Claim, ExtendLeases
 from actorq.lifecycle import Ceiling, rank
 from actorq.model import Task, TaskState
+from actorq.queues import Tier, WeightedTurns
+
+# While a served queue has a limit, a claim that came back short is tried again this soon:
+# capacity freed on another node (a task finished, tokens refilled) sends no notice.
+LIMIT_RECHECK = 0.1
 
 log = logging.getLogger("actorq.dispatcher")
 
@@ -130,48 +139,24 @@ class DispatcherSettings:
     write_timeout: float = 30.0  # the runtime's own
     prefetch: int = 1  # tasks a worker holds besides the one it runs
     burst: int = 8  # how many times more of them while tasks are far shorter than a claim
-
-
-class Prefetch:
-    """How many tasks each worker should hold besides the one it runs.
-
-    Enough that a worker finishing a task finds the next in hand while the claim that
-    refills it commits: the claim's round trip divided by a handler's run time, both
-    smoothed; never fewer than the configured prefetch, never more than ``burst`` times it.
-    Slow tasks so keep the configured prefetch (a task held behind a long one waits, where
-    another node could have run it); tiny tasks get enough in hand to keep workers busy.
-    """
-
-    def __init__(self, base: int, burst: int) -> None:
-        self.base = base
-        self.most = base * burst
-        self.run_seconds: float | None = None
-        self.claim_seconds: float | None = None
-
-    def ran(self, seconds: float) -> None:
-        self.run_seconds = _smooth(self.run_seconds, seconds)
-
-    def claimed(self, seconds: float) -> None:
-        self.claim_seconds = _smooth(self.claim_seconds, seconds)
-
-    def now(self) -> int:
-        if self.run_seconds is None or self.claim_seconds is None or self.base == 0:
-            return self.base
-        wanted = math.ceil(self.claim_seconds / max(self.run_seconds, 1e-6))
-        return max(self.base, min(self.most, wanted))
-
-
-def _smooth(average: float | None, sample: float, weight: float = 0.1) -> float:
-    return sample if average is None else average + weight * (sample - average)
+    tiers: tuple[Tier, ...] | None = None  # order and weights of ``queues`` (--queues)
 
 
 class Dispatcher(Actor):
     def __init__(
-        self, settings: DispatcherSettings, writer: ActorRef, clock: Callable[[], float]
+        self,
+        settings: DispatcherSettings,
+        writer: ActorRef,
+        clock: Callable[[], float],
+        read_queues: Reader | None = None,
     ) -> None:
         self._s = settings
         self._writer = writer
         self._clock = clock
+        self._read_queues = read_queues
+        self._watch: QueueWatch | None = None  # made at start, when the ref exists
+        self._recheck: asyncio.TimerHandle | None = None
+        self._turns = WeightedTurns(settings.tiers)
         self._workers: dict[str, ActorRef] = {}
         self._held: dict[str, int] = {}  # worker id -> tasks it holds (running or in hand)
         self.prefetch = Prefetch(settings.prefetch, settings.burst)
@@ -194,6 +179,12 @@ class Dispatcher(Actor):
             Ticker(self.ref, Heartbeat(), self._s.heartbeat_seconds),
             Ticker(self.ref, WorkAvailable(), self._s.poll_seconds),
         ]
+        watch = self._watch = QueueWatch(
+            self._read_queues, self._s.queues, self.ref, self._s.write_timeout
+        )
+        if watch.active:
+            self._tickers.append(Ticker(self.ref, QueuesChanged(), self._s.poll_seconds))
+            watch.refresh()
         for ticker in self._tickers:
             ticker.start()
 
@@ -202,13 +193,25 @@ class Dispatcher(Actor):
             await ticker.stop()
         if self._claim is not None:
             self._claim.cancel()
+        if self._watch is not None:
+            self._watch.stop()
+        if self._recheck is not None:
+            self._recheck.cancel()
+
+    @property
+    def _limited(self) -> bool:
+        return self._watch is not None and self._watch.limited
 
     async def receive(self, message: object) -> object:
         match message:
             case WorkerReady() | TaskDone() | HandedOver() | TaskSwapped():
                 self._worker_news(message)
-            case Committed(changes, gap):
+            case Committed(changes, gap, control):
+                if control:
+                    await self._queue_news(QueuesChanged())
                 await self._committed(changes, gap)
+            case QueuesChanged() | QueuesRead():
+                await self._queue_news(message)
             case WorkAvailable():
                 # Another process's work, or the fallback poll: ready work of unknown rank.
                 await self._news(None, unseen=True)
@@ -238,6 +241,21 @@ class Dispatcher(Actor):
         if served or gap:
             await self._news(min(rank(t) for t in served) if served else None, unseen=gap)
         if ready:
+            self._maybe_work = True
+            self._dispatch()
+
+    async def _queue_news(self, message: QueuesChanged | QueuesRead) -> None:
+        watch = self._watch
+        if watch is None:
+            return
+        if isinstance(message, QueuesChanged):
+            watch.refresh()
+            return
+        paused_changed, changed = watch.update(message)
+        if paused_changed:
+            for ref in self._workers.values():
+                await ref.tell(PausedQueues(watch.paused))
+        if changed:  # a resume or a raised limit: claim again now
             self._maybe_work = True
             self._dispatch()
 
@@ -276,18 +294,25 @@ class Dispatcher(Actor):
                     self._running[task_id] = to
                 return
             case WorkerReady(worker_id, ref):
-                # A restarted worker holds nothing: what it held is left to its lease.
-                for task_id, holder in list(self._running.items()):
-                    if holder == worker_id:
-                        del self._running[task_id]
-                self._workers[worker_id] = ref
-                self._held[worker_id] = 0
+                self._worker_ready(worker_id, ref)
             case TaskDone(worker_id, task_id, ran_seconds):
                 if self._running.pop(task_id, None) is not None:
                     self._held[worker_id] -= 1
+                if self._limited:  # the slot it freed may let a limited queue give more
+                    self._maybe_work = True
                 if ran_seconds is not None:
                     self.prefetch.ran(ran_seconds)
         self._after_done()
+
+    def _worker_ready(self, worker_id: str, ref: ActorRef) -> None:
+        # A restarted worker holds nothing: what it held is left to its lease.
+        for task_id, holder in list(self._running.items()):
+            if holder == worker_id:
+                del self._running[task_id]
+        self._workers[worker_id] = ref
+        self._held[worker_id] = 0
+        if self._watch is not None and self._watch.paused:
+            ref.tell_nowait(PausedQueues(self._watch.paused))
 
     def _after_done(self) -> None:
         self._check_drained()
@@ -338,7 +363,9 @@ class Dispatcher(Actor):
         if not workers:
             return
         s = self._s
-        claim = Claim(workers, self._clock(), s.node, s.lease_seconds, s.queues, s.types)
+        served = dict(self._turns.served) if s.tiers is not None else None
+        claim = Claim(workers, self._clock(), s.node, s.lease_seconds, s.queues, s.types, s.tiers,
+                      served)  # fmt: skip
         self._claim = asyncio.create_task(self._run_claim(claim), name="dispatcher:claim")
 
     async def _run_claim(self, claim: Claim) -> None:
@@ -366,6 +393,7 @@ class Dispatcher(Actor):
             self._check_drained()
             return
         self._claim_failures = 0
+        self._turns.took([t.queue for t in claimed.tasks])
         # Claims take the best first: nothing left ready ranks before the last task claimed
         # (or nothing is left at all, when the claim came back short).
         full = len(claimed.tasks) == len(claimed.workers)
@@ -380,9 +408,17 @@ class Dispatcher(Actor):
             self._held[task.worker] += 1
             self._running[task.id] = task.worker
             await ref.tell(RunTask(task, ceiling))
-        # A full claim means more may be waiting; a short one means the queue is empty for now.
+        # A full claim means more may be waiting; a short one means the queue is empty for now,
+        # or that a limit held it back: then look again soon.
         self._maybe_work = len(claimed.tasks) == len(claimed.workers)
+        if not self._maybe_work and self._limited and self._recheck is None:
+            self._recheck = asyncio.get_running_loop().call_later(LIMIT_RECHECK, self._wake)
         self._after_done()
+
+    def _wake(self) -> None:
+        self._recheck = None
+        with contextlib.suppress(MailboxFull):  # a full mailbox wakes the loop anyway
+            self.ref.tell_nowait(WorkAvailable())
 
     def _heartbeat(self) -> None:
         if not self._running:

@@ -2,7 +2,9 @@
 event its end becomes.
 
 A handler that raises or passes its timeout is a failed attempt; what it returns must be JSON
-(it is journaled). Text bound for the database is made storable: no database keeps a NUL in a
+(it is journaled). One that raises ``Permanent``, ``Snooze`` or ``Cancel`` (``actorq.steering``)
+decides its task's fate itself: dead now, due again later without spending the attempt, or
+cancelled. Text bound for the database is made storable: no database keeps a NUL in a
 text column, and a handler's error message may hold anything.
 """
 
@@ -18,11 +20,13 @@ import attrs
 
 import actorq.lifecycle as lifecycle
 from actorq.errors import ActorqError
-from actorq.lifecycle import RetryPolicy
 from actorq.model import Event, EventKind, Task
+from actorq.retry import RetryPolicy
+from actorq.steering import Cancel, Permanent, Snooze, steered_event
 from actorq.tasks import Registry, TaskContext
 
 _MAX_TRACEBACK = 4000
+_MAX_REASON = 4000
 
 
 @attrs.frozen
@@ -41,6 +45,18 @@ class Failed:
 
 
 @attrs.frozen
+class Steered:
+    """The handler raised ``Permanent``, ``Snooze`` or ``Cancel``: its task's fate is its
+    own decision, not a failed attempt's."""
+
+    how: Permanent | Snooze | Cancel
+
+    @property
+    def reason(self) -> str:
+        return _storable(self.how.reason or "")[:_MAX_REASON]
+
+
+@attrs.frozen
 class Cancelled:
     """The handler was stopped because its task was cancelled (already journaled)."""
 
@@ -54,9 +70,13 @@ class NotStarted:
     reason: str
 
 
+Ended = Succeeded | Failed | Steered | Cancelled
+"""How a run that started ended."""
+
+
 async def call(
     registry: Registry, task: Task, node: str, max_result_bytes: int | None = None
-) -> Succeeded | Failed:
+) -> Succeeded | Failed | Steered:
     """Run the task's handler within its timeout; how it ended. A result whose JSON is
     larger than ``max_result_bytes`` is never stored: the attempt fails for good (another
     would most likely return the same), so the task is dead-lettered at once."""
@@ -74,6 +94,8 @@ async def call(
         return Succeeded(result)
     except TimeoutError:
         return Failed(f"timed out after {task.timeout}s", timed_out=True)
+    except (Permanent, Snooze, Cancel) as how:
+        return Steered(how)
     except ActorqError as exc:
         return Failed(_storable(str(exc)))
     except Exception as exc:  # noqa: BLE001 - a handler's error is a failed attempt
@@ -83,7 +105,7 @@ async def call(
 
 def outcome_event(
     task: Task,
-    outcome: Succeeded | Failed | Cancelled,
+    outcome: Ended,
     at: float,
     node: str,
     worker: str,
@@ -102,6 +124,9 @@ def outcome_event(
             )  # fmt: skip
             if tb:
                 event = attrs.evolve(event, data={**event.data, "traceback": tb})
+            return attrs.evolve(event, worker=worker)
+        case Steered(how):
+            event = steered_event(how, task, outcome.reason, at=at, node=node)
             return attrs.evolve(event, worker=worker)
     return None
 

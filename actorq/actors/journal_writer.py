@@ -25,6 +25,7 @@ from actorq.actors.core import Actor, ActorRef, ActorStopped, MailboxFull
 from actorq.actors.health import Health, HealthReport
 from actorq.errors import StorageUnavailable
 from actorq.journal.base import Change, Journal, Op, Outcome
+from actorq.model import Event
 
 log = logging.getLogger("actorq.journal_writer")
 
@@ -48,6 +49,7 @@ class Committed:
 
     changes: Sequence[Change]
     gap: bool = False  # a lossy subscriber missed at least one Committed before this one
+    control: Sequence[Event] = ()  # control events applied (a queue's settings changed)
 
 
 @attrs.frozen
@@ -111,16 +113,19 @@ class JournalWriter(Actor):
         if not batch:
             return
         changes: list[Change] = []
+        control: list[Event] = []
         try:
-            await self._commit(batch, changes)
+            await self._commit(batch, changes, control)
         except BaseException:
             # Cancelled (or crashed) mid-commit, the outcome is unknown: say so, not nothing.
             _fail(batch, StorageUnavailable("the journal writer stopped during the write"))
             raise
-        if changes:
-            await self._publish(Committed(changes))
+        if changes or control:
+            await self._publish(Committed(changes, control=control))
 
-    async def _commit(self, batch: list[Write], changes: list[Change]) -> None:
+    async def _commit(
+        self, batch: list[Write], changes: list[Change], control: list[Event]
+    ) -> None:
         """Run ``batch``; if it fails for what an operation carries, run its halves (first
         half first, so each operation still sees the ones before it)."""
         chunks = [batch]  # a stack: the next chunk to run is last
@@ -147,6 +152,7 @@ class JournalWriter(Actor):
             self._failure = None
             for write, outcome in zip(chunk, outcomes, strict=True):
                 changes.extend(outcome.changes)
+                control.extend(outcome.control)
                 if write.reply is not None and not write.reply.done():
                     write.reply.set_result(outcome)
                 elif outcome.error is not None:

@@ -57,6 +57,13 @@ class Snapshot:
 
 
 @attrs.frozen
+class QueueFigures:
+    """The queues as ``queues.describe`` shows them, read just now: the queue gauges follow."""
+
+    queues: tuple[dict[str, Any], ...]
+
+
+@attrs.frozen
 class Follow:
     """Keep the counts current from now on (a shared journal's follower starts)."""
 
@@ -125,6 +132,32 @@ class Metrics:
         )  # fmt: skip
         self.runtime = Histogram("actorq_run_seconds", "Handler run time of finished attempts",
                                  buckets=_LATENCY_BUCKETS, registry=self.registry)  # fmt: skip
+        # The queues' own figures, for the whole cluster (read from the projection per scrape).
+        self.queue_depth = Gauge("actorq_queue_depth", "Queued and scheduled tasks by queue",
+                                 ["queue"], registry=self.registry)  # fmt: skip
+        self.queue_paused = Gauge("actorq_queue_paused", "1 while the queue is paused",
+                                  ["queue"], registry=self.registry)  # fmt: skip
+        self.queue_saturation = Gauge(
+            "actorq_queue_limit_saturation",
+            "How full a queue's limit is (0 to 1): concurrency = held tasks / limit, "
+            "max_depth = depth / limit; queues without that limit have no sample",
+            ["queue", "limit"], registry=self.registry,
+        )  # fmt: skip
+
+    def set_queues(self, queues: Sequence[dict[str, Any]]) -> None:
+        for gauge in (self.queue_depth, self.queue_paused, self.queue_saturation):
+            gauge.clear()  # a queue gone since the last scrape leaves no stale sample
+        for q in queues:
+            name, tasks = q["name"], q["tasks"]
+            depth = tasks["queued"] + tasks["scheduled"]
+            self.queue_depth.labels(name).set(depth)
+            self.queue_paused.labels(name).set(1 if q["paused"] else 0)
+            if q["concurrency"]:
+                held = tasks["claimed"] + tasks["running"]
+                self.queue_saturation.labels(name, "concurrency").set(held / q["concurrency"])
+            if q["max_depth"] is not None:
+                full = depth / q["max_depth"] if q["max_depth"] else 1.0
+                self.queue_saturation.labels(name, "max_depth").set(full)
 
 
 class StatsAggregator(Actor):
@@ -200,6 +233,8 @@ class StatsAggregator(Actor):
                 return self._snapshot()
             case Follow():
                 await self._start_following()
+            case QueueFigures(queues):
+                self.metrics.set_queues(queues)
             case _FollowerFailed(error):
                 raise error  # the supervisor restarts us, and the follower with us
         return None

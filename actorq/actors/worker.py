@@ -3,6 +3,8 @@
 A worker may hold prefetched (``claimed``) tasks beside the running one, so it never waits for
 a claim between two tasks. When it takes the next one, a ready task that outranks it may take
 its turn (the dispatcher's ``Ceiling`` says when one might; ``journal.base.Start`` decides).
+A held task of a queue the dispatcher says is paused starts only through ``Start`` too, which
+gives it back to the queue while the pause lasts.
 The handler's start is when the attempt counts; it is journaled beside the run, or carried by
 the outcome of a run shorter than ``START_WINDOW``.
 
@@ -46,17 +48,18 @@ from actorq.actors.dispatcher import (
 )
 from actorq.actors.handler import (
     Cancelled,
-    Failed,
+    Ended,
     NotStarted,
-    Succeeded,
     call,
     outcome_event,
 )
 from actorq.actors.journal_writer import Write, write
+from actorq.actors.queue_watch import PausedQueues
 from actorq.errors import ActorqError
 from actorq.journal.base import Append, Outcome, Start, Started
-from actorq.lifecycle import Ceiling, RetryPolicy
+from actorq.lifecycle import Ceiling
 from actorq.model import Event, EventKind, Task
+from actorq.retry import RetryPolicy
 from actorq.tasks import Registry
 
 log = logging.getLogger("actorq.worker")
@@ -101,7 +104,7 @@ _MOVED_KEPT = 64  # tasks handed over lately, whose cancellation may still come 
 @attrs.frozen
 class HandlerDone:
     task_id: str
-    outcome: Succeeded | Failed | Cancelled | NotStarted
+    outcome: Ended | NotStarted
     seconds: float  # how long the handler ran
 
 
@@ -136,6 +139,7 @@ class Worker(Actor):
         self._done_later: list[TaskDone] = []
         self._run: _Run | None = None  # the handler run of ``_task``, once it began
         self._ceiling = Ceiling()  # the best ready task, as the dispatcher last told it
+        self._paused: frozenset[str] = frozenset()  # as the dispatcher last told it
 
     async def on_start(self) -> None:
         await self._d.dispatcher.tell(WorkerReady(self.worker_id, self.ref))
@@ -170,6 +174,8 @@ class Worker(Actor):
         match message:
             case Ceiling():
                 self._ceiling = message
+            case PausedQueues(names):
+                self._paused = names
             case RunTask(task, ceiling):
                 self._ceiling = ceiling
                 self._next.append(task)
@@ -199,9 +205,10 @@ class Worker(Actor):
         # The best of what it holds: a later claim may have brought a higher priority.
         held = self._task = min(self._next, key=lifecycle.rank)
         self._next.remove(held)
-        if self._ceiling.may_outrank(held):
-            # Better work may be ready: the journal decides which task starts.
-            self._job = asyncio.create_task(self._decide(held), name=f"start:{held.id}")
+        paused = held.queue in self._paused
+        if paused or self._ceiling.may_outrank(held):
+            # Better work may be ready, or its queue is paused: the journal decides.
+            self._job = asyncio.create_task(self._decide(held, paused), name=f"start:{held.id}")
         else:
             await self._begin(held)
 
@@ -247,6 +254,12 @@ class Worker(Actor):
         if started is None:
             await self._begin(self._task)
             return
+        if started.task is None:  # its queue is paused: the journal gave it back
+            self._task = self._job = None
+            await self._report_done()
+            await self._d.dispatcher.tell(TaskDone(self.worker_id, held_id))
+            await self._start_next()
+            return
         task = self._task = started.task
         if started.released is not None:
             swapped = TaskSwapped(self.worker_id, started.released, task.id)
@@ -254,15 +267,17 @@ class Worker(Actor):
         self._job = asyncio.create_task(self._execute(task, _Run()), name=f"task:{task.id}")
         await self._report_done()
 
-    async def _decide(self, held: Task) -> None:
-        """One unlocked read: is a ready task better than ``held``? Only then does the
-        journal's atomic ``Start`` run, which may give ``held`` back for it."""
+    async def _decide(self, held: Task, paused: bool) -> None:
+        """One unlocked read: is a ready task better than ``held``? Only then (or if its queue
+        is paused) does the journal's atomic ``Start`` run, which may give ``held`` back."""
         d = self._d
         assert held.worker is not None
         started: Started | None = None
         try:
-            best = None if d.peek is None else await asyncio.wait_for(d.peek(), d.write_timeout)
-            if best is not None and lifecycle.ranks_before(best, held):
+            best = None
+            if not paused and d.peek is not None:
+                best = await asyncio.wait_for(d.peek(), d.write_timeout)
+            if paused or (best is not None and lifecycle.ranks_before(best, held)):
                 op = Start(held.id, held.worker, self.worker_id, d.clock(), d.node,
                            d.lease_seconds, d.queues, d.types)  # fmt: skip
                 started = (await write(d.writer, op, timeout=d.write_timeout)).unwrap()
@@ -289,7 +304,7 @@ class Worker(Actor):
                 await self._d.dispatcher.tell(TaskDone(self.worker_id, task_id))
 
     async def _execute(self, task: Task, run: _Run) -> None:
-        outcome: Succeeded | Failed | Cancelled | NotStarted
+        outcome: Ended | NotStarted
         began = time.monotonic()
         try:
             outcome = await call(self._d.registry, task, self._d.node, self._d.max_result_bytes)
@@ -297,9 +312,7 @@ class Worker(Actor):
             outcome = NotStarted(run.refused) if run.refused else Cancelled()
         await self.ref.tell(HandlerDone(task.id, outcome, time.monotonic() - began))
 
-    async def _finish(
-        self, task_id: str, outcome: Succeeded | Failed | Cancelled | NotStarted, seconds: float
-    ) -> None:
+    async def _finish(self, task_id: str, outcome: Ended | NotStarted, seconds: float) -> None:
         task = self._task
         if task is None or task.id != task_id:
             return
@@ -312,7 +325,7 @@ class Worker(Actor):
             await self._d.dispatcher.tell(TaskDone(self.worker_id, task_id))
             return
         d = self._d
-        policy = d.registry.get(task.type).retry if task.type in d.registry else d.default_retry
+        policy = task.retry or self._fallback_retry(task)
         event = outcome_event(task, outcome, d.clock(), d.node, self.worker_id, policy, d.rng)
         if event is not None and start is not None:
             # Its start was not written yet: the outcome carries it (one event for both),
@@ -329,6 +342,12 @@ class Worker(Actor):
             self._done_later.append(done)
         else:
             await self._d.dispatcher.tell(done)
+
+    def _fallback_retry(self, task: Task) -> RetryPolicy:
+        """For a task submitted before policies were recorded at submission: its type's
+        policy, else the node's."""
+        known = self._d.registry.get(task.type) if task.type in self._d.registry else None
+        return (None if known is None else known.retry) or self._d.default_retry
 
     async def _report_done(self) -> None:
         while self._done_later:

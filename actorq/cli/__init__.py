@@ -21,7 +21,7 @@ from typing import Any
 
 from actorq import audit
 from actorq.builtin import builtin_registry
-from actorq.cli import dead_letters, stats, tasks
+from actorq.cli import dead_letters, queues, stats, tasks
 from actorq.cli.base import (
     CONFIG_HELP,
     DESCRIPTION,
@@ -43,6 +43,7 @@ from actorq.errors import ActorqError, InvalidInput, StorageError, UnknownTaskTy
 from actorq.journal import backend_of, is_memory_url, probe, redact_url
 from actorq.journal.base import Journal
 from actorq.loader import load_app
+from actorq.retry import PolicyError, RetryDefaults, parse_spec, policy_json
 from actorq.submission import parse_time
 from actorq.tasks import Registry, parse_submission
 
@@ -50,7 +51,7 @@ log = logging.getLogger("actorq.cli")
 
 # The operator's command groups: each module's ``register(sub)`` adds its subcommands and
 # sets ``run(args, config) -> exit code`` as their default.
-GROUPS = (stats, tasks, dead_letters)
+GROUPS = (stats, queues, tasks, dead_letters)
 
 
 def _app_args(p: argparse.ArgumentParser) -> None:
@@ -61,11 +62,29 @@ def _node_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--concurrency", type=int, help="workers in this node (default 10)")
     p.add_argument("--lease-seconds", type=float, help="lease of a running task (default 30)")
     p.add_argument("--shutdown-grace", type=float, help="seconds running tasks get on stop")
-    p.add_argument("--queues", help="comma-separated queues to work on (default: all)")
+    p.add_argument(
+        "--queues",
+        metavar="SPEC",
+        help="the queues to work on, in order (ACTORQ_QUEUES; default: all, by priority): "
+        "comma-separated NAME or NAME:WEIGHT. A NAME alone is served before every queue after "
+        "it; consecutive NAME:WEIGHT entries share each claim in proportion to their weights "
+        "(1-1000). e.g. critical,default:3,low:1: critical first, then default and low 3 to 1",
+    )
     p.add_argument("--node", help="node name (default: host-pid-random)")
     p.add_argument("--retention", help="finished tasks leave the tasks table this long after "
                    "they finish: seconds or 30m, 12h, 7d (ACTORQ_RETENTION, default 7d; 0: "
                    "keep)")  # fmt: skip
+    p.add_argument(
+        "--retry",
+        dest="default_retry",
+        metavar="POLICY",
+        help=f"default retry policy of tasks that set none (ACTORQ_RETRY): {_POLICY}",
+    )
+
+
+_POLICY = (
+    "BACKOFF[,base=S][,factor=F][,cap=S][,jitter=J] or JSON; BACKOFF: exponential|linear|fixed"
+)
 
 
 def _submit_args(p: argparse.ArgumentParser) -> None:
@@ -77,6 +96,11 @@ def _submit_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, help="seconds a run may take (default: the type's)")
     p.add_argument("--delay", type=float, help="seconds to wait before it may run")
     p.add_argument("--idempotency-key", help="refused while a live task holds the same key")
+    p.add_argument(
+        "--retry",
+        metavar="POLICY",
+        help=f"its retry policy (default: the queue's, type's or node's): {_POLICY}",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,6 +147,7 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
     names = ("database_url", "concurrency", "lease_seconds", "shutdown_grace", "app", "node",
              "host", "port", "retention", "rate_limit")  # fmt: skip
     flags = {n: getattr(args, n, None) for n in names}
+    flags["retry"] = getattr(args, "default_retry", None)
     if getattr(args, "queues", None):
         flags["queues"] = tuple(q.strip() for q in args.queues.split(",") if q.strip())
     return flags
@@ -204,9 +229,10 @@ def _cmd_journal(args: argparse.Namespace, config: Config) -> int:
                     print(json.dumps(task_json(found) if found else None, indent=2))
                     return OK if found else FAILED
                 states = audit.summarize(tasks.values())
-                print(
-                    json.dumps({"until": args.until, "events": count, "states": states}, indent=2)
-                )
+                settings = await audit.replay_queues(journal, until)
+                shown = [q.as_json() for q in settings.values()]
+                summary = {"until": args.until, "events": count, "states": states}
+                print(json.dumps({**summary, "queues": shown}, indent=2))
                 return OK
             case "export":
                 if args.output == "-":
@@ -240,6 +266,11 @@ def _cmd_submit(args: argparse.Namespace, config: Config, registry: Registry) ->
     for name in ("priority", "queue", "max_attempts", "timeout", "delay", "idempotency_key"):
         if getattr(args, name) is not None:
             item[name] = getattr(args, name)
+    if args.retry is not None:
+        try:
+            item["retry"] = policy_json(parse_spec(args.retry))
+        except PolicyError as exc:
+            raise UsageError(f"--retry {args.retry!r}: {exc}") from None
 
     async def body(journal: Journal) -> int:
         # A type this command does not load may be served by a live node: take its defaults.
@@ -248,7 +279,7 @@ def _cmd_submit(args: argparse.Namespace, config: Config, registry: Registry) ->
             journal, registry, [args.type], config.heartbeat_interval, now
         )
         try:
-            new = parse_submission(item, catalog, now)
+            new = parse_submission(item, catalog, now, RetryDefaults(node=config.retry_policy))
         except UnknownTaskType as exc:
             hint = "" if args.app or config.app else " (load yours with --app module:app)"
             raise UsageError(f"{exc}{hint}") from None

@@ -26,6 +26,8 @@ from actorq.errors import (
     InvalidInput,
     InvalidTransition,
     Overloaded,
+    QueueFull,
+    QueueNotFound,
     StorageError,
     TaskNotFound,
     Unavailable,
@@ -33,6 +35,7 @@ from actorq.errors import (
 )
 from actorq.http.dead_letters import routes as dead_letter_routes
 from actorq.http.keys import RUNTIME, SHUTDOWN
+from actorq.http.queues import routes as queue_routes
 from actorq.http.rate_limit import RateLimiter, middleware
 from actorq.http.system import routes as system_routes
 from actorq.http.tasks import routes as task_routes
@@ -43,6 +46,8 @@ log = logging.getLogger("actorq.http")
 _STATUS: dict[type[ActorqError], int] = {
     InvalidInput: 400,
     TaskNotFound: 404,
+    QueueNotFound: 404,
+    QueueFull: 503,
     InvalidTransition: 409,
     DuplicateTask: 409,
     UnknownTaskType: 422,
@@ -70,7 +75,10 @@ def _domain_error(request: web.Request, exc: ActorqError) -> web.Response:
         message = _STORAGE_MESSAGE
         if isinstance(exc, BatchItemError):
             message = f"task [{exc.index}]: {message}"
-    return error_response(status, exc.code, message, **exc.details())
+    resp = error_response(status, exc.code, message, **exc.details())
+    if isinstance(kind, QueueFull):  # when a client may try again
+        resp.headers["Retry-After"] = str(kind.retry_after)
+    return resp
 
 
 def _http_error(exc: web.HTTPException) -> web.Response:
@@ -126,4 +134,5 @@ def make_app(runtime: Runtime) -> web.Application:
     app.add_routes(task_routes)
     app.add_routes(system_routes)
     app.add_routes(dead_letter_routes)
+    app.add_routes(queue_routes)
     return app

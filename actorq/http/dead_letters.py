@@ -15,7 +15,7 @@ from aiohttp import web
 from actorq.dead_letters import selection_from_json
 from actorq.errors import InvalidInput
 from actorq.http.keys import RUNTIME
-from actorq.http.tasks import _cursor, _filter, _json_body, _limit
+from actorq.http.tasks import _cursor, _filter, _limit, json_body
 from actorq.journal.base import DeadAction
 from actorq.render import task_json
 
@@ -41,7 +41,7 @@ async def _optional_body(request: web.Request) -> Any:
     """The JSON body (an object), or None when there is none (select every dead letter)."""
     if not request.body_exists or request.content_length == 0:
         return None
-    body = await _json_body(request)
+    body = await json_body(request)
     if not isinstance(body, dict):
         raise InvalidInput("the body must be a JSON object: {ids} or {queue, type}, or empty")
     return body

@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from actorq.http.keys import RUNTIME, SHUTDOWN
 from actorq.render import iso
+from actorq.retry import policy_json
 
 log = logging.getLogger("actorq.http")
 routes = web.RouteTableDef()
@@ -24,6 +25,7 @@ _SSE_KEEPALIVE = 15.0
 _ASSETS = {
     "app.js": "text/javascript",
     "dead_letters.js": "text/javascript",
+    "queues.js": "text/javascript",
     "style.css": "text/css",
 }
 # The dashboard loads nothing from elsewhere and runs no inline script, so a task's payload or
@@ -76,6 +78,7 @@ async def task_types(request: web.Request) -> web.Response:
                     "priority": t.defaults.priority,
                     "max_attempts": t.defaults.max_attempts,
                     "timeout": t.defaults.timeout,
+                    "retry": None if t.defaults.retry is None else policy_json(t.defaults.retry),
                     "nodes": list(t.nodes),
                 }
                 for name, t in cluster.types.items()

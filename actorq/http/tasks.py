@@ -27,6 +27,7 @@ from actorq.http.keys import RUNTIME
 from actorq.model import NewTask, TaskFilter, TaskState
 from actorq.nodes import Catalog, names_in
 from actorq.render import event_json, task_json
+from actorq.retry import RetryDefaults
 from actorq.submission import MAX_TEXT
 from actorq.tasks import parse_submission
 
@@ -41,11 +42,15 @@ def _refuse_constant(name: str) -> NoReturn:
     raise InvalidJson(f"request body is not valid JSON: {name} is not a JSON number")
 
 
-async def _json_body(request: web.Request) -> Any:
+async def json_body(request: web.Request) -> Any:
     """The body as JSON: UTF-8, no NaN or Infinity; any failure to read it is a 400."""
     if not request.can_read_body:
         raise InvalidInput("a JSON body is required")
-    raw = await request.read()
+    return parse_json(await request.read())
+
+
+def parse_json(raw: bytes) -> Any:
+    """A request body as JSON (see ``json_body``)."""
     try:
         return json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
     except UnicodeDecodeError:
@@ -57,7 +62,7 @@ async def _json_body(request: web.Request) -> Any:
 
 
 def _parse_batch(
-    body: list[Any], request: web.Request, catalog: Catalog, now: float
+    body: list[Any], request: web.Request, catalog: Catalog, now: float, retry: RetryDefaults
 ) -> list[NewTask]:
     """Every item checked, each error naming its item; keys unique within the batch."""
     runtime = request.app[RUNTIME]
@@ -69,7 +74,7 @@ def _parse_batch(
     keys: dict[str, int] = {}
     for i, item in enumerate(body):
         try:
-            new = parse_submission(item, catalog, now)
+            new = parse_submission(item, catalog, now, retry)
             key = new.idempotency_key
             if key is not None and key in keys:
                 raise InvalidInput(f"idempotency key {key!r} is also given to task [{keys[key]}]")
@@ -85,14 +90,15 @@ def _parse_batch(
 @aiojobs.aiohttp.atomic  # a client hanging up must not abort a submission half-way
 async def submit(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
-    body = await _json_body(request)
+    body = await json_body(request)
     now = time.time()
     # Types this node does not know may be served by another live node: resolve them first.
     catalog = await runtime.catalog(names_in(body if isinstance(body, list) else [body]))
+    retry = await runtime.retry_defaults()
     if not isinstance(body, list):
-        (task,) = await runtime.submit([parse_submission(body, catalog, now)])
+        (task,) = await runtime.submit([parse_submission(body, catalog, now, retry)])
         return web.json_response(task_json(task), status=201)
-    news = _parse_batch(body, request, catalog, now)
+    news = _parse_batch(body, request, catalog, now, retry)
     try:
         tasks = await runtime.submit(news)
     except DuplicateTask as exc:  # a key a live task holds: name the item that gave it

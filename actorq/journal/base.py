@@ -16,6 +16,7 @@ import attrs
 
 from actorq.model import Event, EventKind, NewTask, Page, Task, TaskFilter, TaskState
 from actorq.nodes import Node
+from actorq.queues import QueueActivity, QueueSettings, Tier
 
 
 @attrs.frozen
@@ -32,6 +33,12 @@ class Claim:
     """Claim ready tasks, best first, for ``workers`` (one each, in order), among those of
     ``queues`` and ``types`` (None: any). A node claims only the types it has handlers for.
 
+    ``tiers``, when given, orders the queues (``--queues`` with strict order or weights):
+    each tier in turn fills the slots the earlier ones left, a weighted tier sharing them in
+    proportion to its weights, counting ``served`` (what the node took lately, by queue).
+    Queues whose settings limit claims (paused, a concurrency or rate limit) give at most what
+    their limits allow (see ``journal.claims``).
+
     Result: the claimed tasks, at most one per worker.
     """
 
@@ -41,6 +48,8 @@ class Claim:
     lease_seconds: float
     queues: Sequence[str] | None = None
     types: Sequence[str] | None = None
+    tiers: Sequence[Tier] | None = None
+    served: Mapping[str, int] | None = None
 
 
 @attrs.frozen
@@ -50,7 +59,8 @@ class Start:
 
     Priority holds across prefetch: if a ready task of the node's ``queues`` and ``types``
     ranks before the held one, the held task goes back to its place in the queue and the
-    better one is claimed and started for ``worker`` instead. Result: a ``Started``.
+    better one is claimed and started for ``worker`` instead. If the held task's queue is
+    paused, it goes back to the queue and nothing starts. Result: a ``Started``.
     """
 
     task_id: str
@@ -65,9 +75,10 @@ class Start:
 
 @attrs.frozen
 class Started:
-    """The task whose handler may start now, and the held task given back for it, if any."""
+    """The task whose handler may start now (None: none may, its queue is paused), and the
+    held task given back to the queue, if any."""
 
-    task: Task
+    task: Task | None
     released: str | None = None
 
 
@@ -166,7 +177,43 @@ class Expire:
     limit: int = 500
 
 
-Op = Submit | Claim | Start | Append | PromoteDue | ReapExpired | ExtendLeases | SettleDead | Expire
+@attrs.frozen
+class ConfigureQueue:
+    """Change the settings of queue ``name`` (checked, as ``queues.parse_patch`` gives them)
+    with one ``queue_configured`` event. Result: the queue's ``QueueSettings`` after it."""
+
+    name: str
+    changes: Mapping[str, Any]
+    at: float
+    node: str
+
+
+@attrs.frozen
+class PurgeQueue:
+    """Cancel up to ``limit`` tasks of ``queue`` in ``states``, giving ``reason``. Result:
+    the tasks cancelled (fewer than ``limit``: none is left)."""
+
+    queue: str
+    states: Sequence[TaskState]
+    at: float
+    node: str
+    reason: str
+    limit: int = 1000
+
+
+Op = (
+    Submit
+    | Claim
+    | Start
+    | Append
+    | PromoteDue
+    | ReapExpired
+    | ExtendLeases
+    | ConfigureQueue
+    | PurgeQueue
+    | SettleDead
+    | Expire
+)
 
 
 def needs_flush(ops: Sequence[Op]) -> bool:
@@ -204,6 +251,7 @@ class Outcome:
     value: Any = None
     error: BaseException | None = None
     changes: Sequence[Change] = ()
+    control: Sequence[Event] = ()  # applied control events (a queue's settings changed)
 
     def unwrap(self) -> Any:
         if self.error is not None:
@@ -303,6 +351,18 @@ class Journal(Protocol):
 
     async def queued_by_type(self) -> dict[tuple[str, str], int]:
         """Number of queued tasks by (queue, type)."""
+
+    # -- queues ----------------------------------------------------------------------------
+
+    async def queue_settings(self) -> list[QueueSettings]:
+        """Every configured queue's settings, by name (a queue only tasks name has none)."""
+
+    async def queue_activity(self, since: float) -> QueueActivity:
+        """Per queue: the run_at of its oldest queued task, and tasks finished at ``since``
+        or later."""
+
+    async def replace_queues(self, queues: Sequence[QueueSettings]) -> None:
+        """Swap the queues projection for ``queues`` (rebuild from a replay)."""
 
 
 @runtime_checkable

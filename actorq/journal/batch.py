@@ -14,23 +14,28 @@ from typing import Protocol
 import attrs
 
 import actorq.lifecycle as lifecycle
+import actorq.queues as queues
 from actorq.errors import (
     ActorqError,
     DuplicateTask,
     InvalidInput,
     InvalidTransition,
+    QueueFull,
     TaskNotFound,
 )
+from actorq.journal import claims
 from actorq.journal.base import (
     Append,
     Change,
     Claim,
+    ConfigureQueue,
     DeadAction,
     Expire,
     ExtendLeases,
     Op,
     Outcome,
     PromoteDue,
+    PurgeQueue,
     ReapExpired,
     Selection,
     Settled,
@@ -40,9 +45,10 @@ from actorq.journal.base import (
     Submit,
 )
 from actorq.model import LIVE_STATES, Event, EventKind, Task, TaskState
+from actorq.queues import QueueSettings
 
 
-class Tx(Protocol):
+class Tx(claims.ClaimTx, Protocol):
     """One open write transaction of a backend."""
 
     async def load(self, task_ids: Sequence[str]) -> dict[str, Task]: ...
@@ -82,6 +88,22 @@ class Tx(Protocol):
     async def remove(self, task_ids: Sequence[str], seq: int) -> None:
         """Delete these tasks' rows: events up to ``seq`` (their last) are applied."""
 
+    async def queue_rows(self, names: Sequence[str]) -> dict[str, QueueSettings]:
+        """The settings of these configured queues, locked for this tx."""
+
+    async def depth_limits(self) -> dict[str, int]:
+        """The max_depth of every queue that has one (read without a lock)."""
+
+    async def save_queue(self, settings: QueueSettings, refill: bool) -> None:
+        """Write a queue's settings row; ``refill``: its rate limit changed, fill the bucket."""
+
+    async def depth_counts(self, queues: Sequence[str]) -> dict[str, int]:
+        """Queued and scheduled tasks of these queues, by queue."""
+
+    async def in_states(
+        self, queue: str, states: Sequence[TaskState], limit: int
+    ) -> list[Task]: ...
+
 
 @attrs.define
 class _Staged:
@@ -112,6 +134,7 @@ class BatchRun:
         self._known: dict[str, Task] = {}  # current rows, as this transaction sees them
         self._starts: dict[int, Outcome] | None = None  # the batch's starts, decided together
         self._gone: set[str] = set()  # removed from the projection by this batch
+        self._depth_limits: dict[str, int] | None = None  # read once per batch, if needed
 
     async def run(self, ops: Sequence[Op]) -> list[Outcome]:
         # One read for every task the batch's transitions touch, not one per operation.
@@ -148,7 +171,9 @@ class BatchRun:
                     return await self._append(op)
                 case Claim():
                     await self.flush()
-                    rows = await self._tx.ready(len(op.workers), op.queues, op.types)
+                    rows = await claims.claimable(
+                        self._tx, len(op.workers), op.queues, op.types, op.tiers, op.at, op.served
+                    )
                     until = op.at + op.lease_seconds
                     return await self._apply_each(
                         rows, lambda t, i: _claimed(t, op.workers[i], op.at, op.node, until)
@@ -174,6 +199,15 @@ class BatchRun:
                 case Expire():
                     await self.flush()
                     return await self._expire(op)
+                case ConfigureQueue():
+                    return await self._configure(op)
+                case PurgeQueue():
+                    await self.flush()
+                    rows = await self._tx.in_states(op.queue, op.states, op.limit)
+                    data = {"reason": op.reason}
+                    return await self._apply_each(
+                        rows, lambda t, _: Event(EventKind.CANCELLED, t.id, op.at, op.node, data)
+                    )
         except ActorqError as exc:
             return Outcome(error=exc)
         raise TypeError(f"unknown journal operation {op!r}")  # pragma: no cover
@@ -184,22 +218,34 @@ class BatchRun:
         starts = {i: op for i, op in enumerate(ops) if isinstance(op, Start)}
         await self.flush()
         first = next(iter(starts.values()))
-        ready = await self._tx.ready(len(starts), first.queues, first.types)
+        allow = await claims.allowance(self._tx, first.queues, first.at)
+        ready = await claims.take(self._tx, len(starts), first.queues, first.types, allow)
         outcomes: dict[int, Outcome] = {}
+        taken: list[Task] = []
         for i, op in starts.items():
             same_filter = op.queues == first.queues and op.types == first.types
             try:
-                outcomes[i] = await self._start(op, ready if same_filter else [])
+                outcomes[i] = await self._start(op, ready if same_filter else [], allow)
             except ActorqError as exc:
                 outcomes[i] = Outcome(error=exc)
+            started = outcomes[i].value
+            if isinstance(started, Started) and started.released and started.task is not None:
+                taken.append(started.task)
+        await claims.spend(self._tx, allow, taken, first.at)
         return outcomes
 
-    async def _start(self, op: Start, ready: list[Task]) -> Outcome:
+    async def _start(self, op: Start, ready: list[Task], allow: claims.Allowance | None) -> Outcome:
         held = await self._current(op.task_id)
         if held is None:
             raise TaskNotFound(op.task_id)
         if held.state is not TaskState.CLAIMED or held.worker != op.claimer:
             raise InvalidTransition(f"task {held.id} is no longer held by {op.claimer}")
+        if allow is not None and held.queue in allow.paused:
+            # Claimed before its queue was paused: it goes back, and starts after a resume.
+            back = Event(EventKind.RELEASED, held.id, op.at, op.node, {"reason": "queue paused"},
+                         op.worker)  # fmt: skip
+            outcome = await self._stage([(held, back)])
+            return Outcome(Started(None, released=held.id), changes=outcome.changes)
         until = op.at + op.lease_seconds
         better = ready[0] if ready and lifecycle.ranks_before(ready[0], held) else None
         if better is None:
@@ -316,8 +362,47 @@ class BatchRun:
             if owner is not None:
                 raise DuplicateTask(key, owner)
             keys[key] = new.id
+        await self._admit(op)
         events = [lifecycle.submitted_event(n, at=op.at, node=op.node) for n in op.tasks]
         return await self._stage([(None, e) for e in events])
+
+    async def _admit(self, op: Submit) -> None:
+        """Refuse the whole submission if it would take a queue past its max_depth (queued
+        and scheduled tasks). The queue's row is locked first: concurrent submitters to it
+        take turns, and none can overshoot."""
+        if self._depth_limits is None:
+            self._depth_limits = await self._tx.depth_limits()
+        if not self._depth_limits:
+            return
+        wanted: dict[str, int] = {}
+        for new in op.tasks:
+            if new.queue in self._depth_limits:
+                wanted[new.queue] = wanted.get(new.queue, 0) + 1
+        if not wanted:
+            return
+        await self.flush()  # what this batch staged counts too
+        names = sorted(wanted)
+        rows = await self._tx.queue_rows(names)
+        depths = await self._tx.depth_counts(names)
+        for name in names:
+            limit = rows[name].max_depth if name in rows else None
+            if limit is None:
+                continue
+            if depths.get(name, 0) + wanted[name] > limit:
+                raise QueueFull(name, limit)
+
+    async def _configure(self, op: ConfigureQueue) -> Outcome:
+        await self.flush()
+        current = (await self._tx.queue_rows([op.name])).get(op.name)
+        event = queues.configured_event(op.name, op.changes, at=op.at, node=op.node)
+        (seq,) = await self._tx.allocate(1)
+        event = attrs.evolve(event, seq=seq)
+        after = queues.apply(current, event)
+        await self._tx.write([event], [], set())
+        await self._tx.save_queue(after, refill="rate_limit" in op.changes)
+        if self._depth_limits is not None:
+            self._depth_limits = None  # read again by a later submit of this batch
+        return Outcome(after, control=[event])
 
     def _staged_key_owner(self, key: str) -> str | None:
         for task in self._staged.tasks.values():

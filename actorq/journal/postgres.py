@@ -33,6 +33,7 @@ from actorq.journal.base import Head, Notice, Op, Outcome, Selection, needs_flus
 from actorq.journal.batch import BatchRun, refold
 from actorq.journal.rows import (
     PAGE,
+    QUEUE_COLUMNS,
     REFOLD_BELOW,
     TASK_COLUMNS,
     decode_cursor,
@@ -46,18 +47,33 @@ from actorq.journal.rows import (
     node_from_row,
     node_to_row,
     queries,
+    queue_from_row,
+    queue_to_row,
     task_from_row,
     task_to_row,
     tasks_in_pages,
     update_row,
 )
-from actorq.model import HELD_STATES, Event, EventKind, Page, Task, TaskFilter, TaskState
+from actorq.model import (
+    HELD_STATES,
+    QUEUE_SUBJECT,
+    Event,
+    EventKind,
+    Page,
+    Task,
+    TaskFilter,
+    TaskState,
+)
 from actorq.nodes import Node
+from actorq.queues import QueueActivity, QueueSettings
 
 log = logging.getLogger("actorq.journal.postgres")
 
 _COLUMNS = ", ".join(TASK_COLUMNS)
-_Q = {name: sql.format(columns=_COLUMNS) for name, sql in queries("postgres").items()}
+_Q = {
+    name: sql.format(columns=_COLUMNS, queue_columns=", ".join(QUEUE_COLUMNS))
+    for name, sql in queries("postgres").items()
+}
 _SCHEMA = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,55}")  # leaves room in a 63-byte channel name
 _RETRIES = 3  # a batch that lost a deadlock or a key race runs again from the start
 _PREFETCH = 64  # at most this many journal numbers are taken ahead of need
@@ -237,6 +253,56 @@ class _Tx:
         taken, self._spare = self._spare[:n], self._spare[n:]
         return taken
 
+    # -- queues --------------------------------------------------------------------------
+
+    async def ready_except(
+        self,
+        limit: int,
+        queues: Sequence[str] | None,
+        types: Sequence[str] | None,
+        blocked: Sequence[str],
+    ) -> list[Task]:
+        return await self._tasks(
+            "ready_except",
+            None if queues is None else list(queues),
+            None if types is None else list(types),
+            list(blocked),
+            limit,
+        )
+
+    async def _locked_queues(self, name: str, *args: Any) -> list[Any]:
+        rows: list[Any] = await self._conn.fetch(_Q[name], *args)
+        self._spare, self._ahead = [], 1  # numbers are taken after the locks they follow
+        return rows
+
+    async def queue_limits(
+        self, queues: Sequence[str] | None
+    ) -> list[tuple[QueueSettings, float | None, float | None]]:
+        rows = await self._locked_queues("queue_limits", None if queues is None else list(queues))
+        return [(queue_from_row(r), r[-2], r[-1]) for r in rows]
+
+    async def held_counts(self, queues: Sequence[str]) -> dict[str, int]:
+        return {q: int(n) for q, n in await self._conn.fetch(_Q["held_counts"], list(queues))}
+
+    async def depth_counts(self, queues: Sequence[str]) -> dict[str, int]:
+        return {q: int(n) for q, n in await self._conn.fetch(_Q["depth_counts"], list(queues))}
+
+    async def spend(self, queue: str, tokens: float, at: float) -> None:
+        await self._conn.execute(_Q["spend"], tokens, at, queue)
+
+    async def queue_rows(self, names: Sequence[str]) -> dict[str, QueueSettings]:
+        rows = await self._locked_queues("queue_rows", list(names))
+        return {q.name: q for q in map(queue_from_row, rows)}
+
+    async def depth_limits(self) -> dict[str, int]:
+        return {name: int(n) for name, n in await self._conn.fetch(_Q["depth_limits"])}
+
+    async def save_queue(self, settings: QueueSettings, refill: bool) -> None:
+        await self._conn.execute(_Q["save_queue"], *queue_to_row(settings), None, None, refill)
+
+    async def in_states(self, queue: str, states: Sequence[TaskState], limit: int) -> list[Task]:
+        return await self._tasks("in_states", queue, [s.value for s in states], limit)
+
     async def write(self, events: Sequence[Event], tasks: Sequence[Task], new: set[str]) -> None:
         inserts = [task_to_row(t) for t in tasks if t.id in new]
         updates = [update_row(t) for t in tasks if t.id not in new]
@@ -260,16 +326,21 @@ def _notices(outcomes: Sequence[Outcome], origin: str) -> list[str]:
     cancelled (a node runs a cancelled task until it hears)."""
     queues: dict[str, None] = {}
     cancelled: dict[str, None] = {}
+    configured: dict[str, None] = {}
     for outcome in outcomes:
+        for event in outcome.control:
+            configured[event.task_id.removeprefix(QUEUE_SUBJECT)] = None
         for change in outcome.changes:
             task = change.after
             if task.state is TaskState.QUEUED and change.before is not TaskState.QUEUED:
                 queues[task.queue] = None
             elif change.event.kind is EventKind.CANCELLED and change.before in HELD_STATES:
                 cancelled[task.id] = None
-    return [dumps({"kind": "ready", "queue": q, "origin": origin}) for q in queues] + [
-        dumps({"kind": "cancel", "task_id": t, "origin": origin}) for t in cancelled
-    ]
+    return (
+        [dumps({"kind": "ready", "queue": q, "origin": origin}) for q in queues]
+        + [dumps({"kind": "cancel", "task_id": t, "origin": origin}) for t in cancelled]
+        + [dumps({"kind": "queue", "queue": q, "origin": origin}) for q in configured]
+    )
 
 
 async def _nothing_to_reset(conn: asyncpg.Connection) -> None:
@@ -756,6 +827,25 @@ class PostgresJournal:
 
     async def queued_by_type(self) -> dict[tuple[str, str], int]:
         return {(q, t): n for q, t, n in await self._fetch("queued_by_type")}
+
+    # -- queues ----------------------------------------------------------------------------
+
+    async def queue_settings(self) -> list[QueueSettings]:
+        return [queue_from_row(r) for r in await self._fetch("all_queues")]
+
+    async def queue_activity(self, since: float) -> QueueActivity:
+        oldest = {q: float(at) for q, at in await self._fetch("oldest_queued")}
+        finished = {q: int(n) for q, n in await self._fetch("finished_since", since)}
+        return QueueActivity(oldest, finished)
+
+    async def replace_queues(self, queues: Sequence[QueueSettings]) -> None:
+        try:
+            async with self._acquire() as conn, conn.transaction():
+                await conn.execute(_Q["clear_queues"])
+                for settings in queues:
+                    await conn.execute(_Q["save_queue"], *queue_to_row(settings), None, None, True)
+        except _DRIVER_ERRORS as exc:
+            raise _translate(exc) from exc
 
 
 _Window = list[tuple[int, list[Event]]]  # (xid, its events in seq order), in xid order

@@ -14,13 +14,19 @@ from typing import Any
 from actorq.errors import InvalidInput, TaskExpired, TaskNotFound, TaskPurged
 from actorq.model import Event, EventKind, Task, TaskState
 from actorq.nodes import Node, ServedType
+from actorq.queues import QueueSettings, RateLimit
+from actorq.retry import RetryPolicy, policy_from_json, policy_from_text, policy_json
 
 TASK_COLUMNS = (
     "id", "type", "queue", "payload", "priority", "state", "attempt", "max_attempts",
     "timeout", "run_at", "created_at", "updated_at", "seq", "metadata", "idempotency_key",
-    "result", "error", "started_at", "finished_at", "worker", "lease_expires_at",
+    "result", "error", "started_at", "finished_at", "worker", "lease_expires_at", "retry",
 )  # fmt: skip
 EVENT_COLUMNS = ("seq", "at", "task_id", "kind", "node", "worker", "data")
+QUEUE_COLUMNS = (
+    "name", "paused", "concurrency", "rate_limit", "rate_period", "max_depth", "retention",
+    "updated_at", "seq",
+)  # fmt: skip
 
 
 # One encoder, built once: json.dumps with options builds a new encoder on every call.
@@ -43,7 +49,7 @@ def task_to_row(task: Task) -> tuple[Any, ...]:
         task.attempt, task.max_attempts, task.timeout, task.run_at, task.created_at,
         task.updated_at, task.seq, dumps(task.metadata), task.idempotency_key,
         dumps(task.result), task.error, task.started_at, task.finished_at, task.worker,
-        task.lease_expires_at,
+        task.lease_expires_at, None if task.retry is None else _policy_text(task.retry),
     )  # fmt: skip
 
 
@@ -54,7 +60,17 @@ def task_from_row(r: Sequence[Any]) -> Task:
     return Task(
         r[0], r[1], r[2], _loads(r[3]), r[4], _STATES[r[5]], r[6], r[7], r[8], r[9], r[10],
         r[11], r[12], _loads(r[13]), r[14], _loads(r[15]), r[16], r[17], r[18], r[19], r[20],
+        None if r[21] is None else _policy(r[21]),
     )  # fmt: skip
+
+
+# Tasks mostly share a few policies: each is parsed and written once.
+_policy = functools.lru_cache(maxsize=256)(policy_from_text)
+
+
+@functools.lru_cache(maxsize=256)
+def _policy_text(policy: RetryPolicy) -> str:
+    return dumps(policy_json(policy))
 
 
 _STATES = {s.value: s for s in TaskState}
@@ -163,14 +179,14 @@ async def tasks_in_pages(
         last = batch[-1].id
 
 
-_DEFAULTS = frozenset({"queue", "priority", "max_attempts", "timeout"})
+_DEFAULTS = frozenset({"queue", "priority", "max_attempts", "timeout", "retry"})
 NODE_COLUMNS = ("node", "host", "pid", "started_at", "last_heartbeat", "types", "queues")
 
 
 def node_to_row(node: Node) -> tuple[Any, ...]:
     types = {
         name: {"queue": t.queue, "priority": t.priority, "max_attempts": t.max_attempts,
-               "timeout": t.timeout}
+               "timeout": t.timeout, "retry": None if t.retry is None else policy_json(t.retry)}
         for name, t in node.types.items()
     }  # fmt: skip
     queues = None if node.queues is None else dumps(list(node.queues))
@@ -182,7 +198,7 @@ def node_from_row(r: Sequence[Any]) -> Node:
     """A node from a row in NODE_COLUMNS order. Defaults missing from a record (written by
     another version) take ServedType's."""
     types = {
-        name: ServedType(name, **{k: v for k, v in d.items() if k in _DEFAULTS})
+        name: ServedType(name, **{k: _default(k, v) for k, v in d.items() if k in _DEFAULTS})
         for name, d in _loads(r[5]).items()
     }
     queues = None if r[6] is None else tuple(_loads(r[6]))
@@ -197,3 +213,24 @@ def gone_error(task_id: str, last_kind: str | None) -> TaskNotFound:
     if last_kind == EventKind.EXPIRED:
         return TaskExpired(task_id)
     return TaskNotFound(task_id)
+
+
+def queue_to_row(q: QueueSettings) -> tuple[Any, ...]:
+    rate = q.rate_limit
+    return (
+        q.name, q.paused, q.concurrency, None if rate is None else rate.limit,
+        None if rate is None else rate.period, q.max_depth, q.retention, q.updated_at, q.seq,
+    )  # fmt: skip
+
+
+def queue_from_row(r: Sequence[Any]) -> QueueSettings:
+    """Settings from a row in QUEUE_COLUMNS order."""
+    rate = None if r[3] is None else RateLimit(int(r[3]), float(r[4]))
+    return QueueSettings(
+        r[0], bool(r[1]), r[2], rate, r[5], None if r[6] is None else float(r[6]),
+        float(r[7]), int(r[8]),
+    )  # fmt: skip
+
+
+def _default(key: str, value: Any) -> Any:
+    return policy_from_json(value) if key == "retry" and value is not None else value

@@ -24,6 +24,7 @@ from actorq.errors import ActorqError, InvalidInput, StorageError, StorageUnavai
 from actorq.journal.base import Head, Notice, Op, Outcome, Selection, needs_flush
 from actorq.journal.batch import BatchRun, refold
 from actorq.journal.rows import (
+    QUEUE_COLUMNS,
     REFOLD_BELOW,
     TASK_COLUMNS,
     decode_cursor,
@@ -36,20 +37,28 @@ from actorq.journal.rows import (
     node_from_row,
     node_to_row,
     queries,
+    queue_from_row,
+    queue_to_row,
     task_from_row,
     task_to_row,
     tasks_in_pages,
     update_row,
 )
+from actorq.journal.sqlite_watch import ForeignCommits
 from actorq.model import Event, Page, Task, TaskFilter, TaskState
 from actorq.nodes import Node
+from actorq.queues import QueueActivity, QueueSettings
 
 log = logging.getLogger("actorq.journal.sqlite")
 
 T = TypeVar("T")
 _COLUMNS = ", ".join(TASK_COLUMNS)
 _Q = {
-    name: sql.format(columns=_COLUMNS, placeholders=", ".join("?" * len(TASK_COLUMNS)))
+    name: sql.format(
+        columns=_COLUMNS,
+        placeholders=", ".join("?" * len(TASK_COLUMNS)),
+        queue_columns=", ".join(QUEUE_COLUMNS),
+    )
     for name, sql in queries("sqlite").items()
 }
 
@@ -168,6 +177,57 @@ class _Tx:
     async def write(self, events: Sequence[Event], tasks: Sequence[Task], new: set[str]) -> None:
         self.write_now(events, tasks, new)
 
+    # -- queues (one writer: nothing to lock) --------------------------------------------
+
+    async def ready_except(
+        self,
+        limit: int,
+        queues: Sequence[str] | None,
+        types: Sequence[str] | None,
+        blocked: Sequence[str],
+    ) -> list[Task]:
+        return await self._tasks(
+            _Q["ready_except"], _json_list(queues), _json_list(types), json.dumps(list(blocked)),
+            limit,
+        )  # fmt: skip
+
+    async def queue_limits(
+        self, queues: Sequence[str] | None
+    ) -> list[tuple[QueueSettings, float | None, float | None]]:
+        rows = self._db.execute(_Q["queue_limits"], (_json_list(queues),)).fetchall()
+        return [(queue_from_row(r), r[-2], r[-1]) for r in rows]
+
+    async def held_counts(self, queues: Sequence[str]) -> dict[str, int]:
+        rows = self._db.execute(_Q["held_counts"], (json.dumps(list(queues)),)).fetchall()
+        return {q: int(n) for q, n in rows}
+
+    async def depth_counts(self, queues: Sequence[str]) -> dict[str, int]:
+        rows = self._db.execute(_Q["depth_counts"], (json.dumps(list(queues)),)).fetchall()
+        return {q: int(n) for q, n in rows}
+
+    async def spend(self, queue: str, tokens: float, at: float) -> None:
+        self._db.execute(_Q["spend"], (tokens, at, queue))
+
+    async def queue_rows(self, names: Sequence[str]) -> dict[str, QueueSettings]:
+        rows = self._db.execute(_Q["queue_rows"], (json.dumps(list(names)),)).fetchall()
+        return {q.name: q for q in map(queue_from_row, rows)}
+
+    async def depth_limits(self) -> dict[str, int]:
+        return {name: int(n) for name, n in self._db.execute(_Q["depth_limits"]).fetchall()}
+
+    async def save_queue(self, settings: QueueSettings, refill: bool) -> None:
+        self._db.execute(_Q["save_queue"], (*queue_to_row(settings), None, None, refill))
+
+    async def in_states(self, queue: str, states: Sequence[TaskState], limit: int) -> list[Task]:
+        return await self._tasks(
+            _Q["in_states"], queue, json.dumps([s.value for s in states]), limit
+        )
+
+    def replace_queues(self, queues: Sequence[QueueSettings]) -> None:
+        self._db.execute(_Q["clear_queues"])
+        for settings in queues:
+            self._db.execute(_Q["save_queue"], (*queue_to_row(settings), None, None, True))
+
     def write_now(self, events: Sequence[Event], tasks: Sequence[Task], new: set[str]) -> None:
         if events:
             self._db.executemany(_Q["insert_event"], [event_to_row(e) for e in events])
@@ -212,6 +272,7 @@ class SqliteJournal:
         self._reader: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
         self._durable = True  # the writer connection's synchronous mode: FULL or NORMAL
+        self._watch: ForeignCommits | None = None
 
     def _pragmas(self) -> list[str]:
         return [
@@ -255,9 +316,20 @@ class SqliteJournal:
         await self.replace_projection(list(tasks.values()), head.journal_seq)
 
     async def subscribe(self, on_notice: Callable[[Notice], None]) -> None:
-        """One process owns a SQLite journal: there is nobody to hear from."""
+        """Tell ``on_notice`` when another process commits to this file (see
+        ``sqlite_watch``): a web app enqueuing beside a worker reaches it in milliseconds,
+        not at the next fallback poll. An in-memory database has no one else to hear."""
+        if self._uri or self._watch is not None:
+            return
+        watch = ForeignCommits(self.path, self._w, self._on_writer,
+                               lambda: on_notice(Notice("ready")))  # fmt: skip
+        if await watch.start():
+            self._watch = watch
 
     async def close(self) -> None:
+        if self._watch is not None:
+            await self._watch.stop()
+            self._watch = None
         if self._reader is not None:
             await self._reader.close()
             self._reader = None
@@ -308,12 +380,18 @@ class SqliteJournal:
             db.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
             self._durable = durable
         db.execute("BEGIN IMMEDIATE")
+        watch = self._watch
+        if watch is not None:
+            watch.began()  # another process's commits, seen as this one begins
         try:
             result = body(db)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        finally:
+            if watch is not None:
+                watch.ended()
         return result
 
     async def _transaction(self, body: Callable[[_Tx], T], durable: bool = True) -> T:
@@ -469,6 +547,19 @@ class SqliteJournal:
                 return {(q, t): n for q, t, n in await cur.fetchall()}
 
         return await _guard(read())
+
+    # -- queues ----------------------------------------------------------------------------
+
+    async def queue_settings(self) -> list[QueueSettings]:
+        return [queue_from_row(r) for r in await self._rows(_Q["all_queues"])]
+
+    async def queue_activity(self, since: float) -> QueueActivity:
+        oldest = {q: float(at) for q, at in await self._rows(_Q["oldest_queued"])}
+        finished = {q: int(n) for q, n in await self._rows(_Q["finished_since"], since)}
+        return QueueActivity(oldest, finished)
+
+    async def replace_queues(self, queues: Sequence[QueueSettings]) -> None:
+        await self._transaction(lambda tx: tx.replace_queues(queues))
 
 
 def _json_list(values: Sequence[str] | None) -> str | None:

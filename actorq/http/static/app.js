@@ -14,7 +14,8 @@ const RETRYABLE_STATES = new Set(["dead", "cancelled"]);
 // kinds it listens for. Keep in step with actorq.model.EventKind (a test checks).
 const EVENT_KINDS = [
   "submitted", "enqueued", "claimed", "started", "succeeded", "failed", "timed_out",
-  "lease_expired", "released", "cancelled", "dead_lettered", "retried", "purged", "expired",
+  "lease_expired", "released", "cancelled", "dead_lettered", "retried", "snoozed",
+  "queue_configured", "purged", "expired",
 ];
 // A purged or expired task left the live projection: the API answers 404 with these codes,
 // and its history is still there to show.
@@ -370,6 +371,10 @@ function renderTask(task) {
     const shown = key.endsWith("_at") ? formatTime(value) : String(value);
     fields.push(el("dt", {}, label), el("dd", { "data-field": key, title: String(value) }, shown));
   }
+  if (task.retry) {
+    const text = describeRetry(task.retry);
+    fields.push(el("dt", {}, "retry"), el("dd", { "data-field": "retry", title: JSON.stringify(task.retry) }, text));
+  }
   if (Object.keys(task.metadata).length) {
     fields.push(el("dt", {}, "metadata"), el("dd", {}, JSON.stringify(task.metadata)));
   }
@@ -381,6 +386,16 @@ function renderTask(task) {
   $("detail-failure").textContent = task.error ?? "";
   $("task-cancel").hidden = !LIVE_STATES.has(task.state);
   $("task-retry").hidden = !RETRYABLE_STATES.has(task.state);
+}
+
+// A retry policy in words: "linear · base 2 s · cap 60 s · jitter 0.1" (factor only where it
+// counts, for exponential backoff; cap not for fixed).
+function describeRetry(policy) {
+  const parts = [policy.backoff, `base ${policy.base} s`];
+  if (policy.backoff === "exponential") parts.push(`factor ${policy.factor}`);
+  if (policy.backoff !== "fixed") parts.push(`cap ${policy.cap} s`);
+  parts.push(`jitter ${policy.jitter}`);
+  return parts.join(" · ");
 }
 
 function renderHistory(events) {
@@ -553,7 +568,25 @@ function readSubmission() {
     if (!Number.isFinite(value)) throw new Error(`${field} must be a number`);
     body[field] = value;
   }
+  const retry = readRetry();
+  if (retry) body.retry = retry;
   return body;
+}
+
+// The retry policy of the form: nothing when no field of it is set (the task then takes its
+// queue's, its type's or the node's); fields left empty take the built-in policy's.
+function readRetry() {
+  const retry = {};
+  const backoff = $("submit-retry-backoff").value;
+  if (backoff) retry.backoff = backoff;
+  for (const field of ["base", "factor", "cap", "jitter"]) {
+    const text = $(`submit-retry-${field}`).value.trim();
+    if (!text) continue;
+    const value = Number(text);
+    if (!Number.isFinite(value)) throw new Error(`retry ${field} must be a number`);
+    retry[field] = value;
+  }
+  return Object.keys(retry).length ? retry : null;
 }
 
 async function submitTask(ev) {

@@ -58,8 +58,8 @@ WITH new_events AS (
         seq = u.seq, result = u.result, error = u.error, started_at = u.started_at,
         finished_at = u.finished_at, worker = u.worker, lease_expires_at = u.lease_expires_at
     FROM unnest(
-        $29::text[], $30::text[], $31::int[], $32::float8[], $33::float8[], $34::bigint[],
-        $35::text[], $36::text[], $37::float8[], $38::float8[], $39::text[], $40::float8[]
+        $30::text[], $31::text[], $32::int[], $33::float8[], $34::float8[], $35::bigint[],
+        $36::text[], $37::text[], $38::float8[], $39::float8[], $40::text[], $41::float8[]
     ) AS u (id, state, attempt, run_at, updated_at, seq, result, error, started_at,
             finished_at, worker, lease_expires_at)
     WHERE t.id = u.id
@@ -70,7 +70,7 @@ WITH new_events AS (
         $8::text[], $9::text[], $10::text[], $11::text[], $12::bigint[], $13::text[],
         $14::int[], $15::int[], $16::float8[], $17::float8[], $18::float8[], $19::float8[],
         $20::bigint[], $21::text[], $22::text[], $23::text[], $24::text[], $25::float8[],
-        $26::float8[], $27::text[], $28::float8[]
+        $26::float8[], $27::text[], $28::float8[], $29::text[]
     )
     WHERE (SELECT count(*) FROM changed) >= 0
 )
@@ -91,6 +91,7 @@ SELECT
     (SELECT coalesce(max(seq), 0) FROM journal),
     greatest(
         (SELECT coalesce(max(seq), 0) FROM tasks),
+        (SELECT coalesce(max(seq), 0) FROM queues),
         (SELECT value::bigint FROM meta WHERE key = 'projection_floor')
     )
 
@@ -192,3 +193,69 @@ WHERE key = 'projection_floor' AND (SELECT count(*) FROM gone) >= 0
 
 -- name: last_kind
 SELECT kind FROM journal WHERE task_id = $1 ORDER BY seq DESC LIMIT 1
+-- name: ready_except
+-- The ready walk of a claim some of whose queues may give no more now (paused, at their
+-- concurrency or rate limit): $3 names them.
+SELECT {columns} FROM tasks WHERE state = 'queued'
+AND ($1::text[] IS NULL OR queue = ANY($1::text[]))
+AND ($2::text[] IS NULL OR type = ANY($2::text[]))
+AND queue <> ALL($3::text[])
+ORDER BY priority DESC, run_at, seq LIMIT $4 FOR UPDATE SKIP LOCKED
+
+-- name: queue_limits
+-- The configured queues among those served ($1, or NULL for all) whose settings limit
+-- claims, with their token buckets. Locked, in name order: claims of nodes that share a
+-- limited queue take turns, so none overshoots its concurrency or rate limit.
+SELECT {queue_columns}, tokens, tokens_at FROM queues
+WHERE (paused OR concurrency IS NOT NULL OR rate_limit IS NOT NULL)
+AND ($1::text[] IS NULL OR name = ANY($1::text[])) ORDER BY name FOR UPDATE
+
+-- name: queue_rows
+SELECT {queue_columns} FROM queues WHERE name = ANY($1::text[]) ORDER BY name FOR UPDATE
+
+-- name: all_queues
+SELECT {queue_columns} FROM queues ORDER BY name
+
+-- name: depth_limits
+SELECT name, max_depth FROM queues WHERE max_depth IS NOT NULL
+
+-- name: held_counts
+-- Tasks of these queues a worker holds, claimed or running: those with a lease (tasks_held).
+SELECT queue, count(*) FROM tasks
+WHERE lease_expires_at IS NOT NULL AND queue = ANY($1::text[]) GROUP BY queue
+
+-- name: depth_counts
+-- Queued and scheduled tasks of these queues, from the two partial indexes that hold exactly
+-- those (tasks_ready, tasks_due): no index more for every task to keep up.
+SELECT queue, count(*) FROM (
+    SELECT queue FROM tasks WHERE state = 'queued' AND queue = ANY($1::text[])
+    UNION ALL
+    SELECT queue FROM tasks WHERE state = 'scheduled' AND queue = ANY($1::text[])
+) AS live GROUP BY queue
+
+-- name: save_queue
+-- $12: whether the rate limit changed, which fills its bucket again.
+INSERT INTO queues ({queue_columns}, tokens, tokens_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+ON CONFLICT (name) DO UPDATE SET paused = excluded.paused,
+concurrency = excluded.concurrency, rate_limit = excluded.rate_limit,
+rate_period = excluded.rate_period, max_depth = excluded.max_depth,
+retention = excluded.retention, updated_at = excluded.updated_at, seq = excluded.seq,
+tokens = CASE WHEN $12 THEN NULL ELSE queues.tokens END,
+tokens_at = CASE WHEN $12 THEN NULL ELSE queues.tokens_at END
+
+-- name: spend
+UPDATE queues SET tokens = $1, tokens_at = $2 WHERE name = $3
+
+-- name: in_states
+SELECT {columns} FROM tasks WHERE queue = $1 AND state = ANY($2::text[])
+ORDER BY id LIMIT $3 FOR UPDATE
+
+-- name: oldest_queued
+SELECT queue, min(run_at) FROM tasks WHERE state = 'queued' GROUP BY queue
+
+-- name: finished_since
+SELECT queue, count(*) FROM tasks WHERE finished_at >= $1 GROUP BY queue
+
+-- name: clear_queues
+DELETE FROM queues

@@ -123,3 +123,71 @@ DELETE FROM tasks WHERE id IN (SELECT value FROM json_each(?))
 -- name: last_kind
 -- How a task's history ends: whether one missing from the projection was purged or expired.
 SELECT kind FROM journal WHERE task_id = ? ORDER BY seq DESC LIMIT 1
+-- name: ready_except
+-- The ready walk of a claim some of whose queues may give no more now (paused, at their
+-- concurrency or rate limit): ?3 names them (JSON array).
+SELECT {columns} FROM tasks INDEXED BY tasks_ready WHERE state = 'queued'
+AND (?1 IS NULL OR queue IN (SELECT value FROM json_each(?1)))
+AND (?2 IS NULL OR type IN (SELECT value FROM json_each(?2)))
+AND queue NOT IN (SELECT value FROM json_each(?3))
+ORDER BY priority DESC, run_at, seq LIMIT ?4
+
+-- name: queue_limits
+-- The configured queues among those served (?1, JSON array, or NULL for all) whose settings
+-- limit claims, with their token buckets.
+SELECT {queue_columns}, tokens, tokens_at FROM queues
+WHERE (paused OR concurrency IS NOT NULL OR rate_limit IS NOT NULL)
+AND (?1 IS NULL OR name IN (SELECT value FROM json_each(?1))) ORDER BY name
+
+-- name: queue_rows
+SELECT {queue_columns} FROM queues WHERE name IN (SELECT value FROM json_each(?)) ORDER BY name
+
+-- name: all_queues
+SELECT {queue_columns} FROM queues ORDER BY name
+
+-- name: depth_limits
+SELECT name, max_depth FROM queues WHERE max_depth IS NOT NULL
+
+-- name: held_counts
+-- Tasks of these queues (JSON array) a worker holds, claimed or running: those with a lease.
+SELECT queue, count(*) FROM tasks INDEXED BY tasks_held
+WHERE lease_expires_at IS NOT NULL AND queue IN (SELECT value FROM json_each(?1))
+GROUP BY queue
+
+-- name: depth_counts
+-- Queued and scheduled tasks of these queues (JSON array), from the two partial indexes that
+-- hold exactly those: no index more for every task to keep up.
+SELECT queue, count(*) FROM (
+    SELECT queue FROM tasks INDEXED BY tasks_ready
+    WHERE state = 'queued' AND queue IN (SELECT value FROM json_each(?1))
+    UNION ALL
+    SELECT queue FROM tasks INDEXED BY tasks_due
+    WHERE state = 'scheduled' AND queue IN (SELECT value FROM json_each(?1))
+) GROUP BY queue
+
+-- name: save_queue
+-- ?12: whether the rate limit changed, which fills its bucket again.
+INSERT INTO queues ({queue_columns}, tokens, tokens_at)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+ON CONFLICT (name) DO UPDATE SET paused = excluded.paused,
+concurrency = excluded.concurrency, rate_limit = excluded.rate_limit,
+rate_period = excluded.rate_period, max_depth = excluded.max_depth,
+retention = excluded.retention, updated_at = excluded.updated_at, seq = excluded.seq,
+tokens = CASE WHEN ?12 THEN NULL ELSE queues.tokens END,
+tokens_at = CASE WHEN ?12 THEN NULL ELSE queues.tokens_at END
+
+-- name: spend
+UPDATE queues SET tokens = ?, tokens_at = ? WHERE name = ?
+
+-- name: in_states
+SELECT {columns} FROM tasks WHERE queue = ? AND state IN (SELECT value FROM json_each(?))
+ORDER BY id LIMIT ?
+
+-- name: oldest_queued
+SELECT queue, min(run_at) FROM tasks WHERE state = 'queued' GROUP BY queue
+
+-- name: finished_since
+SELECT queue, count(*) FROM tasks WHERE finished_at >= ? GROUP BY queue
+
+-- name: clear_queues
+DELETE FROM queues

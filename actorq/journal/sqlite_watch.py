@@ -1,0 +1,159 @@
+"""Hearing another process's commits to a SQLite file.
+
+A web app that enqueues with ``App.enqueue`` and an ``actorq worker`` beside it share one
+file and no socket. Instead of polling faster, the journal watches the file's write-ahead log
+with inotify (Linux): every commit, ours or another process's, writes to it. What tells the
+two apart is ``PRAGMA data_version`` on the journal's *writer* connection: SQLite moves it only
+for commits made by other connections, and the writer is this process's only writing
+connection, so a new value means another process committed. Then the node hears "there may be
+work".
+
+A write to the log comes before its commit is visible (the commit waits for its fsync), so a
+write starts a short series of checks, 1 ms apart and then further, until ``SETTLE``
+seconds pass with no new write. Checks run on the writer thread. The writer also checks as
+each of its own transactions begins (SQLite lets one connection write at a time, so that
+check sees every commit made before), so while this node writes, the watcher stops reading
+the log's writes, which are then its own, and looks again ``REST`` seconds after the writer
+went quiet. An idle node does nothing at all.
+
+Where inotify is missing (not Linux) the watcher does not start and the runtime's fallback
+poll covers cross-process work, as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+log = logging.getLogger("actorq.journal.sqlite")
+
+MIN_INTERVAL = 0.001  # the first check after a write, and the gap that then doubles
+SETTLE = 0.5  # how long after the last write checks go on: covers a slow fsync
+REST = 0.002  # while the writer is busy, the watcher sleeps in steps of this long
+
+
+class ForeignCommits:
+    """Calls ``on_foreign`` (on the event loop) soon after another process commits to the
+    database at ``path``. ``db`` is the writer connection, ``on_writer`` runs a function on
+    its thread."""
+
+    def __init__(
+        self,
+        path: str,
+        db: sqlite3.Connection,
+        on_writer: Callable[[Callable[[], None]], Awaitable[None]],
+        on_foreign: Callable[[], None],
+    ) -> None:
+        self._wal = f"{path}-wal"
+        self._db = db
+        self._on_writer = on_writer
+        self._on_foreign = on_foreign
+        self._loop = asyncio.get_running_loop()
+        self._inotify: Any = None
+        self._seen: int | None = None  # the writer's data_version at its last check
+        self._checked_at = 0.0  # monotonic time of the last check (writer thread)
+        self._written_at = 0.0  # monotonic time of the last write seen
+        self._in_transaction = False  # the writer's, set on its thread
+        self._checks: asyncio.Task[None] | None = None
+        self._resting: asyncio.TimerHandle | None = None
+
+    async def start(self) -> bool:
+        """Watch the log; False where inotify is not available (the caller keeps polling)."""
+        try:
+            from inotify_simple import INotify, flags
+        except ImportError:  # not Linux: the dependency is installed on Linux only
+            return False
+        try:
+            inotify = INotify(nonblocking=True)
+            inotify.add_watch(self._wal, flags.MODIFY)
+        except OSError as exc:  # no log file (not WAL mode), too many watches, ...
+            log.warning("cannot watch %s for other processes' commits (%s); polling", self._wal,
+                        exc.strerror or exc)  # fmt: skip
+            return False
+        await self._on_writer(self.check)
+        self._inotify = inotify
+        self._loop.add_reader(inotify.fileno(), self._written)
+        return True
+
+    async def stop(self) -> None:
+        if self._resting is not None:
+            self._resting.cancel()
+            self._resting = None
+        if self._inotify is not None:
+            self._loop.remove_reader(self._inotify.fileno())
+            self._inotify.close()
+            self._inotify = None
+        if self._checks is not None:
+            self._checks.cancel()
+            await asyncio.gather(self._checks, return_exceptions=True)
+            self._checks = None
+
+    def began(self) -> None:
+        """On the writer thread, as a transaction begins."""
+        self._in_transaction = True
+        self.check()
+
+    def ended(self) -> None:
+        """On the writer thread, as a transaction ends."""
+        self._in_transaction = False
+        self._checked_at = time.monotonic()  # nothing foreign could commit meanwhile
+
+    def check(self) -> None:
+        """On the writer thread, outside a transaction or at its start: has another
+        connection committed since the last check?"""
+        version = int(self._db.execute("PRAGMA data_version").fetchone()[0])
+        self._checked_at = time.monotonic()
+        if version != self._seen:
+            first = self._seen is None
+            self._seen = version
+            if not first:
+                self._loop.call_soon_threadsafe(self._on_foreign)
+
+    def _written(self) -> None:
+        with contextlib.suppress(OSError):
+            self._inotify.read(timeout=0)  # drain: one series of checks covers them all
+        now = self._written_at = time.monotonic()
+        if self._busy(now):  # these writes are the writer's own: rest
+            self._loop.remove_reader(self._inotify.fileno())
+            self._resting = self._loop.call_later(REST, self._wake)
+            return
+        self._settle_soon()
+
+    def _busy(self, now: float) -> bool:
+        return self._in_transaction or now - self._checked_at < REST
+
+    def _wake(self) -> None:
+        now = time.monotonic()
+        if self._busy(now):
+            self._resting = self._loop.call_later(REST, self._wake)
+            return
+        self._resting = None
+        if self._inotify is not None:
+            self._loop.add_reader(self._inotify.fileno(), self._written)
+            self._written_at = now  # writes may have come while resting: settle as if now
+            self._settle_soon()
+
+    def _settle_soon(self) -> None:
+        if self._checks is None or self._checks.done():
+            self._checks = self._loop.create_task(self._settle(), name="actorq-sqlite-watch")
+
+    async def _settle(self) -> None:
+        delay = MIN_INTERVAL
+        while True:
+            await asyncio.sleep(delay)
+            now = time.monotonic()
+            if now - self._checked_at >= delay:  # the writer did not check meanwhile
+                try:
+                    await self._on_writer(self.check)
+                except Exception as exc:  # noqa: BLE001 - the journal closing; the poll remains
+                    log.debug("data_version check failed: %r", exc)
+                    return
+            quiet = now - self._written_at
+            if quiet >= SETTLE:
+                return
+            delay = MIN_INTERVAL if quiet < delay else min(delay * 2, SETTLE)
