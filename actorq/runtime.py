@@ -32,7 +32,7 @@ from actorq.actors.journal_writer import JournalWriter, Subscriber, write
 from actorq.actors.lock_reaper import LockReaper
 from actorq.actors.presence import ClusterTypes, Presence, WaitingForHandler
 from actorq.actors.queue_watch import QueuesChanged
-from actorq.actors.retention import Overrides, RetentionSweeper, no_overrides
+from actorq.actors.retention import Overrides, RetentionSweeper
 from actorq.actors.retry_timer import RetryTimer
 from actorq.actors.stats import (
     Follow,
@@ -108,7 +108,7 @@ class Runtime:
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         write_timeout: float = 30.0,
-        retention_overrides: Overrides = no_overrides,
+        retention_overrides: Overrides | None = None,
     ) -> None:
         self.config = config
         self.registry = registry
@@ -116,8 +116,9 @@ class Runtime:
         self.clock = clock
         self._rng = rng or random.Random()
         self._write_timeout = write_timeout
-        # Per-queue retention ({queue: seconds}), read by the sweeper at each sweep.
-        self._retention_overrides = retention_overrides
+        # Per-queue retention ({queue: seconds}), read by the sweeper at each sweep: by
+        # default the queues' own settings (PATCH /api/v1/queues/{name} {"retention": s}).
+        self._retention_overrides = retention_overrides or self._queue_retention
         self._subscribers: Subscribers = {}  # the live feed's, kept across stats restarts
         self._root = self._build_tree()
         self.system = ActorSystem(self._root, name=f"actorq:{config.node}")
@@ -237,6 +238,11 @@ class Runtime:
                 ),
             )
         ]  # fmt: skip
+
+    async def _queue_retention(self) -> dict[str, float]:
+        """The queues with a retention period of their own (the others take the node's)."""
+        settings = await self.journal.queue_settings()
+        return {q.name: q.retention for q in settings if q.retention is not None}
 
     def _me(self) -> Node:
         """This node's record in the nodes table: what it serves and where it runs."""

@@ -262,3 +262,23 @@ async def test_dead_letter_answers_match_the_document(
     while (resp := await client.get(DEAD)).status != 429:  # 12 a minute: soon refused
         assert resp.status == 200
     await check(resp, DEAD, 429, "rate_limited")
+
+
+async def test_a_queue_with_a_retention_of_its_own_keeps_its_tasks_longer(
+    start_node: Callable[..., Any],
+) -> None:
+    node, client = await start_node(retention=0.5)
+    resp = await client.patch("/api/v1/queues/keep", json={"retention": 3600})
+    assert resp.status == 200, await resp.text()
+    async with node.live_events() as feed:
+        kept = await submit(client, {"type": "echo", "payload": 1, "queue": "keep"})
+        short = await submit(client, {"type": "echo", "payload": 2})
+        async with asyncio.timeout(15):
+            while True:
+                item = await feed.get()
+                if item.get("kind") == "expired" and item.get("task_id") == short["id"]:
+                    break
+        # Both finished together; the default queue's expired after 0.5 s, "keep"'s stays.
+        assert (await node.get(kept["id"])).state is TaskState.SUCCEEDED
+    events = await node.history(short["id"])
+    assert events[-1].data["retention"] == 0.5
