@@ -3,7 +3,8 @@ live one, show the queue as it was at a past instant, and export the journal.
 
 The projection is the tasks, the queues' settings and the schedules: each has its fold
 (``lifecycle``, ``queues``, ``recurrence``), and the replay, the check and the rebuild cover
-all three."""
+all three. A purged or expired task is absent from a replayed projection as it is from the
+live one."""
 
 from __future__ import annotations
 
@@ -55,7 +56,11 @@ async def replay(journal: Journal, until: float | None = None) -> tuple[dict[str
     async for event in journal.events(0, until):
         if is_control(event.task_id):
             continue
-        tasks[event.task_id] = lifecycle.apply(tasks.get(event.task_id), event)
+        after = lifecycle.apply(tasks.get(event.task_id), event)
+        if lifecycle.removes(event):  # purged or expired: its history stays, its row goes
+            del tasks[event.task_id]
+        else:
+            tasks[event.task_id] = after
         count += 1
     return tasks, count
 

@@ -2,11 +2,12 @@
 ``SyncClient`` (the same methods for callers without an event loop).
 
 It covers what the API serves today: tasks (submit one or a batch, get, wait, list, history,
-cancel, retry), schedules, the task types, statistics, health, readiness and the live event
-stream. Queues, dead letters and nodes have no routes on the server yet; their methods come
-with those routes. Answers are model values (``Task``, ``Event``, ``LiveEvent``, decoded
-by ``actorq.wire``); an error answer raises the class the node raised (``actorq.errors``), and
-a server that cannot be reached raises ``Unreachable``, an ``Unavailable``.
+cancel, retry), queues, schedules, dead letters (list, retry, purge), the task types,
+statistics, health, readiness and the live event stream. Nodes have no routes on the server
+yet; their methods come with those routes. Answers are model values (``Task``,
+``Event``, ``LiveEvent``, decoded by ``actorq.wire``); an error answer raises the class the
+node raised (``actorq.errors``), and a server that cannot be reached raises ``Unreachable``,
+an ``Unavailable``.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ T = TypeVar("T")
 _TASKS = "/api/v1/tasks"
 _SCHEDULES = "/api/v1/schedules"
 _EVENTS = "/api/v1/events"
+_DEAD = "/api/v1/dead-letters"
 # The server sends a keepalive after 15 s of silence: a stream silent for three is gone.
 _STREAM_IDLE = 45.0
 # Pauses between attempts to reach a dropped stream again: doubling from the first to the cap.
@@ -266,6 +268,54 @@ class Client:
                     return await self.get(task_id)
         return None
 
+    # -- dead letters ----------------------------------------------------------------------
+
+    async def dead_letters(
+        self,
+        *,
+        queue: str | None = None,
+        type: str | None = None,  # noqa: A002 - the API's own name for it
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> AsyncIterator[Page]:
+        """The dead tasks (each with its last error and attempts), newest first, a page at a
+        time, as ``list`` pages."""
+        filters = (("queue", queue), ("type", type))
+        params = {"limit": str(limit)} | {k: v for k, v in filters if v is not None}
+        while True:
+            if cursor is not None:
+                params["cursor"] = cursor
+            data = await self._call("GET", _DEAD, params=params)
+            page = Page([task_from_json(t) for t in data["dead_letters"]], data["next_cursor"])
+            yield page
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    async def retry_dead_letters(
+        self,
+        ids: Sequence[str] | None = None,
+        *,
+        queue: str | None = None,
+        type: str | None = None,  # noqa: A002 - the API's own name for it
+    ) -> int:
+        """Queue again, with a fresh attempt budget, the dead letters named by ``ids``, or of
+        ``queue``/``type``, or all of them; how many."""
+        data = await self._call("POST", _DEAD + "/retry", body=_selection(ids, queue, type))
+        return int(data["retried"])
+
+    async def purge_dead_letters(
+        self,
+        ids: Sequence[str] | None = None,
+        *,
+        queue: str | None = None,
+        type: str | None = None,  # noqa: A002 - the API's own name for it
+    ) -> int:
+        """Remove those dead letters from the live projection (their history stays); how
+        many."""
+        data = await self._call("POST", _DEAD + "/purge", body=_selection(ids, queue, type))
+        return int(data["purged"])
+
     # -- queues ----------------------------------------------------------------------------
 
     async def queues(self) -> builtins.list[dict[str, Any]]:
@@ -398,6 +448,12 @@ class Client:
             resp.close()  # an unfinished stream: its connection cannot be used again
 
 
+def _selection(ids: Sequence[str] | None, queue: str | None, type_: str | None) -> dict[str, Any]:
+    if ids is not None:
+        return {"ids": builtins.list(ids), "queue": queue, "type": type_}
+    return {"queue": queue, "type": type_}
+
+
 _QUEUES = "/api/v1/queues"
 
 
@@ -484,6 +540,9 @@ class SyncClient:
     pause_schedule = _blocking(Client.pause_schedule)
     resume_schedule = _blocking(Client.resume_schedule)
     delete_schedule = _blocking(Client.delete_schedule)
+    dead_letters = _iterating(Client.dead_letters)
+    retry_dead_letters = _blocking(Client.retry_dead_letters)
+    purge_dead_letters = _blocking(Client.purge_dead_letters)
     types = _blocking(Client.types)
     stats = _blocking(Client.stats)
     health = _blocking(Client.health)

@@ -18,6 +18,7 @@ import attrs
 from actorq.errors import InvalidInput
 from actorq.queues import Tier, parse_queues, served
 from actorq.retry import DEFAULT, PolicyError, RetryPolicy, parse_spec
+from actorq.units import parse_duration, parse_rate
 
 
 def _default_node() -> str:
@@ -32,6 +33,18 @@ def _positive(_inst: object, attribute: attrs.Attribute[Any], value: float) -> N
 def _not_negative(_inst: object, attribute: attrs.Attribute[Any], value: float) -> None:
     if value < 0:
         raise InvalidInput(f"{attribute.name} must not be negative, got {value}")
+
+
+def _retention(value: str | float) -> float:
+    return parse_duration(value, "retention")
+
+
+def _rate(_inst: object, _attribute: attrs.Attribute[Any], value: str | None) -> None:
+    if value is not None:
+        parse_rate(value, "rate_limit")
+
+
+_DURATION = {"duration": True}  # a field written as 7d, 12h or seconds (actorq.units)
 
 
 def _queue_spec(_inst: object, _attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -70,6 +83,13 @@ class Config:
     # The queues this node serves, in the order and with the weights of ``--queues``
     # (entries ``NAME`` or ``NAME:WEIGHT``, see actorq.queues.parse_queues); None: all.
     queues: tuple[str, ...] | None = attrs.field(default=None, validator=_queue_spec)
+    # Finished tasks leave the tasks projection this long after they finished (an 'expired'
+    # event; their history stays in the journal). 0 keeps them for ever.
+    retention: float = attrs.field(default=7 * 86400.0, converter=_retention, metadata=_DURATION)
+    # A handler result whose JSON is larger is refused: the task is dead-lettered at once.
+    max_result_bytes: int = attrs.field(default=1024 * 1024, validator=_positive)
+    # Requests per client address, e.g. "200/s" or "1000/m" (actorq.units); None: no limit.
+    rate_limit: str | None = attrs.field(default=None, validator=_rate)
     app: str | None = None
     node: str = attrs.field(factory=_default_node)
     log_level: str = "INFO"
@@ -157,6 +177,8 @@ def _typed(path: Path, field: attrs.Attribute[Any], value: Any) -> Any:
     """``value`` as the field's type, or an error naming the key: TOML has types of its own,
     so nothing is converted from text (an integer is fine where a float is due)."""
     kind = str(field.type).removesuffix(" | None")
+    if field.metadata.get("duration"):
+        return _duration(path, field, value)
     if isinstance(value, bool):
         ok = False  # a bool is an int to Python, but no setting is a flag
     elif kind == "int":
@@ -176,8 +198,17 @@ def _typed(path: Path, field: attrs.Attribute[Any], value: Any) -> Any:
     return value
 
 
+def _duration(path: Path, field: attrs.Attribute[Any], value: Any) -> float:
+    try:
+        return parse_duration(value, field.name)
+    except InvalidInput as exc:
+        raise InvalidInput(f"{path}: {exc}") from None
+
+
 def _parse(field: attrs.Attribute[Any], raw: str) -> Any:
     kind = str(field.type)
+    if field.metadata.get("duration"):
+        return parse_duration(raw, f"ACTORQ_{field.name.upper()}")
     try:
         if kind.startswith("int"):
             return int(raw)

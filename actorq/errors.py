@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -35,6 +36,44 @@ class TaskNotFound(ActorqError):
     def __init__(self, task_id: str) -> None:
         super().__init__(f"no task with id {task_id!r}")
         self.task_id = task_id
+
+
+class TaskGone(TaskNotFound):
+    """The task existed but left the live projection; its history is still in the journal."""
+
+    code = "task_gone"
+    why = "left the live projection"
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(task_id)
+        self.args = (
+            f"task {task_id!r} {self.why}; its history is still readable "
+            f"(/api/v1/tasks/{task_id}/history)",
+        )
+
+
+class TaskExpired(TaskGone):
+    code = "task_expired"
+    why = "expired: it was finished for longer than the retention period"
+
+
+class TaskPurged(TaskGone):
+    code = "task_purged"
+    why = "was purged from the dead letters"
+
+
+class RateLimited(ActorqError):
+    """A client sent more requests than ``ACTORQ_RATE_LIMIT`` allows; ``retry_after`` is
+    the number of seconds until its next request is accepted."""
+
+    code = "rate_limited"
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"too many requests; try again in {retry_after:.3g}s")
+        self.retry_after = retry_after
+
+    def details(self) -> dict[str, Any]:
+        return {"retry_after": max(1, math.ceil(self.retry_after))}  # as Retry-After says
 
 
 class QueueNotFound(ActorqError):

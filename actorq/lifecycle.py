@@ -14,7 +14,16 @@ from typing import Any
 import attrs
 
 from actorq.errors import InvalidTransition
-from actorq.model import Event, EventKind, NewTask, Task, TaskState, is_control
+from actorq.model import (
+    FINISHED_STATES,
+    REMOVING_KINDS,
+    Event,
+    EventKind,
+    NewTask,
+    Task,
+    TaskState,
+    is_control,
+)
 from actorq.retry import RetryPolicy, policy_from_stored, policy_json
 
 _S = TaskState
@@ -54,10 +63,12 @@ def decide_failure(
     node: str,
     policy: RetryPolicy,
     rng: random.Random,
+    permanent: str | None = None,
 ) -> Event:
-    """The event for a failed attempt: a retry at a chosen time, or the dead-letter queue."""
-    reason = "timed_out" if timed_out else "failed"
-    if task.attempt >= task.max_attempts:
+    """The event for a failed attempt: a retry at a chosen time, or the dead-letter queue
+    (at once for a ``permanent`` failure, whose reason it names)."""
+    reason = permanent or ("timed_out" if timed_out else "failed")
+    if permanent is not None or task.attempt >= task.max_attempts:
         return _dead_letter(task, at, node, error, reason)
     retry_at = at + policy.delay(task.attempt, rng)
     kind = _K.TIMED_OUT if timed_out else _K.FAILED
@@ -80,6 +91,28 @@ def decide_retry(task: Task, event: Event) -> Event:
         return event
     data = {**event.data, "run_at": max(task.run_at, event.at)}
     return Event(event.kind, event.task_id, event.at, event.node, data, event.worker, event.seq)
+
+
+def retried_event(task: Task, *, at: float, node: str, by: str) -> Event:
+    """A manual retry of a dead or cancelled task, saying who asked for it."""
+    return decide_retry(task, Event(_K.RETRIED, task.id, at, node, {"by": by}))
+
+
+def purged_event(task: Task, *, at: float, node: str, by: str) -> Event:
+    """A dead letter leaves the projection at an operator's word (``by``)."""
+    data = {"state": task.state.value, "queue": task.queue, "by": by}
+    return Event(_K.PURGED, task.id, at, node, data)
+
+
+def expired_event(task: Task, *, at: float, node: str, retention: float) -> Event:
+    """A task finished more than ``retention`` seconds ago leaves the projection."""
+    data = {"state": task.state.value, "queue": task.queue, "retention": retention}
+    return Event(_K.EXPIRED, task.id, at, node, data)
+
+
+def removes(event: Event) -> bool:
+    """Whether the task leaves the live projection with ``event`` (its history stays)."""
+    return event.kind in REMOVING_KINDS
 
 
 def ranks_before(a: Task, b: Task) -> bool:
@@ -313,7 +346,12 @@ def apply(task: Task | None, event: Event) -> Task:
         if task is not None:
             raise InvalidTransition(f"task {event.task_id} was already submitted")
         return _submit(event)
-    before, changes = _changes(task, event)
+    if event.kind in REMOVING_KINDS:
+        # Only checked here: the projection drops the task (see ``removes``).
+        allowed = (_S.DEAD,) if event.kind is _K.PURGED else tuple(FINISHED_STATES)
+        before, changes = _require(task, event, *allowed), dict[str, Any]()
+    else:
+        before, changes = _changes(task, event)
     changes["seq"] = event.seq
     changes["updated_at"] = event.at
     # One constructor call instead of attrs.evolve: this runs for every event on the hot path.
@@ -342,6 +380,8 @@ def state_after(event: Event) -> TaskState:
         return _S.SCHEDULED if float(event.data["run_at"]) > event.at else _S.QUEUED
     if event.kind is _K.RETRIED:
         return _S.SCHEDULED if float(event.data.get("run_at", event.at)) > event.at else _S.QUEUED
+    if event.kind in REMOVING_KINDS:
+        return TaskState(event.data["state"])  # the state it left the projection in
     if event.kind is _K.SNOOZED:
         return _S.SCHEDULED if float(event.data["run_at"]) > event.at else _S.QUEUED
     if event.kind is _K.CLAIMED and not event.data.get("held"):
@@ -370,7 +410,8 @@ _STATE_BEFORE = {
 def known_transition(event: Event) -> tuple[TaskState | None, TaskState] | None:
     """(state before, state after) of ``event`` from the event alone, before None for a
     submission; None for the kinds whose before-state depends on the task (a cancellation,
-    a manual retry, a lease expiry or release of a held or running task)."""
+    a manual retry, a lease expiry or release of a held or running task) and for the kinds
+    after which the task is gone (a purge, an expiry)."""
     if event.kind is _K.SUBMITTED:
         return None, state_after(event)
     before = _STATE_BEFORE.get(event.kind)
@@ -385,5 +426,9 @@ def fold(events: list[Event], tasks: dict[str, Task] | None = None) -> dict[str,
     for event in events:
         if is_control(event.task_id):
             continue  # a queue's or a schedule's: not a task's
-        out[event.task_id] = apply(out.get(event.task_id), event)
+        after = apply(out.get(event.task_id), event)
+        if event.kind in REMOVING_KINDS:
+            del out[event.task_id]
+        else:
+            out[event.task_id] = after
     return out

@@ -60,6 +60,10 @@ class EventKind(enum.StrEnum):
     CANCELLED = "cancelled"
     DEAD_LETTERED = "dead_lettered"
     RETRIED = "retried"  # manual retry of a dead or cancelled task
+    # The task leaves the live projection; its history stays in the journal. ``data.state``
+    # is the (finished) state it left in.
+    PURGED = "purged"  # an operator purged a dead letter
+    EXPIRED = "expired"  # a finished task outlived the retention period
     # Control events (subject ``queue:NAME``, see below): an operator changed the settings
     # named in the event's data (actorq.queues).
     QUEUE_CONFIGURED = "queue_configured"
@@ -69,6 +73,10 @@ class EventKind(enum.StrEnum):
     SCHEDULE_DELETED = "schedule_deleted"
     SCHEDULE_FIRED = "schedule_fired"  # a tick enqueued its task (in the same transaction)
     SCHEDULE_SKIPPED = "schedule_skipped"  # missed ticks passed over (misfire "skip")
+
+
+# Events after which a task is no longer in the ``tasks`` projection.
+REMOVING_KINDS = frozenset({EventKind.PURGED, EventKind.EXPIRED})
 
 
 # Control events: journal rows whose subject is not a task but a queue's settings or a

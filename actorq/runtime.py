@@ -32,6 +32,7 @@ from actorq.actors.journal_writer import JournalWriter, Subscriber, write
 from actorq.actors.lock_reaper import LockReaper
 from actorq.actors.presence import ClusterTypes, Presence, WaitingForHandler
 from actorq.actors.queue_watch import QueuesChanged
+from actorq.actors.retention import Overrides, RetentionSweeper
 from actorq.actors.retry_timer import RetryTimer
 from actorq.actors.scheduler import Rearm, Scheduler
 from actorq.actors.stats import (
@@ -45,14 +46,19 @@ from actorq.actors.stats import (
 )
 from actorq.actors.worker import WorkerDeps, worker_supervisor
 from actorq.config import Config
+from actorq.dead_letters import settle
 from actorq.errors import InvalidTransition, Overloaded, QueueNotFound
 from actorq.journal import journal_from_url, redact_url
 from actorq.journal.base import (
     Append,
     ConfigureQueue,
+    DeadAction,
     Journal,
     Notice,
+    Op,
+    Outcome,
     PurgeQueue,
+    Selection,
     SharedJournal,
     Submit,
 )
@@ -79,6 +85,7 @@ WRITER, STATS, DISPATCHER, WORKERS, TIMER, REAPER = (
 )  # fmt: skip
 PRESENCE = "presence"
 SCHEDULER = "scheduler"
+SWEEPER = "retention"
 # The actors whose ``Health()`` answer decides readiness: they claim and write for the node.
 HEALTH_CHECKED = (WRITER, DISPATCHER)
 
@@ -104,6 +111,7 @@ class Runtime:
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         write_timeout: float = 30.0,
+        retention_overrides: Overrides | None = None,
     ) -> None:
         self.config = config
         self.registry = registry
@@ -111,6 +119,9 @@ class Runtime:
         self.clock = clock
         self._rng = rng or random.Random()
         self._write_timeout = write_timeout
+        # Per-queue retention ({queue: seconds}), read by the sweeper at each sweep: by
+        # default the queues' own settings (PATCH /api/v1/queues/{name} {"retention": s}).
+        self._retention_overrides = retention_overrides or self._queue_retention
         self._subscribers: Subscribers = {}  # the live feed's, kept across stats restarts
         self._root = self._build_tree()
         self.system = ActorSystem(self._root, name=f"actorq:{config.node}")
@@ -166,6 +177,7 @@ class Runtime:
                 write_timeout=self._write_timeout,
                 queues=settings.queues,
                 types=settings.types,
+                max_result_bytes=c.max_result_bytes,
                 default_retry=c.retry_policy,
             )
 
@@ -215,6 +227,7 @@ class Runtime:
                     self._write_timeout,
                 ),
             ),
+            *self._sweeper_spec(),
             # Last: it tells the cluster we serve only once everything that serves is up, and
             # stops first, so a stopping node stops being offered new types of work first.
             ChildSpec(
@@ -225,6 +238,26 @@ class Runtime:
             ),
         ]
         return Supervisor(specs, strategy=Strategy.REST_FOR_ONE, max_restarts=5, within=10.0)
+
+    def _sweeper_spec(self) -> list[ChildSpec]:
+        """The retention sweeper, unless retention is 0 (finished tasks are kept for ever)."""
+        c = self.config
+        if c.retention <= 0:
+            return []
+        return [
+            ChildSpec(
+                SWEEPER,
+                lambda: RetentionSweeper(
+                    self._ref(WRITER), c.node, self.clock, c.retention, self._write_timeout,
+                    self._retention_overrides,
+                ),
+            )
+        ]  # fmt: skip
+
+    async def _queue_retention(self) -> dict[str, float]:
+        """The queues with a retention period of their own (the others take the node's)."""
+        settings = await self.journal.queue_settings()
+        return {q.name: q.retention for q in settings if q.retention is not None}
 
     def _me(self) -> Node:
         """This node's record in the nodes table: what it serves and where it runs."""
@@ -374,10 +407,30 @@ class Runtime:
                 await self._ref(DISPATCHER).tell(CancelRunning(task_id))
         return cancelled
 
-    async def retry(self, task_id: str) -> Task:
-        event = Event(EventKind.RETRIED, task_id, self.clock(), self.config.node)
+    async def retry(self, task_id: str, by: str | None = None) -> Task:
+        """Queue a dead or cancelled task again; ``by`` (who asked) goes into its history."""
+        data = {} if by is None else {"by": by}
+        event = Event(EventKind.RETRIED, task_id, self.clock(), self.config.node, data)
         task: Task = await self._write(Append(event))
         return task
+
+    async def dead_letters(
+        self, queue: str | None, type_: str | None, limit: int, cursor: str | None
+    ) -> Page:
+        query = TaskFilter(TaskState.DEAD, queue, type_)
+        return await self.journal.list_tasks(query, limit, cursor)
+
+    async def settle_dead(self, action: DeadAction, selection: Selection, by: str) -> int:
+        """Retry or purge the dead letters of ``selection`` in bounded chunks; how many."""
+
+        async def run(op: Op) -> Outcome:
+            try:
+                return await write(self._ref(WRITER), op, timeout=self._write_timeout)
+            except TimeoutError:
+                raise Overloaded("the journal did not accept the write in time") from None
+
+        return await settle(run, action, selection, clock=self.clock, node=self.config.node,
+                            by=by)  # fmt: skip
 
     async def get(self, task_id: str) -> Task:
         return await self.journal.get(task_id)

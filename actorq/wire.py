@@ -36,9 +36,12 @@ from actorq.errors import (
     Overloaded,
     QueueFull,
     QueueNotFound,
+    RateLimited,
     ScheduleNotFound,
     StorageError,
+    TaskExpired,
     TaskNotFound,
+    TaskPurged,
     Unavailable,
     UnknownTaskType,
 )
@@ -355,6 +358,22 @@ def error_from_json(
     return batch
 
 
+_PLAIN: dict[str, Callable[[], ActorqError]] = {
+    "invalid_json": InvalidJson,
+    "invalid_input": InvalidInput,
+    "invalid_transition": InvalidTransition,
+    "overloaded": Overloaded,
+    "storage_error": StorageError,
+    "unavailable": Unavailable,
+    "not_ready": Unavailable,
+}
+_ABOUT_TASK: dict[str, Callable[[str], ActorqError]] = {
+    "task_not_found": TaskNotFound,
+    "task_expired": TaskExpired,
+    "task_purged": TaskPurged,
+}
+
+
 def _queue_error(code: str, error: dict[str, Any]) -> ActorqError:
     queue = str(error.get("queue", ""))
     if code == "queue_not_found":
@@ -375,27 +394,20 @@ _NAMED: dict[str, Callable[[str], ActorqError]] = {
 def _typed(
     status: int, code: str, error: dict[str, Any], item: Mapping[str, Any], task_id: str | None
 ) -> ActorqError:
+    if code in _PLAIN:
+        return _PLAIN[code]()
+    if code in _ABOUT_TASK:
+        return _ABOUT_TASK[code](task_id or "")
     match code:
-        case "invalid_json":
-            return InvalidJson()
-        case "invalid_input":
-            return InvalidInput()
-        case "task_not_found":
-            return TaskNotFound(task_id or "")
-        case "invalid_transition":
-            return InvalidTransition()
         case "duplicate_idempotency_key":
             holder = error.get("task_id")
             key = item.get("idempotency_key")
             return DuplicateTask(str(key or ""), holder if isinstance(holder, str) else None)
         case "unknown_task_type":
             return UnknownTaskType(str(item.get("type", "")))
-        case "overloaded":
-            return Overloaded()
-        case "storage_error":
-            return StorageError()
-        case "unavailable" | "not_ready":
-            return Unavailable()
+        case "rate_limited":
+            after = error.get("retry_after")
+            return RateLimited(float(after) if isinstance(after, int | float) else 1.0)
         case "queue_not_found" | "queue_full":
             return _queue_error(code, error)
     if status == 503:  # a code this client does not know yet, saying "try again later"

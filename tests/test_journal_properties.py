@@ -37,18 +37,23 @@ from actorq.journal import backend_of, journal_from_url
 from actorq.journal.base import (
     Append,
     Claim,
+    DeadAction,
+    Expire,
     ExtendLeases,
     Op,
     Outcome,
     PromoteDue,
     ReapExpired,
+    Selection,
+    Settled,
+    SettleDead,
     Start,
     Started,
     Submit,
 )
 from actorq.journal.postgres import split_url
 from actorq.journal.sqlite import path_from_url
-from actorq.model import LIVE_STATES, Event, EventKind, NewTask, Task, TaskState
+from actorq.model import FINISHED_STATES, LIVE_STATES, Event, EventKind, NewTask, Task, TaskState
 from actorq.retry import RetryPolicy
 
 T = TypeVar("T")
@@ -345,6 +350,49 @@ class JournalMachine(RuleBasedStateMachine):
         assert extended == len(held)
         for tid in held:
             assert self.tasks[tid].lease_expires_at == self.now + ahead
+
+    @precondition(lambda self: self.some({S.DEAD}))
+    @rule(
+        action=st.sampled_from(list(DeadAction)),
+        queue=st.sampled_from([None, *QUEUES]),
+        chunk=st.sampled_from([1, 2, 500]),
+    )
+    def settle_dead(self, action: DeadAction, queue: str | None, chunk: int) -> None:
+        """A bulk retry or purge, chunk by chunk as ``dead_letters.settle`` runs it."""
+        dead = {t.id: t for t in self.tasks.values()
+                if t.state is S.DEAD and queue in (None, t.queue)}  # fmt: skip
+        done: list[Task] = []
+        after = None
+        while True:
+            op = SettleDead(action, Selection(queue=queue), self.now, NODE, "p", after, chunk)
+            settled: Settled = self.step(op).unwrap()
+            done += settled.tasks
+            if settled.scanned < chunk:
+                break
+            after = settled.last
+        ids = {t.id for t in done}
+        assert ids <= set(dead)
+        if action is DeadAction.PURGE:
+            assert ids == set(dead)
+            assert not ids & set(self.tasks)  # gone from the projection, history kept
+            return
+        for tid in set(dead) - ids:  # skipped only for a key another live task holds
+            assert self.key_owner(dead[tid].idempotency_key) not in (None, tid)
+        for tid in ids:
+            assert self.tasks[tid].state in (S.QUEUED, S.SCHEDULED)
+            assert self.tasks[tid].attempt == 0
+
+    @precondition(lambda self: self.some(FINISHED_STATES))
+    @rule(retention=st.sampled_from([0.0, 10.0, 100.0]), limit=st.sampled_from([1, 500]))
+    def expire(self, retention: float, limit: int) -> None:
+        cutoff = self.now - retention
+        done = [t for t in self.tasks.values() if t.state in FINISHED_STATES]
+        due = {t.id for t in done if t.finished_at is not None and t.finished_at <= cutoff}
+        expired: list[Task] = self.step(Expire(self.now, NODE, retention, limit=limit)).unwrap()
+        ids = {t.id for t in expired}
+        assert ids <= due
+        assert len(ids) == min(limit, len(due))
+        assert not ids & set(self.tasks)
 
     # -- invariants -----------------------------------------------------------------------
 

@@ -84,6 +84,17 @@ def every_kind_in_a_life() -> list[tuple[Task | None, Event]]:
                                          policy=policy, rng=rng))  # fmt: skip
     q = step(q, Event(K.CANCELLED, q.id, 102.5, "n", {"reason": "no"}))
     step(q, retried(q, 103.0))
+    # a dead letter purged and a finished task expired: both leave the projection
+    d = step(None, submitted())
+    d = step(d, claimed(d, 101.0))
+    d = step(d, started(d, 101.5))
+    d = step(d, Event(K.DEAD_LETTERED, d.id, 102.0, "n", {"error": "x", "reason": "failed"}))
+    step(d, lifecycle.purged_event(d, at=103.0, node="n", by="cli:ops@host"))
+    x = step(None, submitted())
+    x = step(x, claimed(x, 101.0))
+    x = step(x, started(x, 101.5))
+    x = step(x, Event(K.SUCCEEDED, x.id, 102.0, "n", {"result": None}))
+    step(x, lifecycle.expired_event(x, at=900.0, node="n", retention=60.0))
     # its handler snoozes it twice (once while running, once in its first moments, the
     # start carried by the snooze), then cancels it in its first moments
     z = step(None, submitted())
@@ -121,7 +132,24 @@ def test_the_state_after_an_event_is_known_from_the_event_alone() -> None:
         if transition is not None:
             assert transition == (None if before is None else before.state, after.state)
         else:
-            assert event.kind in (K.CANCELLED, K.RETRIED, K.LEASE_EXPIRED, K.RELEASED)
+            assert event.kind in (K.CANCELLED, K.RETRIED, K.LEASE_EXPIRED, K.RELEASED, K.PURGED,
+                                  K.EXPIRED)  # fmt: skip
+
+
+def test_purge_takes_only_dead_letters_and_expiry_only_finished_tasks() -> None:
+    first = submitted()
+    task = lifecycle.apply(None, first)
+    with pytest.raises(InvalidTransition):
+        lifecycle.apply(task, lifecycle.purged_event(task, at=101.0, node="n", by="x"))
+    with pytest.raises(InvalidTransition):
+        lifecycle.apply(task, lifecycle.expired_event(task, at=101.0, node="n", retention=1.0))
+    events = [first, claimed(task, 101.0), started(task, 101.5),
+              Event(K.SUCCEEDED, task.id, 102.0, "n", {})]  # fmt: skip
+    done = lifecycle.fold(events)[task.id]
+    with pytest.raises(InvalidTransition):
+        lifecycle.apply(done, lifecycle.purged_event(done, at=103.0, node="n", by="x"))
+    gone = lifecycle.expired_event(done, at=103.0, node="n", retention=1.0)
+    assert lifecycle.fold([*events, gone]) == {}  # replay drops it as the projection does
 
 
 def test_an_attempt_counts_when_its_handler_starts_not_when_it_is_claimed() -> None:

@@ -20,7 +20,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from actorq import lifecycle
 from actorq.errors import InvalidTransition
-from actorq.model import LIVE_STATES, Event, EventKind, NewTask, Task, TaskState
+from actorq.model import FINISHED_STATES, LIVE_STATES, Event, EventKind, NewTask, Task, TaskState
 from actorq.retry import RetryPolicy
 from actorq.steering import permanent_event
 
@@ -46,6 +46,10 @@ FITS: dict[EventKind, frozenset[TaskState]] = {
     K.RELEASED: frozenset({S.CLAIMED, S.RUNNING}),
     K.CANCELLED: LIVE_STATES,
     K.RETRIED: frozenset({S.DEAD, S.CANCELLED}),
+    # The task leaves the projection (its slot is free again): a purged dead letter, an
+    # expired finished task.
+    K.PURGED: frozenset({S.DEAD}),
+    K.EXPIRED: FINISHED_STATES,
     K.SNOOZED: frozenset({S.RUNNING}),
 }
 DEATHS = {"failed", "timed_out", "lease_expired"}
@@ -89,6 +93,9 @@ def this_attempts_start(life: list[tuple[Task | None, Event]]) -> float | None:
 
 def check_transition(before: Task, event: Event, after: Task) -> None:
     """What one applied event must have done to its task, beyond its state."""
+    if event.kind in (K.PURGED, K.EXPIRED):
+        assert after.state is before.state  # only checked: the projection drops the task
+        return
     if after.state is S.DEAD:
         # Dead only when the last attempt, one whose handler ran, failed or was lost; or
         # when a handler said so (Permanent), whatever attempts it had left.
@@ -109,6 +116,16 @@ def check_transition(before: Task, event: Event, after: Task) -> None:
         # The worker that runs it, which may not be the one that claimed it.
         assert after.worker == (event.worker or before.worker)
         assert after.started_at == event.at
+
+
+def removal_or_plain(kind: EventKind, task: Task | None, slot: str, at: float) -> Event:
+    """A purge or an expiry of ``task`` as the journal writes them; else an event of ``kind``
+    with no data."""
+    if task is not None and kind is K.PURGED:
+        return lifecycle.purged_event(task, at=at, node=NODE, by="test")
+    if task is not None and kind is K.EXPIRED:
+        return lifecycle.expired_event(task, at=at, node=NODE, retention=60.0)
+    return Event(kind, slot, at, NODE)
 
 
 class LifecycleMachine(RuleBasedStateMachine):
@@ -143,8 +160,12 @@ class LifecycleMachine(RuleBasedStateMachine):
             assert known == (None if before is None else before.state, after.state)
         if before is not None:
             check_transition(before, event, after)
-        self.tasks[event.task_id] = after
         self.events.append(event)
+        if event.kind in (K.PURGED, K.EXPIRED):
+            del self.tasks[event.task_id]
+            del self.lives[event.task_id]
+            return
+        self.tasks[event.task_id] = after
         self.lives[event.task_id].append((before, event))
 
     # -- operations -----------------------------------------------------------------------
@@ -188,7 +209,7 @@ class LifecycleMachine(RuleBasedStateMachine):
                 return Event(kind, slot, at, NODE, {"run_at": at + seconds, "seconds": seconds})
             case K.DEAD_LETTERED if task is not None:
                 return permanent_event(task, "no", at=at, node=NODE)
-        return Event(kind, slot, at, NODE)
+        return removal_or_plain(kind, task, slot, at)
 
     def offer_fitting(self, kind: EventKind, draw: st.DataObject) -> None:
         slot = draw.draw(st.sampled_from(self.fitting(kind)), label="task")
@@ -258,6 +279,16 @@ class LifecycleMachine(RuleBasedStateMachine):
     @rule(draw=st.data())
     def retry(self, draw: st.DataObject) -> None:
         self.offer_fitting(K.RETRIED, draw)
+
+    @precondition(lambda self: self.fitting(K.PURGED))
+    @rule(draw=st.data())
+    def purge(self, draw: st.DataObject) -> None:
+        self.offer_fitting(K.PURGED, draw)
+
+    @precondition(lambda self: self.fitting(K.EXPIRED))
+    @rule(draw=st.data())
+    def expire(self, draw: st.DataObject) -> None:
+        self.offer_fitting(K.EXPIRED, draw)
 
     @rule(kind=st.sampled_from([k for k in TASK_KINDS if k is not K.DEAD_LETTERED]),
           slot=st.sampled_from(SLOTS), draw=st.data())  # fmt: skip

@@ -39,6 +39,9 @@ class Failed:
     error: str
     traceback: str | None = None
     timed_out: bool = False
+    # No other attempt could end otherwise (its result is too large to keep): dead-lettered
+    # at once, with this reason.
+    permanent: str | None = None
 
 
 @attrs.frozen
@@ -71,14 +74,23 @@ Ended = Succeeded | Failed | Steered | Cancelled
 """How a run that started ended."""
 
 
-async def call(registry: Registry, task: Task, node: str) -> Succeeded | Failed | Steered:
-    """Run the task's handler within its timeout; how it ended."""
+async def call(
+    registry: Registry, task: Task, node: str, max_result_bytes: int | None = None
+) -> Succeeded | Failed | Steered:
+    """Run the task's handler within its timeout; how it ended. A result whose JSON is
+    larger than ``max_result_bytes`` is never stored: the attempt fails for good (another
+    would most likely return the same), so the task is dead-lettered at once."""
     try:
         task_type = registry.get(task.type)
         ctx = TaskContext(task, node)
         async with asyncio.timeout(task.timeout):
             result = await task_type.call(task.payload, ctx)
-        json.dumps(result, allow_nan=False)  # journaled: refuse what JSON cannot carry
+        text = json.dumps(result, allow_nan=False)  # journaled: refuse what JSON cannot carry
+        size = len(text) if len(text) * 4 <= (max_result_bytes or 0) else len(text.encode())
+        if max_result_bytes is not None and size > max_result_bytes:
+            error = (f"result too large: its JSON is {size} bytes, more than "
+                     f"ACTORQ_MAX_RESULT_BYTES={max_result_bytes}; it was not stored")  # fmt: skip
+            return Failed(error, permanent="result_too_large")
         return Succeeded(result)
     except TimeoutError:
         return Failed(f"timed out after {task.timeout}s", timed_out=True)
@@ -105,10 +117,11 @@ def outcome_event(
     match outcome:
         case Succeeded(result):
             return Event(EventKind.SUCCEEDED, task.id, at, node, {"result": result}, worker)
-        case Failed(error, tb, timed_out):
+        case Failed(error, tb, timed_out, permanent):
             event = lifecycle.decide_failure(
-                task, error=error, timed_out=timed_out, at=at, node=node, policy=policy, rng=rng
-            )
+                task, error=error, timed_out=timed_out, at=at, node=node, policy=policy,
+                rng=rng, permanent=permanent,
+            )  # fmt: skip
             if tb:
                 event = attrs.evolve(event, data={**event.data, "traceback": tb})
             return attrs.evolve(event, worker=worker)

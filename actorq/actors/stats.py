@@ -38,6 +38,7 @@ log = logging.getLogger("actorq.stats")
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _FINAL = frozenset({EventKind.SUCCEEDED, EventKind.DEAD_LETTERED, EventKind.CANCELLED})
+_REMOVED = {EventKind.EXPIRED: "expired", EventKind.PURGED: "purged"}
 
 
 @attrs.frozen
@@ -125,6 +126,13 @@ class Metrics:
         self.firings = Counter(
             "actorq_schedule_firings", "Tasks enqueued by this node's firings of each schedule",
             ["schedule"], registry=self.registry,
+        )  # fmt: skip
+        self.dead_letters = Gauge("actorq_dead_letters", "Dead letters by queue", ["queue"],
+                                  registry=self.registry)  # fmt: skip
+        self.removed = Counter(
+            "actorq_tasks_removed",
+            "Tasks that left the projection (reason: expired by retention, purged dead letter)",
+            ["reason"], registry=self.registry,
         )  # fmt: skip
         self.runtime = Histogram("actorq_run_seconds", "Handler run time of finished attempts",
                                  buckets=_LATENCY_BUCKETS, registry=self.registry)  # fmt: skip
@@ -246,7 +254,10 @@ class StatsAggregator(Actor):
             return
         for change in changes:
             self._fold(change.event, change.after)
-            self._count(change.after.queue, change.before, change.after.state)
+            if lifecycle.removes(change.event):
+                self._count(change.after.queue, change.before, None)
+            else:
+                self._count(change.after.queue, change.before, change.after.state)
         if self._subscribers:
             self._fan_out([change_to_json(c) for c in changes])
 
@@ -259,6 +270,8 @@ class StatsAggregator(Actor):
         counter.inc()
         if e.kind is EventKind.SUBMITTED and "tick" in after.metadata:  # a schedule's task
             self.metrics.firings.labels(str(after.metadata.get("schedule"))).inc()
+        if lifecycle.removes(e):
+            self.metrics.removed.labels(_REMOVED[e.kind]).inc()
         pickup = _pickup(e, after)
         if pickup is not None:
             self.metrics.pickup.observe(max(0.0, pickup))
@@ -291,7 +304,10 @@ class StatsAggregator(Actor):
             elif e.kind is EventKind.SUBMITTED:
                 queue, type_ = e.data.get("queue"), e.data.get("type")
             transition = lifecycle.known_transition(e)
-            if transition is None or queue is None:
+            if lifecycle.removes(e):  # the event names the queue and state it left
+                queue = e.data.get("queue")
+                self._count(str(queue), lifecycle.state_after(e), None)
+            elif transition is None or queue is None:
                 self._recount = True
             else:
                 self._count(queue, *transition)
@@ -302,17 +318,25 @@ class StatsAggregator(Actor):
 
     def _set_counts(self, counts: dict[tuple[str, TaskState], int]) -> None:
         for key in self._counts.keys() - counts.keys():
-            self._gauge(key).set(0)
+            self._set(key, 0)
         self._counts = collections.Counter(counts)
         for key, n in counts.items():
-            self._gauge(key).set(n)
+            self._set(key, n)
 
-    def _count(self, queue: str, before: TaskState | None, after: TaskState) -> None:
+    def _count(self, queue: str, before: TaskState | None, after: TaskState | None) -> None:
+        """A task of ``queue`` moved from ``before`` (None: it is new) to ``after`` (None: it
+        left the projection)."""
         if before is not None:
             self._counts[(queue, before)] -= 1
-            self._gauge((queue, before)).set(self._counts[(queue, before)])
-        self._counts[(queue, after)] += 1
-        self._gauge((queue, after)).set(self._counts[(queue, after)])
+            self._set((queue, before), self._counts[(queue, before)])
+        if after is not None:
+            self._counts[(queue, after)] += 1
+            self._set((queue, after), self._counts[(queue, after)])
+
+    def _set(self, key: tuple[str, TaskState], n: int) -> None:
+        self._gauge(key).set(n)
+        if key[1] is TaskState.DEAD:
+            self.metrics.dead_letters.labels(key[0]).set(n)
 
     def _gauge(self, key: tuple[str, TaskState]) -> Any:
         gauge = self._gauges.get(key)

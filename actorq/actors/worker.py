@@ -123,6 +123,7 @@ class WorkerDeps:
     queues: tuple[str, ...] | None = None  # the node's claim filters, for the priority check
     types: tuple[str, ...] | None = None
     default_retry: RetryPolicy = RetryPolicy()
+    max_result_bytes: int | None = None  # a larger result dead-letters its task (handler.call)
 
 
 class Worker(Actor):
@@ -306,7 +307,7 @@ class Worker(Actor):
         outcome: Ended | NotStarted
         began = time.monotonic()
         try:
-            outcome = await call(self._d.registry, task, self._d.node)
+            outcome = await call(self._d.registry, task, self._d.node, self._d.max_result_bytes)
         except asyncio.CancelledError:
             outcome = NotStarted(run.refused) if run.refused else Cancelled()
         await self.ref.tell(HandlerDone(task.id, outcome, time.monotonic() - began))

@@ -21,7 +21,7 @@ from typing import Any
 
 from actorq import audit
 from actorq.builtin import builtin_registry
-from actorq.cli import queues, schedules, stats
+from actorq.cli import dead_letters, queues, schedules, stats, tasks
 from actorq.cli.base import (
     CONFIG_HELP,
     DESCRIPTION,
@@ -51,7 +51,7 @@ log = logging.getLogger("actorq.cli")
 
 # The operator's command groups: each module's ``register(sub)`` adds its subcommands and
 # sets ``run(args, config) -> exit code`` as their default.
-GROUPS = (stats, queues, schedules)
+GROUPS = (stats, queues, schedules, tasks, dead_letters)
 
 
 def _app_args(p: argparse.ArgumentParser) -> None:
@@ -71,6 +71,9 @@ def _node_args(p: argparse.ArgumentParser) -> None:
         "(1-1000). e.g. critical,default:3,low:1: critical first, then default and low 3 to 1",
     )
     p.add_argument("--node", help="node name (default: host-pid-random)")
+    p.add_argument("--retention", help="finished tasks leave the tasks table this long after "
+                   "they finish: seconds or 30m, 12h, 7d (ACTORQ_RETENTION, default 7d; 0: "
+                   "keep)")  # fmt: skip
     p.add_argument(
         "--retry",
         dest="default_retry",
@@ -113,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     def http(p: argparse.ArgumentParser) -> None:
         p.add_argument("--host", help="HTTP bind address (ACTORQ_HOST, default 127.0.0.1)")
         p.add_argument("--port", type=int, help="HTTP port (ACTORQ_PORT, default 8080)")
+        p.add_argument("--rate-limit", help="requests per client address, e.g. 200/s or "
+                       "1000/m (ACTORQ_RATE_LIMIT, default: no limit)")  # fmt: skip
 
     subcommand(sub, "serve", "run a node with the HTTP API and dashboard", *node, http)
     subcommand(sub, "worker", "run a node without HTTP", *node)
@@ -140,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _flags(args: argparse.Namespace) -> dict[str, Any]:
     names = ("database_url", "concurrency", "lease_seconds", "shutdown_grace", "app", "node",
-             "host", "port")  # fmt: skip
+             "host", "port", "retention", "rate_limit")  # fmt: skip
     flags = {n: getattr(args, n, None) for n in names}
     flags["retry"] = getattr(args, "default_retry", None)
     if getattr(args, "queues", None):

@@ -16,6 +16,7 @@ from typing import Any
 
 import aiojobs.aiohttp
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from actorq.actors.core import ActorError
 from actorq.errors import (
@@ -34,8 +35,10 @@ from actorq.errors import (
     Unavailable,
     UnknownTaskType,
 )
+from actorq.http.dead_letters import routes as dead_letter_routes
 from actorq.http.keys import RUNTIME, SHUTDOWN
 from actorq.http.queues import routes as queue_routes
+from actorq.http.rate_limit import RateLimiter, middleware
 from actorq.http.schedules import routes as schedule_routes
 from actorq.http.system import routes as system_routes
 from actorq.http.tasks import routes as task_routes
@@ -123,13 +126,19 @@ async def _end_streams(app: web.Application) -> None:
 
 
 def make_app(runtime: Runtime) -> web.Application:
-    app = web.Application(middlewares=[errors], client_max_size=runtime.config.max_body_bytes)
+    setting = runtime.config.rate_limit
+    # The rate limit first: a refused request costs nothing more.
+    chain: list[Middleware] = [errors]
+    if setting is not None:
+        chain.insert(0, middleware(RateLimiter.from_setting(setting)))
+    app = web.Application(middlewares=chain, client_max_size=runtime.config.max_body_bytes)
     app[RUNTIME] = runtime
     app[SHUTDOWN] = asyncio.Event()
     app.on_shutdown.append(_end_streams)
     aiojobs.aiohttp.setup(app)
     app.add_routes(task_routes)
     app.add_routes(system_routes)
+    app.add_routes(dead_letter_routes)
     app.add_routes(queue_routes)
     app.add_routes(schedule_routes)
     return app

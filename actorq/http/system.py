@@ -22,7 +22,12 @@ routes = web.RouteTableDef()
 _STATIC = resources.files("actorq.http").joinpath("static")
 _SSE_KEEPALIVE = 15.0
 # The dashboard's files besides index.html; nothing else under static/ is served.
-_ASSETS = {"app.js": "text/javascript", "queues.js": "text/javascript", "style.css": "text/css"}
+_ASSETS = {
+    "app.js": "text/javascript",
+    "dead_letters.js": "text/javascript",
+    "queues.js": "text/javascript",
+    "style.css": "text/css",
+}
 # The dashboard loads nothing from elsewhere and runs no inline script, so a task's payload or
 # error that slipped into the page as markup still could not run.
 _DASHBOARD_CSP = (

@@ -125,6 +125,59 @@ class ExtendLeases:
 
 
 @attrs.frozen
+class Selection:
+    """Which dead letters an operator's bulk action takes: the ``ids`` named (None: any),
+    of ``queue`` and ``type`` (None: any)."""
+
+    ids: Sequence[str] | None = None
+    queue: str | None = None
+    type: str | None = None
+
+
+class DeadAction(enum.StrEnum):
+    RETRY = "retry"  # queued again with a fresh attempt budget
+    PURGE = "purge"  # removed from the live projection (history kept)
+
+
+@attrs.frozen
+class SettleDead:
+    """Retry or purge up to ``limit`` dead letters of ``selection``, in (created_at, id)
+    order after ``after``; ``by`` (who asked) goes into each event. Rows another batch has
+    locked are passed over. Result: a ``Settled``; a caller goes on from its ``last`` until
+    fewer than ``limit`` were scanned, so a million dead letters are many short transactions.
+    """
+
+    action: DeadAction
+    selection: Selection
+    at: float
+    node: str
+    by: str
+    after: tuple[float, str] | None = None
+    limit: int = 500
+
+
+@attrs.frozen
+class Settled:
+    tasks: Sequence[Task]  # retried (as they are now) or purged (as they were)
+    scanned: int  # dead letters looked at; a retry refused (its key is taken) is skipped
+    last: tuple[float, str] | None  # (created_at, id) of the last one scanned
+
+
+@attrs.frozen
+class Expire:
+    """Remove from the projection up to ``limit`` finished tasks whose ``finished_at`` lies
+    more than ``retention`` seconds before ``at`` (``overrides``: another period for these
+    queues), one ``expired`` event each. Rows another node is expiring are passed over.
+    Result: the tasks expired (as they were)."""
+
+    at: float
+    node: str
+    retention: float
+    overrides: Mapping[str, float] = attrs.field(factory=dict)
+    limit: int = 500
+
+
+@attrs.frozen
 class ConfigureQueue:
     """Change the settings of queue ``name`` (checked, as ``queues.parse_patch`` gives them)
     with one ``queue_configured`` event. Result: the queue's ``QueueSettings`` after it."""
@@ -191,6 +244,7 @@ class FireSchedules:
 Op = (
     Submit | Claim | Start | Append | PromoteDue | ReapExpired | ExtendLeases
     | ConfigureQueue | PurgeQueue | SaveSchedule | DeleteSchedule | FireSchedules
+    | SettleDead | Expire
 )  # fmt: skip
 
 
@@ -209,7 +263,8 @@ def needs_flush(ops: Sequence[Op]) -> bool:
     )
 
 
-_RELAXED = (Claim, Start, ExtendLeases, PromoteDue, ReapExpired)
+# An expiry lost in a crash is simply swept again.
+_RELAXED = (Claim, Start, ExtendLeases, PromoteDue, ReapExpired, Expire)
 
 
 @attrs.frozen
@@ -279,7 +334,9 @@ class Journal(Protocol):
         commits. PostgreSQL only; SQLite raises InvalidInput.
         """
 
-    async def get(self, task_id: str) -> Task: ...
+    async def get(self, task_id: str) -> Task:
+        """The task; ``TaskNotFound`` if none, ``TaskPurged``/``TaskExpired`` (kinds of it)
+        for one that left the projection."""
 
     async def peek_ready(
         self, queues: Sequence[str] | None, types: Sequence[str] | None
@@ -288,7 +345,8 @@ class Journal(Protocol):
 
     async def list_tasks(self, query: TaskFilter, limit: int, cursor: str | None) -> Page: ...
 
-    async def history(self, task_id: str) -> list[Event]: ...
+    async def history(self, task_id: str) -> list[Event]:
+        """Every event of the task, also once it left the projection (purged, expired)."""
 
     async def counts(self) -> dict[tuple[str, TaskState], int]:
         """Number of tasks by (queue, state)."""

@@ -30,7 +30,9 @@ from actorq.journal.base import (
     Change,
     Claim,
     ConfigureQueue,
+    DeadAction,
     DeleteSchedule,
+    Expire,
     ExtendLeases,
     FireSchedules,
     Op,
@@ -39,6 +41,9 @@ from actorq.journal.base import (
     PurgeQueue,
     ReapExpired,
     SaveSchedule,
+    Selection,
+    Settled,
+    SettleDead,
     Start,
     Started,
     Submit,
@@ -70,8 +75,23 @@ class Tx(claims.ClaimTx, Protocol):
     async def allocate(self, n: int) -> list[int]:
         """``n`` fresh, increasing journal sequence numbers."""
 
+    async def dead(
+        self, selection: Selection, after: tuple[float, str] | None, limit: int
+    ) -> list[Task]:
+        """Dead tasks of ``selection`` in (created_at, id) order after ``after``, locked for
+        this tx (rows locked by another are passed over)."""
+
+    async def finished(
+        self, cutoff: float, limit: int, only: Sequence[str] | None, exclude: Sequence[str]
+    ) -> list[Task]:
+        """Finished tasks whose finished_at is at or before ``cutoff``, oldest first, of the
+        queues ``only`` (None: any) but not of ``exclude``, locked as ``dead`` locks."""
+
     async def write(self, events: Sequence[Event], tasks: Sequence[Task], new: set[str]) -> None:
         """Insert the events; insert the tasks whose id is in ``new``, update the others."""
+
+    async def remove(self, task_ids: Sequence[str], seq: int) -> None:
+        """Delete these tasks' rows: events up to ``seq`` (their last) are applied."""
 
     async def queue_rows(self, names: Sequence[str]) -> dict[str, QueueSettings]:
         """The settings of these configured queues, locked for this tx."""
@@ -112,13 +132,19 @@ class _Staged:
     new: set[str] = attrs.Factory(set)
     controls: list[Event] = attrs.Factory(list)  # schedule events
     schedules: dict[str, ScheduleRow] = attrs.Factory(dict)
+    removed: set[str] = attrs.Factory(set)
 
 
 async def refold(tx: Tx, events: list[Event]) -> None:
     """Apply journal events the projection missed (in seq order) to the tasks they touch."""
     before = await tx.load(list({e.task_id for e in events}))
+    # A task already gone from the projection has nothing left to fold.
+    events = [e for e in events if not (lifecycle.removes(e) and e.task_id not in before)]
     after = lifecycle.fold(events, dict(before))
     await tx.write([], list(after.values()), set(after) - set(before))
+    gone = sorted(set(before) - set(after))
+    if gone:
+        await tx.remove(gone, max(e.seq for e in events))
 
 
 class BatchRun:
@@ -129,6 +155,7 @@ class BatchRun:
         self._staged = _Staged()
         self._known: dict[str, Task] = {}  # current rows, as this transaction sees them
         self._starts: dict[int, Outcome] | None = None  # the batch's starts, decided together
+        self._gone: set[str] = set()  # removed from the projection by this batch
         self._depth_limits: dict[str, int] | None = None  # read once per batch, if needed
         self._schedules: dict[str, Schedule | None] = {}  # rows as this transaction sees them
 
@@ -156,6 +183,9 @@ class BatchRun:
             await self._tx.write(events, list(staged.tasks.values()), staged.new)
         if staged.controls:
             await self._tx.write_schedules(staged.controls, list(staged.schedules.values()))
+        if staged.removed:
+            seq = max(c.event.seq for c in staged.changes)
+            await self._tx.remove(sorted(staged.removed), seq)
 
     async def _run_one(self, op: Op) -> Outcome:
         try:
@@ -188,6 +218,10 @@ class BatchRun:
                 case ExtendLeases():
                     await self.flush()
                     return Outcome(await self._tx.extend(op.task_ids, op.until))
+                case SettleDead() | Expire():
+                    await self.flush()
+                    return await (self._settle(op) if isinstance(op, SettleDead)
+                                  else self._expire(op))  # fmt: skip
                 case ConfigureQueue():
                     return await self._configure(op)
                 case PurgeQueue():
@@ -257,6 +291,8 @@ class BatchRun:
         )
 
     async def _current(self, task_id: str) -> Task | None:
+        if task_id in self._gone:
+            return None
         if task_id not in self._known:
             self._known.update(await self._tx.load([task_id]))
         return self._known.get(task_id)
@@ -273,6 +309,12 @@ class BatchRun:
         for change in changes:
             task = change.after
             self._staged.changes.append(change)
+            if lifecycle.removes(change.event):
+                self._staged.tasks.pop(task.id, None)
+                self._staged.removed.add(task.id)
+                self._known.pop(task.id, None)
+                self._gone.add(task.id)
+                continue
             self._staged.tasks[task.id] = task
             self._known[task.id] = task
             if change.before is None:
@@ -310,6 +352,51 @@ class BatchRun:
         if not rows:
             return Outcome([])
         return await self._stage([(t, make(t, i)) for i, t in enumerate(rows)])
+
+    async def _settle(self, op: SettleDead) -> Outcome:
+        """Retry or purge one chunk of dead letters. A retry whose idempotency key a live task
+        took meanwhile is skipped (a retry of that one task alone says why)."""
+        rows = await self._tx.dead(op.selection, op.after, op.limit)
+        pairs: list[tuple[Task | None, Event]] = []
+        keys: set[str] = set()  # taken by a retry of this chunk
+        for task in rows:
+            self._known[task.id] = task
+            if op.action is DeadAction.RETRY:
+                key = task.idempotency_key
+                owner = None if key is None else await self._key_owner(key)
+                if key in keys or (owner is not None and owner != task.id):
+                    continue
+                if key is not None:
+                    keys.add(key)
+                event = lifecycle.retried_event(task, at=op.at, node=op.node, by=op.by)
+            else:
+                event = lifecycle.purged_event(task, at=op.at, node=op.node, by=op.by)
+            pairs.append((task, event))
+        staged = await self._stage(pairs) if pairs else Outcome([])
+        last = (rows[-1].created_at, rows[-1].id) if rows else None
+        return Outcome(Settled(staged.value, len(rows), last), changes=staged.changes)
+
+    async def _expire(self, op: Expire) -> Outcome:
+        """One chunk of finished tasks past their retention (the queue's own, if it has one)."""
+        overridden = sorted(op.overrides)
+        rows = await self._tx.finished(op.at - op.retention, op.limit, None, overridden)
+        pairs = [(t, op.retention) for t in rows]
+        for queue in overridden:
+            room = op.limit - len(pairs)
+            if room <= 0:
+                break
+            seconds = op.overrides[queue]
+            found = await self._tx.finished(op.at - seconds, room, [queue], [])
+            pairs += [(t, seconds) for t in found]
+        if not pairs:
+            return Outcome([])
+        return await self._stage(
+            [(t, lifecycle.expired_event(t, at=op.at, node=op.node, retention=r))
+             for t, r in pairs]
+        )  # fmt: skip
+
+    async def _key_owner(self, key: str) -> str | None:
+        return self._staged_key_owner(key) or await self._live_owner(key)
 
     async def _submit(self, op: Submit) -> Outcome:
         ids = {new.id for new in op.tasks}

@@ -30,9 +30,8 @@ from actorq.errors import (
     ScheduleNotFound,
     StorageError,
     StorageUnavailable,
-    TaskNotFound,
 )
-from actorq.journal.base import Head, Notice, Op, Outcome, needs_flush
+from actorq.journal.base import Head, Notice, Op, Outcome, Selection, needs_flush
 from actorq.journal.batch import BatchRun, ScheduleRow, refold
 from actorq.journal.rows import (
     PAGE,
@@ -46,6 +45,7 @@ from actorq.journal.rows import (
     event_from_row,
     event_to_row,
     events_in_pages,
+    gone_error,
     migrations,
     node_from_row,
     node_to_row,
@@ -239,6 +239,25 @@ class _Tx:
     async def extend(self, task_ids: Sequence[str], until: float) -> int:
         status: str = await self._conn.execute(_Q["extend"], until, list(task_ids))
         return int(status.rsplit(" ", 1)[1])
+
+    async def dead(
+        self, selection: Selection, after: tuple[float, str] | None, limit: int
+    ) -> list[Task]:
+        if selection.ids is not None:
+            return await self._tasks(
+                "dead_ids", list(selection.ids), selection.queue, selection.type
+            )
+        created, last = after if after is not None else (None, None)
+        return await self._tasks("dead", selection.queue, selection.type, created, last, limit)
+
+    async def finished(
+        self, cutoff: float, limit: int, only: Sequence[str] | None, exclude: Sequence[str]
+    ) -> list[Task]:
+        only_list = None if only is None else list(only)
+        return await self._tasks("finished", cutoff, only_list, list(exclude), limit)
+
+    async def remove(self, task_ids: Sequence[str], seq: int) -> None:
+        await self._conn.execute(_Q["remove"], list(task_ids), seq)
 
     async def allocate(self, n: int) -> list[int]:
         if len(self._spare) < n:
@@ -732,7 +751,8 @@ class PostgresJournal:
     async def get(self, task_id: str) -> Task:
         found = await self._tasks("get", task_id)
         if not found:
-            raise TaskNotFound(task_id)
+            rows = await self._fetch("last_kind", task_id)
+            raise gone_error(task_id, rows[0][0] if rows else None)
         return found[0]
 
     async def list_tasks(self, query: TaskFilter, limit: int, cursor: str | None) -> Page:

@@ -13,7 +13,7 @@ from typing import Any
 
 import attrs
 
-from actorq.errors import InvalidInput
+from actorq.errors import InvalidInput, TaskExpired, TaskNotFound, TaskPurged
 from actorq.model import Event, EventKind, Misfire, Schedule, ScheduleTask, Task, TaskState
 from actorq.nodes import Node, ServedType
 from actorq.queues import QueueSettings, RateLimit
@@ -205,6 +205,16 @@ def node_from_row(r: Sequence[Any]) -> Node:
     }
     queues = None if r[6] is None else tuple(_loads(r[6]))
     return Node(r[0], r[1], int(r[2]), float(r[3]), float(r[4]), types, queues)
+
+
+def gone_error(task_id: str, last_kind: str | None) -> TaskNotFound:
+    """The error for a task missing from the projection, by how its history ends: purged,
+    expired, or no history at all (no such task)."""
+    if last_kind == EventKind.PURGED:
+        return TaskPurged(task_id)
+    if last_kind == EventKind.EXPIRED:
+        return TaskExpired(task_id)
+    return TaskNotFound(task_id)
 
 
 def queue_to_row(q: QueueSettings) -> tuple[Any, ...]:

@@ -26,9 +26,8 @@ from actorq.errors import (
     ScheduleNotFound,
     StorageError,
     StorageUnavailable,
-    TaskNotFound,
 )
-from actorq.journal.base import Head, Notice, Op, Outcome, needs_flush
+from actorq.journal.base import Head, Notice, Op, Outcome, Selection, needs_flush
 from actorq.journal.batch import BatchRun, ScheduleRow, refold
 from actorq.journal.rows import (
     QUEUE_COLUMNS,
@@ -40,6 +39,7 @@ from actorq.journal.rows import (
     event_from_row,
     event_to_row,
     events_in_pages,
+    gone_error,
     migrations,
     node_from_row,
     node_to_row,
@@ -157,6 +157,26 @@ class _Tx:
 
     async def extend(self, task_ids: Sequence[str], until: float) -> int:
         return self._db.execute(_Q["extend"], (until, json.dumps(list(task_ids)))).rowcount
+
+    async def dead(
+        self, selection: Selection, after: tuple[float, str] | None, limit: int
+    ) -> list[Task]:
+        if selection.ids is not None:
+            ids = json.dumps(list(selection.ids))
+            return await self._tasks(_Q["dead_ids"], ids, selection.queue, selection.type)
+        created, last = after if after is not None else (None, None)
+        return await self._tasks(_Q["dead"], selection.queue, selection.type, created, last, limit)
+
+    async def finished(
+        self, cutoff: float, limit: int, only: Sequence[str] | None, exclude: Sequence[str]
+    ) -> list[Task]:
+        return await self._tasks(
+            _Q["finished"], cutoff, _json_list(only), json.dumps(list(exclude)), limit
+        )
+
+    async def remove(self, task_ids: Sequence[str], seq: int) -> None:
+        # The watermark is a row of its own here, set with the events: nothing more to keep.
+        self._db.execute(_Q["remove_tasks"], (json.dumps(list(task_ids)),))
 
     async def allocate(self, n: int) -> list[int]:
         if self._next_seq is None:  # we hold the write lock: nobody else can append meanwhile
@@ -468,7 +488,7 @@ class SqliteJournal:
     async def get(self, task_id: str) -> Task:
         found = await self._fetch_tasks(_Q["get"], task_id)
         if not found:
-            raise TaskNotFound(task_id)
+            raise gone_error(task_id, await self._scalar(_Q["last_kind"], task_id))
         return found[0]
 
     async def list_tasks(self, query: TaskFilter, limit: int, cursor: str | None) -> Page:

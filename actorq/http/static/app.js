@@ -1,5 +1,6 @@
 // The actorq dashboard: statistics, the schedules, the live event feed, the tasks table, one
-// task's detail and history, and a submit form, all from the node's own REST API.
+// task's detail and history, and a submit form, all from the node's own REST API. Other panels live in
+// files of their own (dead_letters.js) and hear the live feed through ``onEventHooks``.
 //
 // Everything the API returns is put on the page as text (textContent and DOM nodes), never
 // as markup: payloads, queue names and errors are whatever a client sent.
@@ -13,8 +14,12 @@ const RETRYABLE_STATES = new Set(["dead", "cancelled"]);
 // kinds it listens for. Keep in step with actorq.model.EventKind (a test checks).
 const EVENT_KINDS = [
   "submitted", "enqueued", "claimed", "started", "succeeded", "failed", "timed_out",
-  "lease_expired", "released", "cancelled", "dead_lettered", "retried", "snoozed", "queue_configured",
+  "lease_expired", "released", "cancelled", "dead_lettered", "retried", "snoozed",
+  "queue_configured", "purged", "expired",
 ];
+// A purged or expired task left the live projection: the API answers 404 with these codes,
+// and its history is still there to show.
+const GONE = { task_purged: "purged", task_expired: "expired" };
 const FEED_SIZE = 100;
 const PAGE_SIZE = 25;
 const STATS_EVERY_MS = 2000;
@@ -326,17 +331,34 @@ async function showTask(taskId) {
     hideMessage($("detail-error"));
     $("detail-id").textContent = taskId;
   }
-  try {
-    const [task, history] = await Promise.all([
-      api("GET", `/tasks/${encodeURIComponent(taskId)}`),
-      api("GET", `/tasks/${encodeURIComponent(taskId)}/history`),
-    ]);
-    if (generation !== detail.generation) return;
-    renderTask(task);
-    renderHistory(history.events);
-  } catch (err) {
-    if (generation === detail.generation) showMessage($("detail-error"), String(err));
+  const path = `/tasks/${encodeURIComponent(taskId)}`;
+  const [task, history] = await Promise.allSettled([
+    api("GET", path),
+    api("GET", `${path}/history`),
+  ]);
+  if (generation !== detail.generation) return;
+  if (history.status === "fulfilled") renderHistory(history.value.events);
+  if (task.status === "fulfilled") {
+    renderTask(task.value);
+  } else if (history.status === "fulfilled" && GONE[task.reason.code]) {
+    renderGone(taskId, GONE[task.reason.code], task.reason);
+  } else {
+    showMessage($("detail-error"), String(task.status === "rejected" ? task.reason : history.reason));
   }
+}
+
+// A task no longer in the live projection: only its history is left to show.
+function renderGone(taskId, why, err) {
+  $("detail-id").textContent = taskId;
+  $("detail-state").replaceChildren(badge(why));
+  $("detail").dataset.state = why;
+  $("detail-fields").replaceChildren();
+  $("detail-payload").textContent = "";
+  $("detail-result-box").hidden = true;
+  $("detail-failure-box").hidden = true;
+  $("task-cancel").hidden = true;
+  $("task-retry").hidden = true;
+  showMessage($("detail-error"), err.message, "info");
 }
 
 function renderTask(task) {
@@ -470,8 +492,12 @@ function reconnectLater() {
   feed.retryMs = Math.min(feed.retryMs * 2, 30000);
 }
 
+// Other panels' listeners to the live feed (each takes one event item).
+const onEventHooks = [];
+
 function onEvent(item) {
   addToFeed(item);
+  for (const hook of onEventHooks) hook(item);
   if (concernsTable(item)) refreshTasksSoon();
   if (item.task_id === detail.taskId) refreshDetailSoon();
 }

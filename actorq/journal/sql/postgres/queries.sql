@@ -164,6 +164,36 @@ WHERE last_heartbeat >= $1 ORDER BY node
 -- Walks only the queued rows (the partial index tasks_ready), never finished ones.
 SELECT queue, type, count(*) FROM tasks WHERE state = 'queued' GROUP BY queue, type
 
+-- name: dead
+-- Dead letters for a bulk retry or purge, in (created_at, id) order after a position; rows
+-- another batch is settling are passed over.
+SELECT {columns} FROM tasks WHERE state = 'dead'
+AND ($1::text IS NULL OR queue = $1) AND ($2::text IS NULL OR type = $2)
+AND ($3::float8 IS NULL OR (created_at, id) > ($3, $4::text))
+ORDER BY created_at, id LIMIT $5 FOR UPDATE SKIP LOCKED
+
+-- name: dead_ids
+SELECT {columns} FROM tasks WHERE id = ANY($1::text[]) AND state = 'dead'
+AND ($2::text IS NULL OR queue = $2) AND ($3::text IS NULL OR type = $3)
+ORDER BY created_at, id FOR UPDATE SKIP LOCKED
+
+-- name: finished
+-- Finished tasks past a cutoff, oldest first: what the retention sweepers expire. SKIP
+-- LOCKED: two nodes sweeping at once take different rows, so each task expires once.
+SELECT {columns} FROM tasks
+WHERE state IN ('succeeded', 'dead', 'cancelled') AND finished_at <= $1
+AND ($2::text[] IS NULL OR queue = ANY($2::text[])) AND NOT (queue = ANY($3::text[]))
+ORDER BY finished_at LIMIT $4 FOR UPDATE SKIP LOCKED
+
+-- name: remove
+-- The projection's watermark is max(seq) of its rows: a removed row takes its seq with it,
+-- so the floor keeps the watermark where the removal left it.
+WITH gone AS (DELETE FROM tasks WHERE id = ANY($1::text[]) RETURNING 1)
+UPDATE meta SET value = greatest(value::bigint, $2::bigint)::text
+WHERE key = 'projection_floor' AND (SELECT count(*) FROM gone) >= 0
+
+-- name: last_kind
+SELECT kind FROM journal WHERE task_id = $1 ORDER BY seq DESC LIMIT 1
 -- name: ready_except
 -- The ready walk of a claim some of whose queues may give no more now (paused, at their
 -- concurrency or rate limit): $3 names them.

@@ -94,6 +94,35 @@ WHERE last_heartbeat >= ? ORDER BY node
 -- Walks only the queued rows (tasks_state_created leads with state), never finished ones.
 SELECT queue, type, count(*) FROM tasks WHERE state = 'queued' GROUP BY queue, type
 
+-- name: dead
+-- Dead letters for a bulk retry or purge, in (created_at, id) order after a position.
+-- ?1 queue or NULL; ?2 type or NULL; ?3, ?4 the last (created_at, id) seen, or NULL.
+SELECT {columns} FROM tasks INDEXED BY tasks_state_created WHERE state = 'dead'
+AND (?1 IS NULL OR queue = ?1) AND (?2 IS NULL OR type = ?2)
+AND (?3 IS NULL OR (created_at, id) > (?3, ?4))
+ORDER BY created_at, id LIMIT ?5
+
+-- name: dead_ids
+-- The dead letters among the ids named (JSON array), through the primary key.
+SELECT {columns} FROM tasks WHERE id IN (SELECT value FROM json_each(?1)) AND state = 'dead'
+AND (?2 IS NULL OR queue = ?2) AND (?3 IS NULL OR type = ?3)
+ORDER BY created_at, id
+
+-- name: finished
+-- Finished tasks past a cutoff, oldest first: what the retention sweeper expires.
+-- ?2: only these queues (JSON array) or NULL; ?3: not these queues (JSON array).
+SELECT {columns} FROM tasks INDEXED BY tasks_finished
+WHERE state IN ('succeeded', 'dead', 'cancelled') AND finished_at <= ?1
+AND (?2 IS NULL OR queue IN (SELECT value FROM json_each(?2)))
+AND queue NOT IN (SELECT value FROM json_each(?3))
+ORDER BY finished_at LIMIT ?4
+
+-- name: remove_tasks
+DELETE FROM tasks WHERE id IN (SELECT value FROM json_each(?))
+
+-- name: last_kind
+-- How a task's history ends: whether one missing from the projection was purged or expired.
+SELECT kind FROM journal WHERE task_id = ? ORDER BY seq DESC LIMIT 1
 -- name: ready_except
 -- The ready walk of a claim some of whose queues may give no more now (paused, at their
 -- concurrency or rate limit): ?3 names them (JSON array).
