@@ -15,7 +15,7 @@ const RETRYABLE_STATES = new Set(["dead", "cancelled"]);
 const EVENT_KINDS = [
   "submitted", "enqueued", "claimed", "started", "succeeded", "failed", "timed_out",
   "lease_expired", "released", "cancelled", "dead_lettered", "retried", "snoozed",
-  "queue_configured", "purged", "expired",
+  "purged", "expired",
 ];
 // A purged or expired task left the live projection: the API answers 404 with these codes,
 // and its history is still there to show.
