@@ -18,6 +18,7 @@ from actorq.journal import journal_from_url
 from actorq.journal.base import Journal, Submit
 from actorq.model import NewTask, Task, TaskState
 from actorq.nodes import catalog_from_journal, names_in
+from actorq.queues import queue_policies
 from actorq.retry import RetryDefaults, RetryPolicy
 from actorq.runtime import Runtime
 from actorq.schedules import parse_schedule
@@ -147,8 +148,9 @@ class App:
             catalog = await catalog_from_journal(journal, self.registry, names, interval, now)
         if self.runtime is not None:
             retry = await self.runtime.retry_defaults()
-        else:  # the node's default as this process is configured
-            retry = RetryDefaults(node=self.config().retry_policy)
+        else:  # the queues' policies, then the node's default as this process is configured
+            policies = queue_policies(await (await self._client_journal()).queue_settings())
+            retry = RetryDefaults(node=self.config().retry_policy, queues=policies)
         tasks = [parse_submission(dict(item), catalog, now, retry) for item in items]
         return await self.submit(tasks, connection=connection)
 

@@ -19,11 +19,12 @@ import attrs
 
 from actorq.errors import InvalidInput
 from actorq.model import QUEUE_SUBJECT, Event, EventKind, TaskState
+from actorq.retry import PolicyError, RetryPolicy, policy_from_json, policy_json
 
 MAX_NAME = 200
 MAX_COUNT = 1_000_000_000  # concurrency, rate limit, max depth: what both databases hold
 MAX_SECONDS = 10 * 365 * 86400.0  # rate period and retention: ten years at most
-SETTINGS = ("paused", "concurrency", "rate_limit", "max_depth", "retention")
+SETTINGS = ("paused", "concurrency", "rate_limit", "max_depth", "retention", "retry")
 # The states a purge may end (a held or running task is cancelled as DELETE /tasks/{id} does).
 PURGEABLE = (TaskState.QUEUED, TaskState.SCHEDULED, TaskState.CLAIMED, TaskState.RUNNING)
 DEFAULT_PURGE = (TaskState.QUEUED, TaskState.SCHEDULED)
@@ -55,6 +56,9 @@ class QueueSettings:
     rate_limit: RateLimit | None = None
     max_depth: int | None = None
     retention: float | None = None  # seconds; None: the node's default
+    # The retry policy of its tasks submitted without one of their own (over their type's and
+    # the node's: ``actorq.retry.resolve``). None: their type's or the node's applies.
+    retry: RetryPolicy | None = None
     updated_at: float = 0.0
     seq: int = 0
 
@@ -71,7 +75,13 @@ class QueueSettings:
             "rate_limit": None if self.rate_limit is None else self.rate_limit.as_json(),
             "max_depth": self.max_depth,
             "retention": self.retention,
+            "retry": None if self.retry is None else policy_json(self.retry),
         }
+
+
+def queue_policies(settings: Iterable[QueueSettings]) -> dict[str, RetryPolicy]:
+    """The retry policies of the queues that have one, by name (``retry.RetryDefaults``)."""
+    return {q.name: q.retry for q in settings if q.retry is not None}
 
 
 def subject(name: str) -> str:
@@ -125,11 +135,21 @@ def structure(data: Mapping[str, Any]) -> dict[str, Any]:
     if "rate_limit" in out and out["rate_limit"] is not None:
         rate = out["rate_limit"]
         out["rate_limit"] = RateLimit(int(rate["limit"]), float(rate["period"]))
+    if out.get("retry") is not None:
+        out["retry"] = policy_from_json(out["retry"])
     return out
 
 
 def unstructure(changes: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: (v.as_json() if isinstance(v, RateLimit) else v) for k, v in sorted(changes.items())}
+    return {k: _json_of(v) for k, v in sorted(changes.items())}
+
+
+def _json_of(value: Any) -> Any:
+    if isinstance(value, RateLimit):
+        return value.as_json()
+    if isinstance(value, RetryPolicy):
+        return policy_json(value)
+    return value
 
 
 # -- validation ------------------------------------------------------------------------------
@@ -191,12 +211,22 @@ def _retention(value: Any) -> float | None:
     return None if value is None else _seconds("retention", value)
 
 
+def _retry(value: Any) -> RetryPolicy | None:
+    if value is None:
+        return None
+    try:
+        return policy_from_json(value)
+    except PolicyError as exc:
+        raise InvalidInput(f"retry is invalid: {exc}") from None
+
+
 _PARSERS = {
     "paused": _paused,
     "concurrency": _count("concurrency", 1),
     "rate_limit": _rate_limit,
     "max_depth": _count("max_depth", 0),
     "retention": _retention,
+    "retry": _retry,
 }
 
 

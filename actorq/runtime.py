@@ -73,8 +73,8 @@ from actorq.model import (
     TaskState,
 )
 from actorq.nodes import Catalog, Cluster, Layered, Node, ServedType
-from actorq.queues import describe
-from actorq.retry import RetryDefaults
+from actorq.queues import describe, queue_policies
+from actorq.retry import RetryDefaults, RetryPolicy
 from actorq.schedules import Schedules
 from actorq.tasks import Registry
 
@@ -123,6 +123,10 @@ class Runtime:
         # default the queues' own settings (PATCH /api/v1/queues/{name} {"retention": s}).
         self._retention_overrides = retention_overrides or self._queue_retention
         self._subscribers: Subscribers = {}  # the live feed's, kept across stats restarts
+        # The queues' retry policies, read at the first submission after any queue change
+        # this node hears of (its own, another node's notice, another process's commit).
+        self._queue_retry: dict[str, RetryPolicy] | None = None
+        self._queue_changes = 0
         self._root = self._build_tree()
         self.system = ActorSystem(self._root, name=f"actorq:{config.node}")
         self._stats_actor: StatsAggregator | None = None
@@ -351,12 +355,20 @@ class Runtime:
         if notice.kind == "ready":
             if not isinstance(self.journal, SharedJournal):
                 # SQLite: another process committed something, maybe a queue's settings
-                self._ref(DISPATCHER).tell_nowait(QueuesChanged())
+                self._queues_changed()
             self._ref(DISPATCHER).tell_nowait(WorkAvailable())
         elif notice.kind == "cancel" and notice.task_id:
             self._ref(DISPATCHER).tell_nowait(CancelRunning(notice.task_id))
         elif notice.kind == "queue":
-            self._ref(DISPATCHER).tell_nowait(QueuesChanged())
+            self._queues_changed()
+
+    def _queues_changed(self) -> None:
+        self._forget_queue_retry()
+        self._ref(DISPATCHER).tell_nowait(QueuesChanged())
+
+    def _forget_queue_retry(self) -> None:
+        self._queue_retry = None
+        self._queue_changes += 1
 
     # -- operations ----------------------------------------------------------------------
 
@@ -387,9 +399,13 @@ class Runtime:
         """What a submission's retry policy falls back on: the queues' policies, then the
         node's default (``Config.retry``); a task type's policy comes between the two
         (``RetryDefaults.choose``)."""
-        # Queue settings give no retry policy yet: a queue-level policy plugs in here, as
-        # ``queues={name: policy}`` read from the queue settings.
-        return RetryDefaults(node=self.config.retry_policy)
+        policies = self._queue_retry
+        if policies is None:
+            changes = self._queue_changes
+            policies = queue_policies(await self.journal.queue_settings())
+            if changes == self._queue_changes:  # no change was heard while reading
+                self._queue_retry = policies
+        return RetryDefaults(node=self.config.retry_policy, queues=policies)
 
     def _with_retry(self, task: NewTask, defaults: RetryDefaults) -> NewTask:
         known = self.registry.get(task.type).retry if task.type in self.registry else None
@@ -451,6 +467,7 @@ class Runtime:
         """Change queue ``name``'s settings (as ``queues.parse_patch`` checked them); every
         node hears of it at once (this one through its writer, others by notice)."""
         await self._write(ConfigureQueue(name, changes, self.clock(), self.config.node))
+        self._forget_queue_retry()
         return await self.queue(name)
 
     async def purge_queue(self, name: str, states: Sequence[TaskState]) -> int:

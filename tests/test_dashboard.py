@@ -404,6 +404,18 @@ async def test_queue_controls_pause_resume_edit_limits_and_purge(
     await expect(row).to_have_attribute("data-saved-concurrency", "")
     assert (await node.queue("mail"))["concurrency"] is None
 
+    # the queue's retry policy, in the CLI's short form
+    await row.get_by_test_id("queue-retry").fill("fixed,base=5")
+    await row.get_by_test_id("queue-save").click()
+    saved = "fixed,base=5,factor=2,cap=300,jitter=0.5"
+    await expect(row).to_have_attribute("data-saved-retry", saved)
+    retry = (await node.queue("mail"))["retry"]
+    assert (retry["backoff"], retry["base"]) == ("fixed", 5.0)
+    await row.get_by_test_id("queue-retry").fill("")
+    await row.get_by_test_id("queue-save").click()
+    await expect(row).to_have_attribute("data-saved-retry", "")
+    assert (await node.queue("mail"))["retry"] is None
+
     # a refused value is shown, and changes nothing
     await row.get_by_test_id("queue-concurrency").fill("0")
     await row.get_by_test_id("queue-save").click()

@@ -5,12 +5,15 @@ event, shown by the API, and bad policies refused with 400 (naming the item of a
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 from nodes import FAST_RETRY, Gates, make_registry, node_config
+from procs import Server, api, until
 
 from actorq.audit import verify_projection
 from actorq.config import Config
@@ -217,3 +220,135 @@ async def test_a_bad_policy_is_a_400_naming_the_field_and_the_batch_item(
     assert error["message"].startswith(f"task [2]: {message}"), error["message"]
     page = await node.list_tasks(TaskFilter(), 10, None)
     assert page.tasks == []  # the batch is refused whole
+
+
+# -- a queue's policy -----------------------------------------------------------------------
+
+QUEUE_POLICY = {"backoff": "fixed", "base": 0.03, "factor": 2.0, "cap": 300.0, "jitter": 0.0}
+
+
+async def patch_queue(http: TestClient, name: str, body: Any) -> Any:
+    resp = await http.patch(f"/api/v1/queues/{name}", json=body)
+    assert resp.status == 200, await resp.text()
+    return await resp.json()
+
+
+async def test_a_queues_policy_comes_after_the_submissions_and_before_the_types(
+    http: TestClient, node: Runtime
+) -> None:
+    shown = await patch_queue(http, "slow", {"retry": QUEUE_POLICY})
+    assert shown["retry"] == QUEUE_POLICY
+    tasks = (
+        await submit(
+            http,
+            [
+                {"type": "always_fails", "queue": "slow"},  # no policy of its own or its type's
+                {"type": "fails_typed", "queue": "slow"},  # its type's loses to its queue's
+                {"type": "fails_typed", "queue": "slow", "retry": {"backoff": "linear"}},
+                {"type": "fails_typed"},  # another queue: its type's
+            ],
+        )
+    )["tasks"]
+    assert [t["retry"] for t in tasks] == [
+        QUEUE_POLICY,
+        QUEUE_POLICY,
+        policy_json(policy_from_json({"backoff": "linear"})),
+        policy_json(FAST_RETRY),
+    ]
+    done = await node.wait_for(tasks[0]["id"], timeout=20)
+    assert (done.state, done.attempt) == (TaskState.DEAD, 4)
+    assert await delays_of(node, tasks[0]["id"]) == pytest.approx([0.03, 0.03, 0.03])
+    (direct,) = await node.submit([NewTask("always_fails", queue="slow")])  # in Python too
+    assert direct.retry == policy_from_json(QUEUE_POLICY)
+
+    # cleared: the type's and the node's apply again
+    assert (await patch_queue(http, "slow", {"retry": None}))["retry"] is None
+    typed, untyped = (
+        await submit(
+            http,
+            [{"type": "fails_typed", "queue": "slow"}, {"type": "always_fails", "queue": "slow"}],
+        )
+    )["tasks"]
+    assert typed["retry"] == policy_json(FAST_RETRY)
+    assert untyped["retry"] == policy_json(parse_spec(NODE_DEFAULT))
+    # the queue's policy is journaled like its other settings: a replay finds the same
+    for task_id in [t["id"] for t in (*tasks, typed, untyped)] + [direct.id]:
+        await node.wait_for(task_id, timeout=20)
+    report = await verify_projection(node.journal)
+    assert report.matches, report.as_json()
+    events = [e for e in await node.journal.history("queue:slow")]
+    assert [e.data.get("retry", "-") for e in events] == [QUEUE_POLICY, None]
+
+
+@pytest.mark.parametrize(
+    ("retry", "message"),
+    [
+        ({"backoff": "zigzag"}, "retry is invalid: 'backoff' must be one of"),
+        ({"jitter": 2}, "retry is invalid: 'jitter' must be a number from 0 to 1"),
+        ({"speed": 3}, "retry is invalid: unknown field(s) speed"),
+        ("fast", "retry is invalid: must be a JSON object"),
+    ],
+)
+async def test_a_bad_queue_policy_is_a_400_and_changes_nothing(
+    http: TestClient, node: Runtime, retry: Any, message: str
+) -> None:
+    await patch_queue(http, "slow", {"retry": QUEUE_POLICY})
+    resp = await http.patch("/api/v1/queues/slow", json={"retry": retry, "concurrency": 2})
+    assert resp.status == 400
+    error = (await resp.json())["error"]
+    assert (error["code"], error["message"][: len(message)]) == ("invalid_input", message)
+    queue = await node.queue("slow")
+    assert (queue["retry"], queue["concurrency"]) == (QUEUE_POLICY, None)
+
+
+async def test_a_queues_policy_reaches_an_app_and_the_cli_on_the_database(
+    http: TestClient, node: Runtime, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from test_cli_ops import actorq
+
+    from actorq.app import App
+
+    await actorq(capsys, "queues", "set", "slow", "--retry", "fixed,base=0.03,jitter=0",
+                 "--database-url", database_url)  # fmt: skip
+    assert (await node.queue("slow"))["retry"] == QUEUE_POLICY
+    bad = await actorq(capsys, "queues", "set", "slow", "--retry", "zigzag",
+                       "--database-url", database_url, code=2)  # fmt: skip
+    assert "--retry 'zigzag'" in bad
+    async with App(database_url=database_url) as app:  # no node: it reads the queue's policy
+        task = await app.enqueue("always_fails", queue="slow")
+    assert task.retry == policy_from_json(QUEUE_POLICY)
+    shown = await actorq(capsys, "submit", "always_fails", "--queue", "slow",
+                         "--database-url", database_url)  # fmt: skip
+    assert shown["retry"] == QUEUE_POLICY
+    # the running node heard of the CLI's change (a foreign commit or a notice) too
+    resp = await http.post("/api/v1/tasks", json={"type": "always_fails", "queue": "slow"})
+    assert (await resp.json())["retry"] == QUEUE_POLICY
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+async def test_a_queues_policy_set_on_one_node_is_taken_by_another_at_once(
+    postgres_url: str, tmp_path: Path, servers: list[Server]
+) -> None:
+    """Two `actorq serve` processes on one PostgreSQL: B took a submission of the queue before
+    (so it has read the queues' policies), A changes the queue's policy, and B's very next
+    submissions take the new one as soon as A's notice reaches B (no restart, no poll)."""
+    a, b = (Server.command(tmp_path, "serve", name, "--database-url", postgres_url)
+            for name in ("a", "b"))  # fmt: skip
+    servers.extend([a, b])
+    await a.ready()
+    await b.ready()
+    before = await api("POST", f"{b.url}/api/v1/tasks", {"type": "echo", "queue": "slow"})
+    assert before["retry"] != QUEUE_POLICY
+    await api("PATCH", f"{a.url}/api/v1/queues/slow", {"retry": QUEUE_POLICY})
+    seen: list[Any] = []
+
+    async def taken() -> bool:
+        task = await api("POST", f"{b.url}/api/v1/tasks", {"type": "echo", "queue": "slow"})
+        seen.append(task["retry"])
+        return bool(task["retry"] == QUEUE_POLICY)
+
+    started = time.monotonic()
+    await until(taken, 5)
+    print(f"B took A's queue policy after {time.monotonic() - started:.3f} s, {len(seen)} tries")
+    assert (await api("GET", f"{b.url}/api/v1/queues/slow"))["retry"] == QUEUE_POLICY

@@ -261,6 +261,7 @@ def _cmd_journal(args: argparse.Namespace, config: Config) -> int:
 def _cmd_submit(args: argparse.Namespace, config: Config, registry: Registry) -> int:
     from actorq.journal.base import Submit
     from actorq.nodes import catalog_from_journal
+    from actorq.queues import queue_policies
     from actorq.render import task_json
 
     try:
@@ -284,8 +285,10 @@ def _cmd_submit(args: argparse.Namespace, config: Config, registry: Registry) ->
         catalog = await catalog_from_journal(
             journal, registry, [args.type], config.heartbeat_interval, now
         )
+        settings = await journal.queue_settings()
         try:
-            new = parse_submission(item, catalog, now, RetryDefaults(node=config.retry_policy))
+            retry = RetryDefaults(node=config.retry_policy, queues=queue_policies(settings))
+            new = parse_submission(item, catalog, now, retry)
         except UnknownTaskType as exc:
             hint = "" if args.app or config.app else " (load yours with --app module:app)"
             raise UsageError(f"{exc}{hint}") from None

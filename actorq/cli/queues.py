@@ -24,6 +24,7 @@ from actorq.queues import (
     parse_purge,
     parse_rate,
 )
+from actorq.retry import PolicyError, parse_spec, policy_json
 
 NONE = "none"
 
@@ -62,6 +63,8 @@ def _limit_args(p: argparse.ArgumentParser) -> None:
         ("max-depth", "N", "queued + scheduled tasks it accepts (more: 503 queue_full), or none"),
         ("retention", "SECONDS", "how long its finished tasks stay in the projection, or none "
          "for the node's default"),
+        ("retry", "POLICY", "retry policy of its tasks that set none, e.g. fixed,base=5 or "
+         "exponential,base=1,factor=2,cap=300; none for their type's or the node's"),
     ):  # fmt: skip
         dest = "set_" + flag.replace("-", "_")  # apart from a node's own --concurrency
         p.add_argument(f"--{flag}", dest=dest, metavar=metavar, help=text)
@@ -88,10 +91,21 @@ def _changes(args: argparse.Namespace) -> dict[str, Any]:
         body["max_depth"] = _number("--max-depth", args.set_max_depth, int)
     if args.set_retention is not None:
         body["retention"] = _number("--retention", args.set_retention, float)
+    if args.set_retry is not None:
+        body["retry"] = _policy(args.set_retry)
     if not body:
         raise InvalidInput("give at least one of --concurrency, --rate-limit, --max-depth, "
-                           "--retention")  # fmt: skip
+                           "--retention, --retry")  # fmt: skip
     return parse_patch(body)
+
+
+def _policy(raw: str) -> dict[str, Any] | None:
+    if raw.strip().lower() == NONE:
+        return None
+    try:
+        return policy_json(parse_spec(raw))
+    except PolicyError as exc:
+        raise InvalidInput(f"--retry {raw!r}: {exc}") from None
 
 
 def _actor() -> str:

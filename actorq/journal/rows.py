@@ -27,7 +27,7 @@ TASK_COLUMNS = (
 EVENT_COLUMNS = ("seq", "at", "task_id", "kind", "node", "worker", "data")
 QUEUE_COLUMNS = (
     "name", "paused", "concurrency", "rate_limit", "rate_period", "max_depth", "retention",
-    "updated_at", "seq",
+    "updated_at", "seq", "retry",
 )  # fmt: skip
 
 
@@ -222,6 +222,7 @@ def queue_to_row(q: QueueSettings) -> tuple[Any, ...]:
     return (
         q.name, q.paused, q.concurrency, None if rate is None else rate.limit,
         None if rate is None else rate.period, q.max_depth, q.retention, q.updated_at, q.seq,
+        None if q.retry is None else dumps(policy_json(q.retry)),
     )  # fmt: skip
 
 
@@ -230,7 +231,7 @@ def queue_from_row(r: Sequence[Any]) -> QueueSettings:
     rate = None if r[3] is None else RateLimit(int(r[3]), float(r[4]))
     return QueueSettings(
         r[0], bool(r[1]), r[2], rate, r[5], None if r[6] is None else float(r[6]),
-        float(r[7]), int(r[8]),
+        retry=policy_from_text(r[9]), updated_at=float(r[7]), seq=int(r[8]),
     )  # fmt: skip
 
 

@@ -4,7 +4,8 @@
 "use strict";
 
 const QUEUES_EVERY_MS = 2000;
-const LIMIT_FIELDS = ["concurrency", "rate_limit", "max_depth", "retention"];
+const LIMIT_FIELDS = ["concurrency", "rate_limit", "max_depth", "retention", "retry"];
+const POLICY_NUMBERS = ["base", "factor", "cap", "jitter"];
 
 const queueView = {
   editing: new Set(), // queues whose limit inputs have unsaved edits: not redrawn under them
@@ -30,7 +31,24 @@ function limitText(queue, field) {
   const value = queue[field];
   if (value === null || value === undefined) return "";
   if (field === "rate_limit") return `${value.limit}/${value.period}`;
+  if (field === "retry") return policyText(value);
   return String(value);
+}
+
+// A retry policy in the short form the CLI takes: "fixed,base=5,factor=2,cap=300,jitter=0".
+function policyText(policy) {
+  return [policy.backoff, ...POLICY_NUMBERS.map((key) => `${key}=${policy[key]}`)].join(",");
+}
+
+// The short form back to the API's JSON; a field left out takes its default on the server.
+function parsePolicy(text) {
+  const policy = {};
+  for (const part of text.split(",").map((p) => p.trim()).filter(Boolean)) {
+    const [key, value] = part.split("=").map((p) => p.trim());
+    if (value === undefined) policy.backoff = key;
+    else policy[key] = POLICY_NUMBERS.includes(key) ? Number(value) : value;
+  }
+  return policy;
 }
 
 // The PATCH body for the inputs of one row: empty clears a limit.
@@ -43,6 +61,8 @@ function readLimits(row) {
     } else if (field === "rate_limit") {
       const [limit, period] = raw.split("/");
       body[field] = { limit: Number(limit), period: Number(period) };
+    } else if (field === "retry") {
+      body[field] = parsePolicy(raw);
     } else {
       body[field] = Number(raw);
     }
@@ -54,8 +74,8 @@ function limitInput(queue, field) {
   const input = el("input", {
     name: field,
     value: limitText(queue, field),
-    size: field === "rate_limit" ? 7 : 5,
-    placeholder: field === "rate_limit" ? "N/s" : "none",
+    size: { rate_limit: 7, retry: 18 }[field] || 5,
+    placeholder: { rate_limit: "N/s", retry: "fixed,base=5" }[field] || "none",
     title: field.replace("_", " "),
     "data-testid": `queue-${field}`,
   });

@@ -166,15 +166,16 @@ SELECT queue, count(*) FROM (
 ) GROUP BY queue
 
 -- name: save_queue
--- ?12: whether the rate limit changed, which fills its bucket again.
+-- ?13: whether the rate limit changed, which fills its bucket again.
 INSERT INTO queues ({queue_columns}, tokens, tokens_at)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
 ON CONFLICT (name) DO UPDATE SET paused = excluded.paused,
 concurrency = excluded.concurrency, rate_limit = excluded.rate_limit,
 rate_period = excluded.rate_period, max_depth = excluded.max_depth,
 retention = excluded.retention, updated_at = excluded.updated_at, seq = excluded.seq,
-tokens = CASE WHEN ?12 THEN NULL ELSE queues.tokens END,
-tokens_at = CASE WHEN ?12 THEN NULL ELSE queues.tokens_at END
+retry = excluded.retry,
+tokens = CASE WHEN ?13 THEN NULL ELSE queues.tokens END,
+tokens_at = CASE WHEN ?13 THEN NULL ELSE queues.tokens_at END
 
 -- name: spend
 UPDATE queues SET tokens = ?, tokens_at = ? WHERE name = ?
