@@ -125,13 +125,14 @@ async def rebuild(journal: Journal) -> int:
     """Replace the live projections with the replayed ones; returns the number of tasks."""
     replayed, _ = await replay(journal)
     replayed_queues = await replay_queues(journal)
-    head = await journal.head()
-    await journal.replace_projection(list(replayed.values()), head.journal_seq)
-    await journal.replace_queues(list(replayed_queues.values()))
     schedules = await replay_schedules(journal)
     head = await journal.head()
-    await journal.replace_projection(list(replayed.values()), head.journal_seq)
-    await journal.replace_schedules(list(schedules.values()))
+    await journal.replace_projection(
+        list(replayed.values()),
+        head.journal_seq,
+        list(replayed_queues.values()),
+        list(schedules.values()),
+    )
     return len(replayed)
 
 

@@ -15,7 +15,13 @@ import pytest
 
 import actorq.journal.postgres as pg_module
 import actorq.lifecycle as lifecycle
-from actorq.errors import DuplicateTask, InvalidInput, InvalidTransition, TaskNotFound
+from actorq.errors import (
+    DuplicateTask,
+    InvalidInput,
+    InvalidTransition,
+    StorageError,
+    TaskNotFound,
+)
 from actorq.journal import journal_from_url
 from actorq.journal.base import (
     Append,
@@ -32,7 +38,17 @@ from actorq.journal.base import (
 from actorq.journal.postgres import PostgresJournal, split_url
 from actorq.journal.rows import migrations
 from actorq.journal.sqlite import path_from_url
-from actorq.model import Event, EventKind, NewTask, Task, TaskFilter, TaskState
+from actorq.model import (
+    Event,
+    EventKind,
+    NewTask,
+    Schedule,
+    ScheduleTask,
+    Task,
+    TaskFilter,
+    TaskState,
+)
+from actorq.queues import QueueSettings
 from actorq.retry import RetryPolicy
 
 T0 = 1_000.0
@@ -653,6 +669,39 @@ async def test_replace_projection_swaps_in_a_replayed_projection(journal: Journa
 
     assert await projection(journal) == live
     assert await journal.head() == head
+
+
+async def test_a_rebuild_that_fails_part_way_leaves_every_projection_as_it_was(
+    journal: Journal, database_url: str
+) -> None:
+    """Tasks, queues and schedules are swapped in one transaction: the schedules' part is made
+    to fail (a trigger refuses their rows), and the tasks and queues stay as they were."""
+    await mixed_workload(journal)
+    live, head = await projection(journal), await journal.head()
+    replayed = lifecycle.fold(await all_events(journal))
+    if database_url.startswith("sqlite"):
+        refuse = ("CREATE TRIGGER refuse BEFORE INSERT ON schedules "
+                  "BEGIN SELECT RAISE(ABORT, 'refused'); END")  # fmt: skip
+    else:
+        refuse = (
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'refused'; END $$; "
+            "CREATE TRIGGER refuse BEFORE INSERT ON schedules "
+            "FOR EACH ROW EXECUTE FUNCTION refuse()"
+        )
+    await raw_execute(database_url, refuse)
+    schedule = Schedule("nightly", ScheduleTask("job"), every=60.0, next_run_at=T0)
+    queue = QueueSettings("mail", concurrency=3)
+
+    with pytest.raises(StorageError):
+        await journal.replace_projection([], 0, [queue], [schedule])
+
+    assert await projection(journal) == live
+    assert await journal.head() == head
+    assert await journal.queue_settings() == []
+    await journal.replace_projection(list(replayed.values()), head.journal_seq, [queue], [])
+    assert await projection(journal) == live
+    assert [q.name for q in await journal.queue_settings()] == ["mail"]
 
 
 # -- PostgreSQL: several nodes on one database ----------------------------------------------

@@ -367,8 +367,16 @@ class Journal(Protocol):
     def tasks(self) -> AsyncIterator[Task]:
         """Every row of the live projection."""
 
-    async def replace_projection(self, tasks: Sequence[Task], seq: int) -> None:
-        """Swap the live projection for ``tasks`` (rebuild from a replay) in one transaction."""
+    async def replace_projection(
+        self,
+        tasks: Sequence[Task],
+        seq: int,
+        queues: Sequence[QueueSettings] | None = None,
+        schedules: Sequence[Schedule] | None = None,
+    ) -> None:
+        """Swap the live projection for ``tasks`` (rebuild from a replay) in one transaction,
+        and the queues and schedules projections too when given: no reader ever sees one
+        rebuilt and another not."""
 
     # -- schedules: their own projection, folded from the ``schedule:NAME`` events ---------
 

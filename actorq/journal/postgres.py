@@ -635,10 +635,20 @@ class PostgresJournal:
             await conn.execute(_Q["set_path"], path)
         return outcomes
 
-    async def replace_projection(self, tasks: Sequence[Task], seq: int) -> None:
+    async def replace_projection(
+        self,
+        tasks: Sequence[Task],
+        seq: int,
+        queues: Sequence[QueueSettings] | None = None,
+        schedules: Sequence[Schedule] | None = None,
+    ) -> None:
         try:
             async with self._acquire() as conn, conn.transaction():
                 await self._replace_on(conn, tasks, seq)
+                if queues is not None:
+                    await _replace_queues(conn, queues)
+                if schedules is not None:
+                    await _replace_schedules(conn, schedules)
         except _DRIVER_ERRORS as exc:
             raise _translate(exc) from exc
 
@@ -880,8 +890,7 @@ class PostgresJournal:
     async def replace_schedules(self, schedules: Sequence[Schedule]) -> None:
         try:
             async with self._acquire() as conn, conn.transaction():
-                await conn.execute(_Q["clear_schedules"])
-                await _Tx(conn).write_schedules([], [(s.name, None, s) for s in schedules])
+                await _replace_schedules(conn, schedules)
         except _DRIVER_ERRORS as exc:
             raise _translate(exc) from exc
 
@@ -919,11 +928,20 @@ class PostgresJournal:
     async def replace_queues(self, queues: Sequence[QueueSettings]) -> None:
         try:
             async with self._acquire() as conn, conn.transaction():
-                await conn.execute(_Q["clear_queues"])
-                for settings in queues:
-                    await conn.execute(_Q["save_queue"], *queue_to_row(settings), None, None, True)
+                await _replace_queues(conn, queues)
         except _DRIVER_ERRORS as exc:
             raise _translate(exc) from exc
+
+
+async def _replace_queues(conn: asyncpg.Connection, queues: Sequence[QueueSettings]) -> None:
+    await conn.execute(_Q["clear_queues"])
+    for settings in queues:
+        await conn.execute(_Q["save_queue"], *queue_to_row(settings), None, None, True)
+
+
+async def _replace_schedules(conn: asyncpg.Connection, schedules: Sequence[Schedule]) -> None:
+    await conn.execute(_Q["clear_schedules"])
+    await _Tx(conn).write_schedules([], [(s.name, None, s) for s in schedules])
 
 
 _Window = list[tuple[int, list[Event]]]  # (xid, its events in seq order), in xid order

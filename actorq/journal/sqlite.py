@@ -239,6 +239,10 @@ class _Tx:
         for settings in queues:
             self._db.execute(_Q["save_queue"], (*queue_to_row(settings), None, None, True))
 
+    def replace_schedules(self, schedules: Sequence[Schedule]) -> None:
+        self.clear_schedules()
+        self.write_schedules_now([], [(s.name, None, s) for s in schedules])
+
     def write_now(self, events: Sequence[Event], tasks: Sequence[Task], new: set[str]) -> None:
         if events:
             self._db.executemany(_Q["insert_event"], [event_to_row(e) for e in events])
@@ -552,11 +556,21 @@ class SqliteJournal:
 
         return tasks_in_pages(page)
 
-    async def replace_projection(self, tasks: Sequence[Task], seq: int) -> None:
+    async def replace_projection(
+        self,
+        tasks: Sequence[Task],
+        seq: int,
+        queues: Sequence[QueueSettings] | None = None,
+        schedules: Sequence[Schedule] | None = None,
+    ) -> None:
         def body(tx: _Tx) -> None:
             tx.clear()
             tx.write_now([], tasks, {t.id for t in tasks})
             tx.set_watermark(seq)
+            if queues is not None:
+                tx.replace_queues(queues)
+            if schedules is not None:
+                tx.replace_schedules(schedules)
 
         await self._transaction(body)
 
@@ -576,11 +590,7 @@ class SqliteJournal:
         return None if value is None else float(value)
 
     async def replace_schedules(self, schedules: Sequence[Schedule]) -> None:
-        def body(tx: _Tx) -> None:
-            tx.clear_schedules()
-            tx.write_schedules_now([], [(s.name, None, s) for s in schedules])
-
-        await self._transaction(body)
+        await self._transaction(lambda tx: tx.replace_schedules(schedules))
 
     # -- nodes ---------------------------------------------------------------------------
 
