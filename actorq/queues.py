@@ -17,8 +17,9 @@ from typing import Any, Protocol
 
 import attrs
 
+import actorq.lifecycle as lifecycle
 from actorq.errors import InvalidInput
-from actorq.model import QUEUE_SUBJECT, Event, EventKind, TaskState
+from actorq.model import QUEUE_SUBJECT, Event, EventKind, Task, TaskState
 from actorq.retry import PolicyError, RetryPolicy, policy_from_json, policy_json
 
 MAX_NAME = 200
@@ -316,6 +317,30 @@ def parse_queues(text: str) -> tuple[Tier, ...]:
 
 def served(tiers: Sequence[Tier] | None) -> tuple[str, ...] | None:
     return None if tiers is None else tuple(q for t in tiers for q in t.names)
+
+
+def tier_index(tiers: Sequence[Tier] | None) -> dict[str, int]:
+    """Each served queue's place in ``--queues`` order: its tier's index (empty: no order)."""
+    return {q: i for i, tier in enumerate(tiers or ()) for q in tier.names}
+
+
+def outranks(a: Task, b: Task, tiers: Sequence[Tier] | None) -> bool:
+    """Whether ready task ``a`` must start before held task ``b`` on a node serving ``tiers``:
+    a queue of an earlier tier first, whatever the priorities (strict order); within one tier
+    (a weighted group shares claims, not starts) and without tiers, by ``lifecycle.rank``."""
+    index = tier_index(tiers)
+    place_a, place_b = index.get(a.queue, len(index)), index.get(b.queue, len(index))
+    if place_a != place_b:
+        return place_a < place_b
+    return lifecycle.ranks_before(a, b)
+
+
+def tiers_up_to(tiers: Sequence[Tier], queue: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The queues of the tiers before ``queue``'s, and those of its own tier."""
+    index = tier_index(tiers)
+    mine = index.get(queue, len(tiers))
+    before = tuple(q for t in tiers[:mine] for q in t.names)
+    return before, (tiers[mine].names if mine < len(tiers) else (queue,))
 
 
 def share(

@@ -176,11 +176,12 @@ class Runtime:
                 dispatcher=root_ref(DISPATCHER),
                 clock=self.clock,
                 rng=self._rng,
-                peek=lambda: self.journal.peek_ready(settings.queues, settings.types),
+                peek=lambda queues: self.journal.peek_ready(queues, settings.types),
                 lease_seconds=c.lease_seconds,
                 write_timeout=self._write_timeout,
                 queues=settings.queues,
                 types=settings.types,
+                tiers=settings.tiers,
                 max_result_bytes=c.max_result_bytes,
                 default_retry=c.retry_policy,
             )

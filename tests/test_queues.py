@@ -12,12 +12,13 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 from nodes import Gates
+from procs import until
 
 from actorq import audit
 from actorq.config import Config
 from actorq.errors import InvalidInput
 from actorq.journal.base import Claim, ConfigureQueue, Journal, Submit
-from actorq.model import NewTask, Task, TaskState
+from actorq.model import EventKind, NewTask, Task, TaskState
 from actorq.queues import SETTINGS, Tier, WeightedTurns, parse_queues, share
 from actorq.runtime import Runtime
 
@@ -426,5 +427,54 @@ async def test_a_node_serves_its_queues_in_strict_order_then_by_weight(
         assert ran[2:10].count("default") == 6  # 3 to 1 while both have work
         assert ran[2:10].count("low") == 2
         await node.wait_for(blocker.id, timeout=5)
+    finally:
+        await node.stop()
+
+
+async def test_a_held_task_gives_way_to_a_queue_served_before_its_own_whatever_the_priority(
+    database_url: str, gates: Gates
+) -> None:
+    """Prefetch must not bend strict order: a `low` task claimed ahead (priority 10) goes
+    back when a `critical` task (priority 0) is ready at its start, and a `low` task of a
+    higher priority never displaces a held `critical` one."""
+    from nodes import make_registry, node_config
+
+    config = node_config(database_url, concurrency=1, prefetch=1, queues=("critical", "low"))
+    node = Runtime(config, make_registry(gates))
+    await node.start()
+    try:
+        (blocker,) = await node.submit([NewTask("gate", {"gate": "g"}, queue="critical")])
+        await gates.wait_started("g")
+        (low,) = await node.submit([NewTask("record", {"q": "low"}, queue="low", priority=10)])
+
+        async def held() -> bool:
+            return (await node.journal.get(low.id)).state is TaskState.CLAIMED
+
+        await until(held, 5)
+        (critical,) = await node.submit([NewTask("record", {"q": "critical"}, queue="critical")])
+        gates.open("g")
+        for task in (blocker, low, critical):
+            await node.wait_for(task.id, timeout=10)
+        assert [p["q"] for p in gates.order] == ["critical", "low"]
+        kinds = [e.kind for e in await node.history(low.id)]
+        assert kinds[:4] == [EventKind.SUBMITTED, EventKind.CLAIMED, EventKind.RELEASED,
+                             EventKind.CLAIMED]  # fmt: skip
+
+        # the other way round: a held critical task keeps its place before a better low one
+        gates.order.clear()
+        (blocker,) = await node.submit([NewTask("gate", {"gate": "h"}, queue="critical")])
+        await gates.wait_started("h")
+        (critical,) = await node.submit([NewTask("record", {"q": "critical"}, queue="critical")])
+
+        async def held_critical() -> bool:
+            return (await node.journal.get(critical.id)).state is TaskState.CLAIMED
+
+        await until(held_critical, 5)
+        (low,) = await node.submit([NewTask("record", {"q": "low"}, queue="low", priority=99)])
+        gates.open("h")
+        for task in (blocker, low, critical):
+            await node.wait_for(task.id, timeout=10)
+        assert [p["q"] for p in gates.order] == ["critical", "low"]
+        assert EventKind.RELEASED not in [e.kind for e in await node.history(critical.id)]
     finally:
         await node.stop()

@@ -396,8 +396,12 @@ class Dispatcher(Actor):
         self._turns.took([t.queue for t in claimed.tasks])
         # Claims take the best first: nothing left ready ranks before the last task claimed
         # (or nothing is left at all, when the claim came back short).
+        # With --queues order a rank says too little (an earlier queue's task of any priority
+        # goes first, and weighted queues are not taken best first): the ceiling stays
+        # unknown, so each held task is checked against what is ready when it starts.
         full = len(claimed.tasks) == len(claimed.workers)
-        ceiling = Ceiling(True, rank(claimed.tasks[-1]) if full else None)
+        known = self._s.tiers is None
+        ceiling = Ceiling(known, rank(claimed.tasks[-1]) if full and known else None)
         for news, unseen in self._news_in_claim:
             ceiling = ceiling.with_news(news, unseen)
         self._news_in_claim.clear()

@@ -22,7 +22,7 @@ import functools
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import attrs
 
@@ -59,6 +59,7 @@ from actorq.errors import ActorqError
 from actorq.journal.base import Append, Outcome, Start, Started
 from actorq.lifecycle import Ceiling
 from actorq.model import Event, EventKind, Task
+from actorq.queues import Tier, tiers_up_to
 from actorq.retry import RetryPolicy
 from actorq.tasks import Registry
 
@@ -116,12 +117,14 @@ class WorkerDeps:
     dispatcher: ActorRef
     clock: Callable[[], float]
     rng: random.Random
-    # The best ready task of what the node serves, read without a lock (Journal.peek_ready).
-    peek: Callable[[], Awaitable[Task | None]] | None = None
+    # The best ready task of these queues (None: all the node serves) of the node's types,
+    # read without a lock (Journal.peek_ready).
+    peek: Callable[[Sequence[str] | None], Awaitable[Task | None]] | None = None
     lease_seconds: float = 30.0
     write_timeout: float = 30.0
     queues: tuple[str, ...] | None = None  # the node's claim filters, for the priority check
     types: tuple[str, ...] | None = None
+    tiers: tuple[Tier, ...] | None = None  # their --queues order, when it has one
     default_retry: RetryPolicy = RetryPolicy()
     max_result_bytes: int | None = None  # a larger result dead-letters its task (handler.call)
 
@@ -267,6 +270,20 @@ class Worker(Actor):
         self._job = asyncio.create_task(self._execute(task, _Run()), name=f"task:{task.id}")
         await self._report_done()
 
+    async def _better_ready(self, held: Task) -> bool:
+        """Whether a ready task (unlocked reads) ought to start before ``held``: any of a
+        queue ``--queues`` serves before held's, or one of held's own tier that ranks before."""
+        peek, tiers = self._d.peek, self._d.tiers
+        assert peek is not None
+        if tiers is None:
+            best = await peek(self._d.queues)
+            return best is not None and lifecycle.ranks_before(best, held)
+        before, own = tiers_up_to(tiers, held.queue)
+        if before and await peek(before) is not None:
+            return True
+        best = await peek(own)
+        return best is not None and lifecycle.ranks_before(best, held)
+
     async def _decide(self, held: Task, paused: bool) -> None:
         """One unlocked read: is a ready task better than ``held``? Only then (or if its queue
         is paused) does the journal's atomic ``Start`` run, which may give ``held`` back."""
@@ -274,12 +291,12 @@ class Worker(Actor):
         assert held.worker is not None
         started: Started | None = None
         try:
-            best = None
+            better = False
             if not paused and d.peek is not None:
-                best = await asyncio.wait_for(d.peek(), d.write_timeout)
-            if paused or (best is not None and lifecycle.ranks_before(best, held)):
+                better = await asyncio.wait_for(self._better_ready(held), d.write_timeout)
+            if paused or better:
                 op = Start(held.id, held.worker, self.worker_id, d.clock(), d.node,
-                           d.lease_seconds, d.queues, d.types)  # fmt: skip
+                           d.lease_seconds, d.queues, d.types, d.tiers)  # fmt: skip
                 started = (await write(d.writer, op, timeout=d.write_timeout)).unwrap()
         except (ActorqError, TimeoutError) as exc:
             reason = str(exc) or type(exc).__name__

@@ -58,9 +58,10 @@ class Start:
     ``claimer``). The attempt counts from here.
 
     Priority holds across prefetch: if a ready task of the node's ``queues`` and ``types``
-    ranks before the held one, the held task goes back to its place in the queue and the
-    better one is claimed and started for ``worker`` instead. If the held task's queue is
-    paused, it goes back to the queue and nothing starts. Result: a ``Started``.
+    ranks before the held one (``queues.outranks``: by ``tiers``, then priority), the held
+    task goes back to its place in the queue and the better one is claimed and started for
+    ``worker`` instead. If the held task's queue is paused, it goes back to the queue and
+    nothing starts. Result: a ``Started``.
     """
 
     task_id: str
@@ -71,6 +72,7 @@ class Start:
     lease_seconds: float
     queues: Sequence[str] | None = None
     types: Sequence[str] | None = None
+    tiers: Sequence[Tier] | None = None  # --queues order: an earlier tier's task goes first
 
 
 @attrs.frozen

@@ -244,11 +244,20 @@ class BatchRun:
         await self.flush()
         first = next(iter(starts.values()))
         allow = await claims.allowance(self._tx, first.queues, first.at)
-        ready = await claims.take(self._tx, len(starts), first.queues, first.types, allow)
+        if first.tiers:
+            ready = await claims.by_tiers(
+                self._tx, len(starts), first.types, first.tiers, allow, None
+            )
+        else:
+            ready = await claims.take(self._tx, len(starts), first.queues, first.types, allow)
         outcomes: dict[int, Outcome] = {}
         taken: list[Task] = []
         for i, op in starts.items():
-            same_filter = op.queues == first.queues and op.types == first.types
+            same_filter = (op.queues, op.types, op.tiers) == (
+                first.queues,
+                first.types,
+                first.tiers,
+            )
             try:
                 outcomes[i] = await self._start(op, ready if same_filter else [], allow)
             except ActorqError as exc:
@@ -272,7 +281,7 @@ class BatchRun:
             outcome = await self._stage([(held, back)])
             return Outcome(Started(None, released=held.id), changes=outcome.changes)
         until = op.at + op.lease_seconds
-        better = ready[0] if ready and lifecycle.ranks_before(ready[0], held) else None
+        better = ready[0] if ready and queues.outranks(ready[0], held, op.tiers) else None
         if better is None:
             started = _started(held, op, until)
             outcome = await self._stage([(held, started)])
@@ -283,7 +292,7 @@ class BatchRun:
         claimed = _claimed(better, op.worker, op.at, op.node, until)
         outcome = await self._stage([(held, released), (better, claimed)])
         back, taken = outcome.value
-        index = next((k for k, t in enumerate(ready) if lifecycle.ranks_before(back, t)), None)
+        index = next((k for k, t in enumerate(ready) if queues.outranks(back, t, op.tiers)), None)
         ready.insert(len(ready) if index is None else index, back)  # the next start sees it
         begun = await self._stage([(taken, _started(taken, op, until))])
         return Outcome(

@@ -147,12 +147,12 @@ async def claimable(
     if tiers is None or (len(tiers) == 1 and len(tiers[0].queues) == 1):
         taken = await take(tx, n, queues, types, allow)
     else:
-        taken = await _by_tiers(tx, n, types, tiers, allow, served)
+        taken = await by_tiers(tx, n, types, tiers, allow, served)
     await spend(tx, allow, taken, at)
     return taken
 
 
-async def _by_tiers(
+async def by_tiers(
     tx: ClaimTx,
     n: int,
     types: Sequence[str] | None,
@@ -160,6 +160,8 @@ async def _by_tiers(
     allow: Allowance | None,
     served: Mapping[str, int] | None,
 ) -> list[Task]:
+    """Up to ``n`` ready tasks in ``--queues`` order: each tier in turn, a weighted group's
+    queues sharing what is left in proportion to their weights."""
     out: list[Task] = []
     for tier in tiers:
         left = n - len(out)
