@@ -8,15 +8,14 @@ journal covers scheduled work that another process added.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 
 import attrs
 
-from actorq.actors.core import Actor, ActorRef, ActorStopped, MailboxFull
+from actorq.actors.core import Actor, ActorRef
 from actorq.actors.journal_writer import Committed, write
-from actorq.actors.ticker import Ticker
+from actorq.actors.ticker import Alarm, Ticker
 from actorq.errors import ActorqError
 from actorq.journal.base import Journal, PromoteDue
 from actorq.model import TaskState
@@ -50,11 +49,11 @@ class RetryTimer(Actor):
         self._node = node
         self._clock = clock
         self._refresh = refresh_seconds
-        self._due: float | None = None
-        self._handle: asyncio.TimerHandle | None = None
+        self._alarm: Alarm | None = None
         self._ticker: Ticker | None = None
 
     async def on_start(self) -> None:
+        self._alarm = Alarm(self.ref, Fire(), self._clock)
         self._ticker = Ticker(self.ref, Refresh(), self._refresh)
         self._ticker.start()
         await self._rearm()
@@ -62,7 +61,8 @@ class RetryTimer(Actor):
     async def on_stop(self) -> None:
         if self._ticker is not None:
             await self._ticker.stop()
-        self._cancel()
+        if self._alarm is not None:
+            self._alarm.cancel()
 
     async def receive(self, message: object) -> object:
         match message:
@@ -71,7 +71,8 @@ class RetryTimer(Actor):
                 if due:
                     self._arm(min(due))
             case Fire():
-                self._due = None
+                assert self._alarm is not None
+                self._alarm.rang()
                 await self._promote()
             case Refresh():
                 await self._rearm()
@@ -97,22 +98,5 @@ class RetryTimer(Actor):
             self._arm(due)
 
     def _arm(self, at: float) -> None:
-        if self._due is not None and self._due <= at:
-            return
-        self._cancel()
-        self._due = at
-        delay = max(0.0, at - self._clock())
-        self._handle = asyncio.get_running_loop().call_later(delay, self._fire)
-
-    def _fire(self) -> None:
-        self._handle = None
-        try:
-            self.ref.tell_nowait(Fire())
-        except (MailboxFull, ActorStopped):
-            self._due = None  # the next refresh re-arms
-
-    def _cancel(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
-        self._due = None
+        assert self._alarm is not None
+        self._alarm.set(at)

@@ -10,15 +10,14 @@ writer's commit notice, and other nodes through their wake-ups.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 
 import attrs
 
-from actorq.actors.core import Actor, ActorError, ActorRef, ActorStopped, MailboxFull
+from actorq.actors.core import Actor, ActorError, ActorRef
 from actorq.actors.journal_writer import write
-from actorq.actors.ticker import Ticker
+from actorq.actors.ticker import Alarm, Ticker
 from actorq.errors import ActorqError
 from actorq.journal.base import FireSchedules, Journal
 
@@ -60,11 +59,11 @@ class Scheduler(Actor):
         self._refresh = refresh_seconds
         self._write_timeout = write_timeout
         self._limit = limit
-        self._due: float | None = None
-        self._handle: asyncio.TimerHandle | None = None
+        self._alarm: Alarm | None = None
         self._ticker: Ticker | None = None
 
     async def on_start(self) -> None:
+        self._alarm = Alarm(self.ref, Fire(), self._clock, late=_LATE)
         self._ticker = Ticker(self.ref, Rearm(), self._refresh)
         self._ticker.start()
         await self._rearm()
@@ -72,12 +71,14 @@ class Scheduler(Actor):
     async def on_stop(self) -> None:
         if self._ticker is not None:
             await self._ticker.stop()
-        self._cancel()
+        if self._alarm is not None:
+            self._alarm.cancel()
 
     async def receive(self, message: object) -> object:
         match message:
             case Fire():
-                self._due = None
+                assert self._alarm is not None
+                self._alarm.rang()
                 await self._fire()
             case Rearm():
                 await self._rearm()
@@ -108,22 +109,5 @@ class Scheduler(Actor):
             self._arm(due if not_before is None else max(due, not_before))
 
     def _arm(self, at: float) -> None:
-        if self._due is not None and self._due <= at:
-            return
-        self._cancel()
-        self._due = at
-        delay = max(0.0, at - self._clock()) + _LATE
-        self._handle = asyncio.get_running_loop().call_later(delay, self._go)
-
-    def _go(self) -> None:
-        self._handle = None
-        try:
-            self.ref.tell_nowait(Fire())
-        except (MailboxFull, ActorStopped):
-            self._due = None  # the next refresh arms the timer again
-
-    def _cancel(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
-        self._due = None
+        assert self._alarm is not None
+        self._alarm.set(at)
