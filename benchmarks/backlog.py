@@ -1,0 +1,166 @@
+"""Large backlogs: does a deep queue slow the node down? One JSON line per run.
+
+    python benchmarks/backlog.py [--n 1000000] [--small 10000] [--database-url URL]
+
+Each run fills two fresh databases with queued ``echo`` tasks, ``--small`` and ``--n`` of them
+(straight through the journal, in bulk), then for each: starts an ``actorq serve`` process
+(concurrency 10) and times its start to ``/ready`` (the projection is there: a restart must
+not read the whole journal), lets it drain ``--drain`` tasks and times them (first ``started``
+to last ``succeeded``, from the tasks table: process start-up not counted), and reads its
+peak resident memory (VmHWM) from /proc. The figures to compare: ``drain_ratio`` (deep over
+shallow dequeue rate, 1.0 = no slower) and the deep backlog's ``ready_s`` and ``rss_mb``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+import aiohttp
+from executable import free_port
+from throughput import fresh_url, git_rev
+
+from actorq.journal import journal_from_url
+from actorq.journal.base import Submit
+from actorq.model import NewTask, Task, TaskFilter, TaskState
+
+CHUNK = 5000
+
+
+async def fill(url: str, n: int) -> float:
+    """Submit ``n`` queued echo tasks in bulk; the seconds it took."""
+    journal = journal_from_url(url)
+    await journal.open()
+    t0 = time.perf_counter()
+    try:
+        for start in range(0, n, CHUNK):
+            tasks = [NewTask("echo", max_attempts=1) for _ in range(min(CHUNK, n - start))]
+            (outcome,) = await journal.run([Submit(tasks, time.time(), "bench")])
+            outcome.unwrap()
+    finally:
+        await journal.close()
+    return time.perf_counter() - t0
+
+
+def peak_rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def drained(url: str, count: int, timeout: float) -> tuple[float, float]:
+    """Wait until ``count`` tasks succeeded; (first started_at, last finished_at) of them."""
+    journal = journal_from_url(url)
+    await journal.open()
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            counts = await journal.counts()
+            if sum(n for (_, s), n in counts.items() if s is TaskState.SUCCEEDED) >= count:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{counts} after {timeout} s")
+            await asyncio.sleep(0.2)
+        done: list[Task] = []
+        cursor = None
+        while True:
+            page = await journal.list_tasks(TaskFilter(TaskState.SUCCEEDED), 500, cursor)
+            done += page.tasks
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+    finally:
+        await journal.close()
+    first = min(t.started_at or 0.0 for t in done)
+    last = max(t.finished_at or 0.0 for t in done)
+    return first, last
+
+
+async def until_ready(url: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as session:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"actorq serve exited with {proc.returncode}")
+            try:
+                async with session.get(f"{url}/ready") as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError("not ready")
+            await asyncio.sleep(0.02)
+
+
+async def measure(url: str, drain: int, workdir: str) -> dict[str, Any]:
+    port = free_port()
+    argv = [sys.executable, "-m", "actorq", "serve", "--port", str(port), "--database-url", url,
+            "--concurrency", "10", "--node", "backlog"]  # fmt: skip
+    t0 = time.perf_counter()
+    log = os.open(os.path.join(workdir, f"serve-{port}.log"), os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        proc = subprocess.Popen(argv, stdout=log, stderr=log)
+    finally:
+        os.close(log)
+    try:
+        await until_ready(f"http://127.0.0.1:{port}", proc, timeout=120)
+        ready_s = time.perf_counter() - t0
+        first, last = await drained(url, drain, timeout=600)
+        rss = peak_rss_mb(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    return {"ready_s": round(ready_s, 3), "drain_per_s": round(drain / (last - first), 1),
+            "rss_mb": round(rss, 1)}  # fmt: skip
+
+
+async def run(args: argparse.Namespace, workdir: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"n": args.n, "small": args.small, "drain": args.drain}
+    for label, size in (("small", args.small), ("deep", args.n)):
+        url, drop = fresh_url(args.database_url, workdir)
+        try:
+            out[f"{label}_fill_per_s"] = round(size / await fill(url, size), 1)
+            for key, value in (await measure(url, args.drain, workdir)).items():
+                out[f"{label}_{key}"] = value
+        finally:
+            await drop()
+    out["drain_ratio"] = round(out["deep_drain_per_s"] / out["small_drain_per_s"], 3)
+    return out
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=1_000_000, help="tasks in the deep backlog")
+    parser.add_argument("--small", type=int, default=10_000, help="tasks in the shallow one")
+    parser.add_argument("--drain", type=int, default=5_000, help="tasks timed while draining")
+    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--database-url", help="default: a fresh SQLite file per database")
+    parser.add_argument("--workdir", default=None, help="where SQLite files go (default: tmp)")
+    args = parser.parse_args()
+    if args.drain > args.small:
+        parser.error("--drain must not exceed --small")
+    with tempfile.TemporaryDirectory(dir=args.workdir) as workdir:
+        for _ in range(args.runs):
+            line = await run(args, workdir)
+            line.update({
+                "benchmark": "backlog",
+                "backend": "sqlite" if args.database_url is None else "postgresql",
+                "rev": git_rev(), "python": platform.python_version(),
+                "cpus": os.cpu_count(), "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            })  # fmt: skip
+            print(json.dumps(line), flush=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
