@@ -7,12 +7,17 @@ Everything here is a plain attrs value; the rules for how events change a task l
 from __future__ import annotations
 
 import enum
-import uuid
 from typing import Annotated, Any, Protocol
 
 import attrs
+from uuid6 import uuid7
 
 from actorq.retry import RetryPolicy
+
+
+def new_id() -> str:
+    """A fresh task id: a UUIDv7, so ids sort by creation time (see pyproject's uuid6)."""
+    return str(uuid7())
 
 
 class PosixTime:
@@ -173,7 +178,7 @@ class NewTask:
     run_at: float | None = None
     metadata: dict[str, Any] = attrs.field(factory=dict)
     idempotency_key: str | None = None
-    id: str = attrs.field(factory=lambda: str(uuid.uuid4()))
+    id: str = attrs.field(factory=lambda: new_id())
     retry: RetryPolicy | None = None  # None: chosen when submitted (see ``actorq.retry``)
 
 

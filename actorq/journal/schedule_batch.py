@@ -10,7 +10,6 @@ which tick is next, and only one transaction can move it.
 
 from __future__ import annotations
 
-import uuid
 from typing import TYPE_CHECKING
 
 import attrs
@@ -26,7 +25,7 @@ from actorq.journal.base import (
     SaveMode,
     SaveSchedule,
 )
-from actorq.model import Schedule
+from actorq.model import Schedule, new_id
 
 if TYPE_CHECKING:
     from actorq.journal.batch import BatchRun
@@ -81,7 +80,7 @@ class ScheduleRun:
             firing = recurrence.plan_firing(row, op.at)
             task_id = None
             if firing.tick is not None:
-                task_id = str(uuid.uuid4())
+                task_id = new_id()
                 new = recurrence.task_of(row, firing, task_id)
                 submitted = lifecycle.submitted_event(new, at=op.at, node=op.node)
                 changes += (await self._batch.stage([(None, submitted)])).changes
