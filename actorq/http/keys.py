@@ -6,8 +6,11 @@ import asyncio
 
 from aiohttp import web
 
+from actorq.auth import Keyring
 from actorq.runtime import Runtime
 
 RUNTIME = web.AppKey("runtime", Runtime)
+KEYRING = web.AppKey("keyring", Keyring)
+"""This node's copy of the tokens table (see actorq.auth)."""
 SHUTDOWN = web.AppKey("shutdown", asyncio.Event)
 """Set when the server stops: long-lived responses (the event stream) end on it."""

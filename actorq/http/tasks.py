@@ -156,6 +156,7 @@ async def list_tasks(request: web.Request) -> web.Response:
         state=TaskState(state) if state else None,
         queue=_filter(request, "queue"),
         type=_filter(request, "type"),
+        by=_filter(request, "by"),
     )
     page = await request.app[RUNTIME].list_tasks(query, _limit(request), _cursor(request))
     return web.json_response(
