@@ -574,6 +574,9 @@ class SyncClient:
     pause_queue = _blocking(Client.pause_queue)
     resume_queue = _blocking(Client.resume_queue)
     purge_queue = _blocking(Client.purge_queue)
+    tokens = _blocking(Client.tokens)
+    create_token = _blocking(Client.create_token)
+    revoke_token = _blocking(Client.revoke_token)
 
     def close(self) -> None:
         with self._lock:

@@ -161,3 +161,27 @@ async def test_auth_modes(
         assert (await client.get("/health")).status == 200
     finally:
         await runtime.stop()
+
+
+async def test_the_http_client_sends_its_token_and_raises_typed_refusals(
+    node: Runtime, client: TestClient
+) -> None:
+    from actorq import Client, Forbidden, Unauthorized
+
+    admin = await make_token(node, "root", Scope.ADMIN)
+    base = str(client.make_url("")).rstrip("/")
+    async with Client(base) as anonymous:
+        with pytest.raises(Unauthorized):
+            await anonymous.stats()
+    async with Client(base, admin) as root:
+        made = await root.create_token("reader", "read")
+        assert [t["name"] for t in await root.tokens()] == ["reader", "root"]
+    async with Client(base, made["secret"]) as reader:
+        await reader.stats()
+        with pytest.raises(Forbidden):
+            await reader.submit("echo", 1)
+    async with Client(base, admin) as root:
+        await root.revoke_token("reader")
+    async with Client(base, made["secret"]) as reader:
+        with pytest.raises(Unauthorized):
+            await reader.stats()

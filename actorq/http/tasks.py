@@ -197,6 +197,6 @@ async def cancel(request: web.Request) -> web.Response:
 @routes.post("/api/v1/tasks/{id}/retry")
 @aiojobs.aiohttp.atomic
 async def retry(request: web.Request) -> web.Response:
-    # Who asked goes into the history (a token's name once tokens exist).
+    # The client's address goes into the event's data; its actor column names the token.
     task = await request.app[RUNTIME].retry(_task_id(request), by=f"api:{request.remote}")
     return web.json_response(task_json(task))
