@@ -59,6 +59,7 @@ class Token:
 
 
 SECRET_PREFIX = "aq_"  # noqa: S105 - not a secret, a marker: makes a leaked secret easy to recognize (secret scanners, logs)
+RESERVED = "anonymous"  # the actor of API calls while auth is off
 _NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
 
 
@@ -67,6 +68,8 @@ def check_name(name: str) -> str:
     digits, ``.``, ``_``, ``-`` (no ``:``, which the CLI's ``cli:user@host`` actors use)."""
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise InvalidInput(f"a token name is 1-100 letters, digits, '.', '_' or '-', got {name!r}")
+    if name == RESERVED:
+        raise InvalidInput(f"{RESERVED!r} is what calls without a token are journaled as")
     return name
 
 

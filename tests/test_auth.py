@@ -11,6 +11,7 @@ from nodes import Gates, make_registry, node_config
 
 from actorq.auth import Scope, new_token
 from actorq.http.app import make_app
+from actorq.http.keys import KEYRING
 from actorq.runtime import Runtime
 
 TASKS = "/api/v1/tasks"
@@ -185,3 +186,25 @@ async def test_the_http_client_sends_its_token_and_raises_typed_refusals(
     async with Client(base, made["secret"]) as reader:
         with pytest.raises(Unauthorized):
             await reader.stats()
+
+
+async def test_the_event_stream_opens_with_a_single_use_ticket(
+    node: Runtime, client: TestClient
+) -> None:
+    reader = await make_token(node, "viewer", Scope.READ)
+    assert (await client.get("/api/v1/events")).status == 401
+    ticket = (await call(client, "POST", "/api/v1/events/ticket", reader, 201))["ticket"]
+    await call(client, "POST", "/api/v1/events/ticket", None, 401)
+    stream = await client.get(f"/api/v1/events?ticket={ticket}")
+    assert stream.status == 200
+    assert stream.headers["Content-Type"] == "text/event-stream"
+    stream.close()
+    again = await client.get(f"/api/v1/events?ticket={ticket}")  # used: refused
+    assert again.status == 401
+    # a ticket opens the stream only, not the rest of the API
+    other = (await call(client, "POST", "/api/v1/events/ticket", reader, 201))["ticket"]
+    assert (await client.get(f"{TASKS}?ticket={other}")).status == 401
+    # a ticket whose token was revoked meanwhile is refused
+    await node.journal.revoke_token("viewer", node.clock())
+    client.app[KEYRING].forget()
+    assert (await client.get(f"/api/v1/events?ticket={other}")).status == 401

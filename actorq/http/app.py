@@ -42,7 +42,7 @@ from actorq.errors import (
 )
 from actorq.http import auth
 from actorq.http.dead_letters import routes as dead_letter_routes
-from actorq.http.keys import KEYRING, RUNTIME, SHUTDOWN
+from actorq.http.keys import KEYRING, RUNTIME, SHUTDOWN, TICKETS
 from actorq.http.queues import routes as queue_routes
 from actorq.http.rate_limit import RateLimiter, middleware
 from actorq.http.schedules import routes as schedule_routes
@@ -146,12 +146,16 @@ def make_app(runtime: Runtime) -> web.Application:
                       required=config.auth == "required")  # fmt: skip
     # Inside the error middleware, so a refusal is a JSON error like any other.
     checked = None if config.auth == "off" else keyring
-    chain: list[Middleware] = [errors, auth.middleware(checked, metrics_public=config.metrics_open)]
+    tickets = auth.Tickets(runtime.clock)
+    chain: list[Middleware] = [
+        errors, auth.middleware(checked, tickets, metrics_public=config.metrics_open)
+    ]  # fmt: skip
     if setting is not None:
         chain.insert(0, middleware(RateLimiter.from_setting(setting)))
     app = web.Application(middlewares=chain, client_max_size=runtime.config.max_body_bytes)
     app[RUNTIME] = runtime
     app[KEYRING] = keyring
+    app[TICKETS] = tickets
     app[SHUTDOWN] = asyncio.Event()
     app.on_shutdown.append(_end_streams)
     aiojobs.aiohttp.setup(app)
