@@ -122,6 +122,9 @@ class Config:
     # Addresses the example ``webhook`` type may call although they are internal (loopback,
     # private...): IP addresses or networks (CIDR), e.g. 127.0.0.1,10.0.0.0/8.
     webhook_allow: tuple[str, ...] | None = None
+    # Origins whose pages may call the API from a browser (CORS), e.g.
+    # https://ops.example.com; "*" any. None: no cross-origin call is allowed.
+    cors_origins: tuple[str, ...] | None = None
     # "0": ``serve`` without ``--app`` loads no example task types (``--no-example-types``).
     example_types: str = attrs.field(default="1", validator=_switch)
 

@@ -40,7 +40,7 @@ from actorq.errors import (
     Unavailable,
     UnknownTaskType,
 )
-from actorq.http import auth
+from actorq.http import auth, cors
 from actorq.http.dead_letters import routes as dead_letter_routes
 from actorq.http.keys import KEYRING, RUNTIME, SHUTDOWN, TICKETS
 from actorq.http.queues import routes as queue_routes
@@ -152,6 +152,8 @@ def make_app(runtime: Runtime) -> web.Application:
     ]  # fmt: skip
     if setting is not None:
         chain.insert(0, middleware(RateLimiter.from_setting(setting)))
+    if config.cors_origins:  # outermost: refusals (401, 429) must be readable by the page
+        chain.insert(0, cors.middleware(config.cors_origins))
     app = web.Application(middlewares=chain, client_max_size=runtime.config.max_body_bytes)
     app[RUNTIME] = runtime
     app[KEYRING] = keyring
