@@ -137,3 +137,42 @@ async def test_a_token_works_on_every_node_and_a_revoke_reaches_them_all(
         await journal.close()
     assert history[0].actor == "root"
     assert history[0].node == "b"
+
+
+def test_export_shows_and_filters_by_actor(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path}/e.db"
+    first = run_cli(capsys, "submit", "echo", "--database-url", url)
+    assert main(["journal", "export", "--database-url", url]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    me = f"cli:{getpass.getuser()}@{socket.gethostname()}"
+    assert json.loads(line)["actor"] == me
+    assert json.loads(line)["task_id"] == first["id"]
+    assert main(["journal", "export", "--by", "someone-else", "--database-url", url]) == 0
+    assert capsys.readouterr().out == ""
+    assert main(["journal", "export", "--by", me, "--database-url", url]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 1
+
+
+async def test_the_cli_sends_its_token_with_url(tmp_path: Path, servers: list[Server]) -> None:
+    db = tmp_path / "u.db"
+    url = f"sqlite:///{db}"
+    made = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "actorq", "token", "create", "viewer", "--database-url", url],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    secret = json.loads(made.stdout)["secret"]
+    server = Server(db, tmp_path)
+    servers.append(server)
+    await server.ready()
+
+    def stats(*extra: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "actorq", "stats", "--url", server.url, *extra]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=60)
+
+    refused = await asyncio.to_thread(stats)
+    assert refused.returncode == 1
+    assert "needs a token" in refused.stderr
+    assert (await asyncio.to_thread(stats, "--token", secret)).returncode == 0

@@ -147,6 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
             jp.add_argument("--task", help="with --until: that task's state then")
         if name == "export":
             jp.add_argument("--output", "-o", default="-", help="file (default: stdout)")
+            jp.add_argument("--by", help="only the events of this actor (a token's name, "
+                            "cli:USER@HOST, a node id, anonymous)")  # fmt: skip
     return parser
 
 
@@ -284,11 +286,11 @@ def _cmd_journal(args: argparse.Namespace, config: Config) -> int:
                 return OK
             case "export":
                 if args.output == "-":
-                    n = await audit.export(journal, sys.stdout, until)
+                    n = await audit.export(journal, sys.stdout, until, args.by)
                     sys.stdout.flush()  # a closed pipe shows here, before the count is told
                 else:
                     with open(args.output, "w") as f:  # noqa: ASYNC230 - a CLI writing its output
-                        n = await audit.export(journal, f, until)
+                        n = await audit.export(journal, f, until, args.by)
                 print(f"exported {n} events", file=sys.stderr)
                 return OK
             case "rebuild":
