@@ -176,3 +176,15 @@ async def test_the_cli_sends_its_token_with_url(tmp_path: Path, servers: list[Se
     assert refused.returncode == 1
     assert "needs a token" in refused.stderr
     assert (await asyncio.to_thread(stats, "--token", secret)).returncode == 0
+
+
+async def test_serve_on_a_public_address_starts_once_a_token_exists(
+    tmp_path: Path, servers: list[Server]
+) -> None:
+    db = tmp_path / "pub.db"
+    await asyncio.to_thread(main, ["token", "create", "root", "--scope", "admin",
+                                   "--database-url", f"sqlite:///{db}"])  # fmt: skip
+    server = Server(db, tmp_path, "--host", "0.0.0.0")
+    servers.append(server)
+    await server.ready()
+    assert await _status(f"{server.url}/api/v1/tasks", None) == 401

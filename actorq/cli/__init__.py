@@ -41,7 +41,7 @@ from actorq.cli.base import (
 )
 from actorq.config import Config
 from actorq.errors import ActorqError, InvalidInput, StorageError, UnknownTaskType
-from actorq.journal import backend_of, is_memory_url, probe, redact_url
+from actorq.journal import backend_of, is_memory_url, journal_from_url, probe, redact_url
 from actorq.journal.base import Journal
 from actorq.loader import load_app
 from actorq.retry import PolicyError, RetryDefaults, parse_spec, policy_json
@@ -187,12 +187,11 @@ async def _run_node(config: Config, registry: Registry, *, http: bool) -> int:
     from actorq.runtime import Runtime
 
     await probe(config.database_url, config.connect_timeout)
+    if http and not await _auth_fits(config):
+        return USAGE
     runtime = Runtime(config, registry)
     await runtime.start()
     runner = None
-    if http and not await _auth_fits(runtime):
-        await runtime.stop()
-        return USAGE
     if http:
         runner = web.AppRunner(make_app(runtime), access_log=None)
         await runner.setup()
@@ -226,18 +225,23 @@ async def _run_node(config: Config, registry: Registry, *, http: bool) -> int:
     return OK
 
 
-async def _auth_fits(runtime: Any) -> bool:
+async def _auth_fits(config: Config) -> bool:
     """Whether the node may serve with the auth it has: an address beyond this machine
-    (not loopback) is refused while no token exists, unless auth is explicitly off."""
-    config = runtime.config
+    (not loopback) is refused while no token exists, unless auth is explicitly off. Asked
+    before the node starts, so a refused node never claims anything."""
     if config.auth == "off":
         log.warning("auth is off (--no-auth): anyone who reaches %s:%d may submit, cancel and "
                     "change anything", config.host, config.port)  # fmt: skip
         return True
     if config.auth == "required" or is_loopback(config.host):
         return True
-    if await runtime.journal.tokens():
-        return True
+    journal = journal_from_url(config.database_url)
+    await journal.open()
+    try:
+        if await journal.tokens():
+            return True
+    finally:
+        await journal.close()
     log.error(
         "refusing to serve on %s without authentication: no API token exists. Create one "
         "first (`actorq token create NAME --scope admin` on the same database), or set "
