@@ -62,6 +62,10 @@ def test_cli_writes_on_the_database_name_the_user(
 
     (submitted,) = asyncio.run(history())
     assert submitted.actor == f"cli:{getpass.getuser()}@{socket.gethostname()}"
+    me = submitted.actor
+    assert [t["id"] for t in run_cli(capsys, "tasks", "list", "--by", me,
+                                     "--database-url", url)["tasks"]] == [task["id"]]  # fmt: skip
+    assert run_cli(capsys, "tasks", "list", "--by", "x", "--database-url", url)["tasks"] == []
 
 
 def test_serve_on_a_public_address_without_tokens_refuses_to_start(tmp_path: Path) -> None:
