@@ -143,10 +143,15 @@ def summarize(tasks: Iterable[Task]) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-async def export(journal: Journal, out: IO[str], until: float | None = None) -> int:
-    """Write the journal as JSON Lines, one event per line in seq order."""
+async def export(
+    journal: Journal, out: IO[str], until: float | None = None, by: str | None = None
+) -> int:
+    """Write the journal as JSON Lines, one event per line in seq order (only the events of
+    actor ``by``, if given)."""
     n = 0
     async for event in journal.events(0, until):
+        if by is not None and event.actor != by:
+            continue
         out.write(json.dumps(event_json(event), separators=(",", ":")) + "\n")
         n += 1
     return n

@@ -1,15 +1,16 @@
 """Example task types that ``actorq serve`` loads when no ``--app`` is given, so a new user can
-try the queue with curl alone: echo, sleep, fail, flaky and webhook."""
+try the queue with curl alone: echo, sleep, fail, flaky and webhook (fenced against request
+forgery: see actorq.webhook). ``serve --no-example-types`` loads none of them."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
-
-import aiohttp
 
 from actorq.errors import InvalidInput
 from actorq.tasks import Registry, TaskContext, TaskType
+from actorq.webhook import make_webhook, parse_allow
 
 
 async def echo(payload: Any) -> Any:
@@ -42,31 +43,20 @@ async def flaky(payload: Any, ctx: TaskContext) -> dict[str, int]:
     return {"succeeded_on_attempt": ctx.attempt}
 
 
-async def webhook(payload: Any) -> dict[str, Any]:
-    """POSTs ``payload["body"]`` as JSON to ``payload["url"]``; a non-2xx answer fails."""
-    if not isinstance(payload, dict) or not isinstance(payload.get("url"), str):
-        raise InvalidInput("webhook needs a payload {'url': ..., 'body': ...}")
-    timeout = aiohttp.ClientTimeout(total=float(payload.get("timeout", 10)))
-    async with (
-        aiohttp.ClientSession(timeout=timeout) as session,
-        session.post(
-            payload["url"], json=payload.get("body"), headers=payload.get("headers") or {}
-        ) as resp,  # fmt: skip
-    ):
-        text = await resp.text()
-        if resp.status >= 300:
-            raise ExampleFailure(f"webhook answered {resp.status}: {text[:200]}")
-        return {"status": resp.status, "body": text[:1000]}
-
-
-def builtin_registry() -> Registry:
+def builtin_registry(webhook_allow: Sequence[str] | None = None) -> Registry:
+    """The example types; ``webhook_allow``: internal addresses the webhook may reach
+    (``ACTORQ_WEBHOOK_ALLOW``, see actorq.webhook)."""
+    try:
+        allow = parse_allow(webhook_allow)
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
     registry = Registry()
     for task_type in (
         TaskType("echo", echo),
         TaskType("sleep", sleep),
         TaskType("fail", fail),
         TaskType("flaky", flaky, max_attempts=5),
-        TaskType("webhook", webhook, max_attempts=5, timeout=30),
+        TaskType("webhook", make_webhook(allow), max_attempts=5, timeout=30),
     ):
         registry.add(task_type)
     return registry

@@ -209,11 +209,12 @@ class Client:
         type: str | None = None,  # noqa: A002 - the API's own name for it
         limit: int = 100,
         cursor: str | None = None,
+        by: str | None = None,
     ) -> AsyncIterator[Page]:
         """The tasks that match, newest first, one page (of at most ``limit``) at a time,
         following ``next_cursor`` until the last; ``cursor`` starts from a page seen before."""
         params = {"limit": str(limit)}
-        for name, value in (("state", state), ("queue", queue), ("type", type)):
+        for name, value in (("state", state), ("queue", queue), ("type", type), ("by", by)):
             if value is not None:
                 params[name] = str(value)
         while True:
@@ -343,6 +344,25 @@ class Client:
         body = None if states is None else {"states": builtins.list(states)}
         data = await self._call("POST", _queue(name) + "/purge", body=body)
         return int(data["purged"])
+
+    # -- tokens (an admin token's calls) ----------------------------------------------------
+
+    async def tokens(self) -> builtins.list[dict[str, Any]]:
+        """Every token (name, scope, created_at, created_by, revoked_at); never a secret."""
+        data = await self._call("GET", "/api/v1/tokens")
+        tokens: builtins.list[dict[str, Any]] = data["tokens"]
+        return tokens
+
+    async def create_token(self, name: str, scope: str) -> dict[str, Any]:
+        """A new token; its ``secret`` is in this answer and nowhere else."""
+        body = {"name": name, "scope": scope}
+        created: dict[str, Any] = await self._call("POST", "/api/v1/tokens", body=body)
+        return created
+
+    async def revoke_token(self, name: str) -> dict[str, Any]:
+        path = f"/api/v1/tokens/{urllib.parse.quote(name, safe='')}"
+        revoked: dict[str, Any] = await self._call("DELETE", path)
+        return revoked
 
     # -- schedules -------------------------------------------------------------------------
 
@@ -554,6 +574,9 @@ class SyncClient:
     pause_queue = _blocking(Client.pause_queue)
     resume_queue = _blocking(Client.resume_queue)
     purge_queue = _blocking(Client.purge_queue)
+    tokens = _blocking(Client.tokens)
+    create_token = _blocking(Client.create_token)
+    revoke_token = _blocking(Client.revoke_token)
 
     def close(self) -> None:
         with self._lock:

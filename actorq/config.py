@@ -60,6 +60,21 @@ def _retry_spec(_inst: object, _attribute: attrs.Attribute[Any], value: str | No
             raise InvalidInput(f"retry {value!r}: {exc}") from None
 
 
+_AUTH_MODES = ("auto", "required", "off")
+_SWITCH = {"1": True, "true": True, "yes": True, "on": True,
+           "0": False, "false": False, "no": False, "off": False}  # fmt: skip
+
+
+def _auth_mode(_inst: object, _attribute: attrs.Attribute[Any], value: str) -> None:
+    if value not in _AUTH_MODES:
+        raise InvalidInput(f"auth must be one of {', '.join(_AUTH_MODES)}, got {value!r}")
+
+
+def _switch(_inst: object, attribute: attrs.Attribute[Any], value: str) -> None:
+    if value.lower() not in _SWITCH:
+        raise InvalidInput(f"{attribute.name} must be 1 or 0 (true, false), got {value!r}")
+
+
 @attrs.frozen
 class Config:
     database_url: str = "sqlite:///actorq.db"
@@ -96,10 +111,34 @@ class Config:
     # The node's default retry policy, for tasks whose submission, queue and type set none:
     # ``exponential,base=1,cap=300`` or its JSON form (see actorq.retry). None: the built-in.
     retry: str | None = attrs.field(default=None, validator=_retry_spec)
+    # API tokens (actorq.auth): "auto" checks them once a token exists, "required" always,
+    # "off" never (``serve --no-auth``; a warning at every start).
+    auth: str = attrs.field(default="auto", validator=_auth_mode)
+    # A node reads the tokens table again at most this often: a token created or revoked on
+    # another node counts here within this many seconds.
+    auth_refresh: float = attrs.field(default=1.0, validator=_positive)
+    # "1": /metrics answers without a token.
+    metrics_public: str = attrs.field(default="0", validator=_switch)
+    # Addresses the example ``webhook`` type may call although they are internal (loopback,
+    # private...): IP addresses or networks (CIDR), e.g. 127.0.0.1,10.0.0.0/8.
+    webhook_allow: tuple[str, ...] | None = None
+    # Origins whose pages may call the API from a browser (CORS), e.g.
+    # https://ops.example.com; "*" any. None: no cross-origin call is allowed.
+    cors_origins: tuple[str, ...] | None = None
+    # "0": ``serve`` without ``--app`` loads no example task types (``--no-example-types``).
+    example_types: str = attrs.field(default="1", validator=_switch)
 
     @property
     def retry_policy(self) -> RetryPolicy:
         return DEFAULT if self.retry is None else parse_spec(self.retry)
+
+    @property
+    def metrics_open(self) -> bool:
+        return _SWITCH[self.metrics_public.lower()]
+
+    @property
+    def with_example_types(self) -> bool:
+        return _SWITCH[self.example_types.lower()]
 
     @property
     def queue_tiers(self) -> tuple[Tier, ...] | None:

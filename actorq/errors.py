@@ -200,3 +200,41 @@ class Unreachable(Unavailable):
     out): the request may or may not have been carried out."""
 
     code = "unreachable"
+
+
+class Unauthorized(ActorqError):
+    """No token, or one that is unknown or revoked (HTTP 401)."""
+
+    code = "unauthorized"
+
+
+class Forbidden(ActorqError):
+    """A valid token without the scope the request needs (HTTP 403)."""
+
+    code = "forbidden"
+
+
+class TokenNotFound(ActorqError):
+    code = "token_not_found"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no token named {name!r}")
+        self.name = name
+
+    def details(self) -> dict[str, Any]:
+        return {"name": self.name}
+
+
+class DuplicateToken(ActorqError):
+    """A token of that name exists (or existed: a revoked token's name stays taken)."""
+
+    code = "token_exists"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"a token named {name!r} exists already (names of revoked tokens stay taken)"
+        )
+        self.name = name
+
+    def details(self) -> dict[str, Any]:
+        return {"name": self.name}

@@ -144,6 +144,10 @@ class Event:
     data: dict[str, Any] = attrs.field(factory=dict)
     worker: str | None = None
     seq: int = 0
+    # Who did it: a token's name (API), ``cli:USER@HOST`` (command line) or the node (what the
+    # runtime decided itself). None until the journal fills it in; None in events written
+    # before actors were recorded.
+    actor: str | None = None
 
 
 class TypeDefaults(Protocol):
@@ -233,6 +237,7 @@ class TaskFilter:
     state: TaskState | None = None
     queue: str | None = None
     type: str | None = None
+    by: str | None = None  # the actor of the task's submitted event
 
 
 @attrs.frozen

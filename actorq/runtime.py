@@ -45,6 +45,7 @@ from actorq.actors.stats import (
     Unsubscribe,
 )
 from actorq.actors.worker import WorkerDeps, worker_supervisor
+from actorq.auth import stamped
 from actorq.config import Config
 from actorq.dead_letters import settle
 from actorq.errors import InvalidTransition, Overloaded, QueueNotFound
@@ -374,6 +375,7 @@ class Runtime:
     # -- operations ----------------------------------------------------------------------
 
     async def _write(self, op: Any) -> Any:
+        op = stamped(op)
         try:
             outcome = await write(self._ref(WRITER), op, timeout=self._write_timeout)
         except TimeoutError:
@@ -442,7 +444,7 @@ class Runtime:
 
         async def run(op: Op) -> Outcome:
             try:
-                return await write(self._ref(WRITER), op, timeout=self._write_timeout)
+                return await write(self._ref(WRITER), stamped(op), timeout=self._write_timeout)
             except TimeoutError:
                 raise Overloaded("the journal did not accept the write in time") from None
 

@@ -30,6 +30,8 @@ from actorq.errors import (
     BatchItemError,
     DuplicateSchedule,
     DuplicateTask,
+    DuplicateToken,
+    Forbidden,
     InvalidInput,
     InvalidJson,
     InvalidTransition,
@@ -42,6 +44,8 @@ from actorq.errors import (
     TaskExpired,
     TaskNotFound,
     TaskPurged,
+    TokenNotFound,
+    Unauthorized,
     Unavailable,
     UnknownTaskType,
 )
@@ -366,6 +370,8 @@ _PLAIN: dict[str, Callable[[], ActorqError]] = {
     "storage_error": StorageError,
     "unavailable": Unavailable,
     "not_ready": Unavailable,
+    "unauthorized": Unauthorized,
+    "forbidden": Forbidden,
 }
 _ABOUT_TASK: dict[str, Callable[[str], ActorqError]] = {
     "task_not_found": TaskNotFound,
@@ -388,6 +394,8 @@ def _queue_error(code: str, error: dict[str, Any]) -> ActorqError:
 _NAMED: dict[str, Callable[[str], ActorqError]] = {
     "schedule_not_found": ScheduleNotFound,
     "schedule_exists": DuplicateSchedule,
+    "token_not_found": TokenNotFound,
+    "token_exists": DuplicateToken,
 }
 
 

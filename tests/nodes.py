@@ -53,7 +53,9 @@ class Gates:
 
 
 def make_registry(gates: Gates) -> Registry:
-    registry = builtin_registry()
+    # The tests' own local servers are on loopback, which the webhook refuses by default
+    # (tests/test_webhook_ssrf.py checks that, with a registry of its own).
+    registry = builtin_registry(["127.0.0.1"])
 
     async def flaky_fast(payload: Any, ctx: TaskContext) -> int:
         if ctx.attempt <= int(payload["fail_times"]):

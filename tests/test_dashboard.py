@@ -189,7 +189,8 @@ async def test_opening_a_task_shows_its_history_and_retry_runs_it_again(
     failed = page.locator('[data-testid="history-row"][data-kind="failed"] td')
     await expect(failed.nth(3)).to_have_text("test-node")
     await expect(failed.nth(4)).to_have_text(re.compile(r"^test-node/w\d+$"))
-    await expect(failed.nth(5)).to_contain_text("ValueError: broken")
+    await expect(failed.nth(5)).to_have_text("test-node")  # the actor: the node decided it
+    await expect(failed.nth(6)).to_contain_text("ValueError: broken")
     await expect(page.locator("#detail-failure")).to_contain_text("ValueError: broken")
     await expect(page.locator("#task-cancel")).to_be_hidden()
 
@@ -222,7 +223,7 @@ async def test_the_form_sets_a_retry_policy_and_the_task_shows_it_and_its_snooze
     await expect(shown).to_have_text("linear · base 2 s · cap 60 s · jitter 0.1")
     snoozed = page.locator('[data-testid="history-row"][data-kind="snoozed"]')
     await expect(snoozed.first).to_be_visible()
-    await expect(snoozed.first.locator("td").nth(6)).to_contain_text('"reason":"not due yet"')
+    await expect(snoozed.first.locator("td").nth(7)).to_contain_text('"reason":"not due yet"')
     await expect(page.locator('#detail-fields [data-field="attempt"]')).to_have_text("1")
     assert dashboard.errors == []
 

@@ -48,7 +48,8 @@ def legacy_rows(events: list[Event]) -> tuple[list[Any], list[Any]]:
     tasks["task-b"] = attrs.evolve(tasks["task-b"], error="cancelled")
     # Version 1's columns: those added since (retry, 007) are not there yet.
     width = len(VERSION_1_COLUMNS)
-    return [event_to_row(e) for e in events], [task_to_row(t)[:width] for t in tasks.values()]
+    # A version 1 journal has no actor column (migration 008 added it, last).
+    return [event_to_row(e)[:7] for e in events], [task_to_row(t)[:width] for t in tasks.values()]
 
 
 async def write_version_1(url: str) -> None:

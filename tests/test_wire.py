@@ -227,7 +227,8 @@ def tasks() -> tuple[Task, Task]:
 def events() -> tuple[Event, Event]:
     bare = Event(EventKind.SUBMITTED, "t1", NOW, "n1", seq=1)
     full = Event(EventKind.FAILED, "t1", NOW + 0.25, "n1",
-                 {"error": "boom", "retry_at": NOW + 5, "attempt": 1}, "n1/w2", 7)  # fmt: skip
+                 {"error": "boom", "retry_at": NOW + 5, "attempt": 1}, "n1/w2", 7,
+                 "alice")  # fmt: skip
     return bare, full
 
 

@@ -109,6 +109,7 @@ def event_to_json(
         "type": type_,
         "node": e.node,
         "worker": e.worker,
+        "actor": e.actor,
     }
 
 

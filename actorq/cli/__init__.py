@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import os
@@ -21,7 +22,7 @@ from typing import Any
 
 from actorq import audit
 from actorq.builtin import builtin_registry
-from actorq.cli import dead_letters, queues, schedules, stats, tasks
+from actorq.cli import dead_letters, queues, schedules, stats, tasks, tokens
 from actorq.cli.base import (
     CONFIG_HELP,
     DESCRIPTION,
@@ -40,7 +41,7 @@ from actorq.cli.base import (
 )
 from actorq.config import Config
 from actorq.errors import ActorqError, InvalidInput, StorageError, UnknownTaskType
-from actorq.journal import backend_of, is_memory_url, probe, redact_url
+from actorq.journal import backend_of, is_memory_url, journal_from_url, probe, redact_url
 from actorq.journal.base import Journal
 from actorq.loader import load_app
 from actorq.retry import PolicyError, RetryDefaults, parse_spec, policy_json
@@ -51,7 +52,7 @@ log = logging.getLogger("actorq.cli")
 
 # The operator's command groups: each module's ``register(sub)`` adds its subcommands and
 # sets ``run(args, config) -> exit code`` as their default.
-GROUPS = (stats, queues, schedules, tasks, dead_letters)
+GROUPS = (stats, queues, schedules, tasks, dead_letters, tokens)
 
 
 def _app_args(p: argparse.ArgumentParser) -> None:
@@ -118,6 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--port", type=int, help="HTTP port (ACTORQ_PORT, default 8080)")
         p.add_argument("--rate-limit", help="requests per client address, e.g. 200/s or "
                        "1000/m (ACTORQ_RATE_LIMIT, default: no limit)")  # fmt: skip
+        p.add_argument("--no-auth", action="store_const", const="off", dest="auth",
+                       help="check no API token, even on a public address (ACTORQ_AUTH=off; "
+                       "default: tokens are checked once one exists)")  # fmt: skip
+        p.add_argument("--no-example-types", action="store_const", const="0",
+                       dest="example_types", help="without --app, load no example task "
+                       "types (ACTORQ_EXAMPLE_TYPES=0)")  # fmt: skip
 
     subcommand(sub, "serve", "run a node with the HTTP API and dashboard", *node, http)
     subcommand(sub, "worker", "run a node without HTTP", *node)
@@ -140,12 +147,14 @@ def build_parser() -> argparse.ArgumentParser:
             jp.add_argument("--task", help="with --until: that task's state then")
         if name == "export":
             jp.add_argument("--output", "-o", default="-", help="file (default: stdout)")
+            jp.add_argument("--by", help="only the events of this actor (a token's name, "
+                            "cli:USER@HOST, a node id, anonymous)")  # fmt: skip
     return parser
 
 
 def _flags(args: argparse.Namespace) -> dict[str, Any]:
     names = ("database_url", "concurrency", "lease_seconds", "shutdown_grace", "app", "node",
-             "host", "port", "retention", "rate_limit")  # fmt: skip
+             "host", "port", "retention", "rate_limit", "auth", "example_types")  # fmt: skip
     flags = {n: getattr(args, n, None) for n in names}
     flags["retry"] = getattr(args, "default_retry", None)
     if getattr(args, "queues", None):
@@ -162,7 +171,10 @@ def _setup(args: argparse.Namespace) -> tuple[Config, Registry]:
     if app_spec:
         app = load_app(app_spec)
         return Config.load(flags, base=app.settings, file=file), app.registry
-    return Config.load(flags, file=file), builtin_registry()
+    config = Config.load(flags, file=file)
+    if not config.with_example_types:
+        return config, Registry()
+    return config, builtin_registry(config.webhook_allow)
 
 
 # -- commands -------------------------------------------------------------------------------
@@ -175,6 +187,8 @@ async def _run_node(config: Config, registry: Registry, *, http: bool) -> int:
     from actorq.runtime import Runtime
 
     await probe(config.database_url, config.connect_timeout)
+    if http and not await _auth_fits(config):
+        return USAGE
     runtime = Runtime(config, registry)
     await runtime.start()
     runner = None
@@ -211,6 +225,41 @@ async def _run_node(config: Config, registry: Registry, *, http: bool) -> int:
     return OK
 
 
+async def _auth_fits(config: Config) -> bool:
+    """Whether the node may serve with the auth it has: an address beyond this machine
+    (not loopback) is refused while no token exists, unless auth is explicitly off. Asked
+    before the node starts, so a refused node never claims anything."""
+    if config.auth == "off":
+        log.warning("auth is off (--no-auth): anyone who reaches %s:%d may submit, cancel and "
+                    "change anything", config.host, config.port)  # fmt: skip
+        return True
+    if config.auth == "required" or is_loopback(config.host):
+        return True
+    journal = journal_from_url(config.database_url)
+    await journal.open()
+    try:
+        if await journal.tokens():
+            return True
+    finally:
+        await journal.close()
+    log.error(
+        "refusing to serve on %s without authentication: no API token exists. Create one "
+        "first (`actorq token create NAME --scope admin` on the same database), or set "
+        "ACTORQ_AUTH=required, or pass --no-auth to serve without tokens on purpose",
+        config.host,
+    )
+    return False
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to anything
+
+
 def _cmd_journal(args: argparse.Namespace, config: Config) -> int:
     until = parse_time(args.until, "--until") if getattr(args, "until", None) else None
 
@@ -241,11 +290,11 @@ def _cmd_journal(args: argparse.Namespace, config: Config) -> int:
                 return OK
             case "export":
                 if args.output == "-":
-                    n = await audit.export(journal, sys.stdout, until)
+                    n = await audit.export(journal, sys.stdout, until, args.by)
                     sys.stdout.flush()  # a closed pipe shows here, before the count is told
                 else:
                     with open(args.output, "w") as f:  # noqa: ASYNC230 - a CLI writing its output
-                        n = await audit.export(journal, f, until)
+                        n = await audit.export(journal, f, until, args.by)
                 print(f"exported {n} events", file=sys.stderr)
                 return OK
             case "rebuild":

@@ -9,8 +9,10 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from actorq.auth import ACTOR
 from actorq.client import Client
 from actorq.config import Config
+from actorq.dead_letters import cli_actor
 from actorq.errors import InvalidInput
 from actorq.journal import journal_from_url, probe
 from actorq.journal.base import Journal
@@ -79,6 +81,7 @@ def database_args(p: argparse.ArgumentParser) -> None:
 
 def with_journal(config: Config, body: Callable[[Journal], Awaitable[T]]) -> T:
     async def run() -> T:
+        ACTOR.set(cli_actor())  # what the command writes names who ran it
         await probe(config.database_url, config.connect_timeout)
         journal = journal_from_url(config.database_url)
         await journal.open()
@@ -104,6 +107,7 @@ def target_args(p: argparse.ArgumentParser) -> None:
     database_args(p)
     p.add_argument("--url", help="a running actorq server, e.g. http://127.0.0.1:8080 "
                    "(ACTORQ_URL); without it the command works on the database")  # fmt: skip
+    p.add_argument("--token", help="with --url: the API token to send (ACTORQ_TOKEN)")
 
 
 def server_url(args: argparse.Namespace) -> str | None:
@@ -125,8 +129,12 @@ def on_target(
     if url is None:
         return with_journal(config, db)
 
+    import os
+
+    token = getattr(args, "token", None) or os.environ.get("ACTORQ_TOKEN") or None
+
     async def run() -> T:
-        async with Client(url) as client:
+        async with Client(url, token) as client:
             return await http(client)
 
     return asyncio.run(run())

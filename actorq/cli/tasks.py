@@ -34,6 +34,8 @@ def register(sub: Any) -> None:
     tsub = group.add_subparsers(dest="tasks_cmd", required=True)
     listing = subcommand(tsub, "list", "a page of tasks, newest first", target_args, page_args)
     listing.add_argument("--state", choices=[s.value for s in TaskState], help="only this state")
+    listing.add_argument("--by", help="only tasks submitted by this actor (a token's name, "
+                         "cli:USER@HOST, anonymous)")  # fmt: skip
     listing.set_defaults(run=run)
     for name, text in (
         ("get", "one task"),
@@ -89,11 +91,13 @@ def run(args: argparse.Namespace, config: Config) -> int:
     cmd = args.tasks_cmd
     if cmd == "list":
         check_limit(args.limit)
-        query = TaskFilter(TaskState(args.state) if args.state else None, args.queue, args.type)
+        query = TaskFilter(
+            TaskState(args.state) if args.state else None, args.queue, args.type, args.by
+        )
 
         async def list_http(client: Client) -> Page:
             pages = client.list(state=query.state, queue=query.queue, type=query.type,
-                                limit=args.limit, cursor=args.cursor)  # fmt: skip
+                                limit=args.limit, cursor=args.cursor, by=query.by)  # fmt: skip
             return await first_page(pages)
 
         async def list_db(journal: Journal) -> Page:

@@ -19,11 +19,14 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from actorq.actors.core import ActorError
+from actorq.auth import Keyring
 from actorq.errors import (
     ActorqError,
     BatchItemError,
     DuplicateSchedule,
     DuplicateTask,
+    DuplicateToken,
+    Forbidden,
     InvalidInput,
     InvalidTransition,
     Overloaded,
@@ -32,16 +35,20 @@ from actorq.errors import (
     ScheduleNotFound,
     StorageError,
     TaskNotFound,
+    TokenNotFound,
+    Unauthorized,
     Unavailable,
     UnknownTaskType,
 )
+from actorq.http import auth, cors
 from actorq.http.dead_letters import routes as dead_letter_routes
-from actorq.http.keys import RUNTIME, SHUTDOWN
+from actorq.http.keys import KEYRING, RUNTIME, SHUTDOWN, TICKETS
 from actorq.http.queues import routes as queue_routes
 from actorq.http.rate_limit import RateLimiter, middleware
 from actorq.http.schedules import routes as schedule_routes
 from actorq.http.system import routes as system_routes
 from actorq.http.tasks import routes as task_routes
+from actorq.http.tokens import routes as token_routes
 from actorq.runtime import Runtime
 
 log = logging.getLogger("actorq.http")
@@ -59,6 +66,10 @@ _STATUS: dict[type[ActorqError], int] = {
     Overloaded: 503,
     Unavailable: 503,
     StorageError: 503,
+    Unauthorized: 401,
+    Forbidden: 403,
+    TokenNotFound: 404,
+    DuplicateToken: 409,
 }
 # A driver's message may name tables, hosts or values: it goes to the log, not to clients.
 _STORAGE_MESSAGE = "the database failed to answer; try again later"
@@ -83,6 +94,8 @@ def _domain_error(request: web.Request, exc: ActorqError) -> web.Response:
     resp = error_response(status, exc.code, message, **exc.details())
     if isinstance(kind, QueueFull):  # when a client may try again
         resp.headers["Retry-After"] = str(kind.retry_after)
+    if isinstance(kind, Unauthorized | Forbidden):
+        resp.headers["WWW-Authenticate"] = auth.challenge(kind)
     return resp
 
 
@@ -128,11 +141,23 @@ async def _end_streams(app: web.Application) -> None:
 def make_app(runtime: Runtime) -> web.Application:
     setting = runtime.config.rate_limit
     # The rate limit first: a refused request costs nothing more.
-    chain: list[Middleware] = [errors]
+    config = runtime.config
+    keyring = Keyring(runtime.journal.tokens, runtime.clock, refresh=config.auth_refresh,
+                      required=config.auth == "required")  # fmt: skip
+    # Inside the error middleware, so a refusal is a JSON error like any other.
+    checked = None if config.auth == "off" else keyring
+    tickets = auth.Tickets(runtime.clock)
+    chain: list[Middleware] = [
+        errors, auth.middleware(checked, tickets, metrics_public=config.metrics_open)
+    ]  # fmt: skip
     if setting is not None:
         chain.insert(0, middleware(RateLimiter.from_setting(setting)))
+    if config.cors_origins:  # outermost: refusals (401, 429) must be readable by the page
+        chain.insert(0, cors.middleware(config.cors_origins))
     app = web.Application(middlewares=chain, client_max_size=runtime.config.max_body_bytes)
     app[RUNTIME] = runtime
+    app[KEYRING] = keyring
+    app[TICKETS] = tickets
     app[SHUTDOWN] = asyncio.Event()
     app.on_shutdown.append(_end_streams)
     aiojobs.aiohttp.setup(app)
@@ -141,4 +166,5 @@ def make_app(runtime: Runtime) -> web.Application:
     app.add_routes(dead_letter_routes)
     app.add_routes(queue_routes)
     app.add_routes(schedule_routes)
+    app.add_routes(token_routes)
     return app

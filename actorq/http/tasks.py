@@ -156,6 +156,7 @@ async def list_tasks(request: web.Request) -> web.Response:
         state=TaskState(state) if state else None,
         queue=_filter(request, "queue"),
         type=_filter(request, "type"),
+        by=_filter(request, "by"),
     )
     page = await request.app[RUNTIME].list_tasks(query, _limit(request), _cursor(request))
     return web.json_response(
@@ -196,6 +197,6 @@ async def cancel(request: web.Request) -> web.Response:
 @routes.post("/api/v1/tasks/{id}/retry")
 @aiojobs.aiohttp.atomic
 async def retry(request: web.Request) -> web.Response:
-    # Who asked goes into the history (a token's name once tokens exist).
+    # The client's address goes into the event's data; its actor column names the token.
     task = await request.app[RUNTIME].retry(_task_id(request), by=f"api:{request.remote}")
     return web.json_response(task_json(task))

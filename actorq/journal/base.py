@@ -14,6 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
+from actorq.auth import Token
 from actorq.model import Event, EventKind, NewTask, Page, Schedule, Task, TaskFilter, TaskState
 from actorq.nodes import Node
 from actorq.queues import QueueActivity, QueueSettings, Tier
@@ -26,6 +27,7 @@ class Submit:
     tasks: Sequence[NewTask]
     at: float
     node: str
+    actor: str | None = None  # who asked (see Event.actor); None: the node
 
 
 @attrs.frozen
@@ -95,6 +97,7 @@ class Append:
     event: Event
     worker: str | None = None
     attempt: int | None = None
+    actor: str | None = None  # who asked (see Event.actor); None: the node
 
 
 @attrs.frozen
@@ -156,6 +159,7 @@ class SettleDead:
     by: str
     after: tuple[float, str] | None = None
     limit: int = 500
+    actor: str | None = None  # who asked (see Event.actor); None: the node
 
 
 @attrs.frozen
@@ -188,6 +192,7 @@ class ConfigureQueue:
     changes: Mapping[str, Any]
     at: float
     node: str
+    actor: str | None = None  # who asked (see Event.actor); None: the node
 
 
 class SaveMode(enum.StrEnum):
@@ -208,6 +213,7 @@ class SaveSchedule:
     node: str
     mode: SaveMode
     expect_seq: int | None = None
+    actor: str | None = None  # who asked (see Event.actor); None: the node
 
 
 @attrs.frozen
@@ -217,6 +223,7 @@ class DeleteSchedule:
     name: str
     at: float
     node: str
+    actor: str | None = None  # who asked (see Event.actor); None: the node
 
 
 @attrs.frozen
@@ -230,6 +237,7 @@ class PurgeQueue:
     node: str
     reason: str
     limit: int = 1000
+    actor: str | None = None  # who asked (see Event.actor); None: the node
 
 
 @attrs.frozen
@@ -419,6 +427,17 @@ class Journal(Protocol):
 
     async def replace_queues(self, queues: Sequence[QueueSettings]) -> None:
         """Swap the queues projection for ``queues`` (rebuild from a replay)."""
+
+    # -- tokens: not journaled (a secret's hash has no place in an audit trail) ------------
+
+    async def create_token(self, token: Token) -> None:
+        """Store a new token, durably; ``DuplicateToken`` if its name was ever used."""
+
+    async def tokens(self) -> list[Token]:
+        """Every token, revoked ones included, by name."""
+
+    async def revoke_token(self, name: str, at: float) -> Token:
+        """Revoke token ``name`` (again: nothing changes); ``TokenNotFound`` if none."""
 
 
 @runtime_checkable

@@ -158,6 +158,7 @@ class BatchRun:
         self._gone: set[str] = set()  # removed from the projection by this batch
         self._depth_limits: dict[str, int] | None = None  # read once per batch, if needed
         self._schedules: dict[str, Schedule | None] = {}  # rows as this transaction sees them
+        self._actor: str | None = None  # who asked for the operation being run
 
     async def run(self, ops: Sequence[Op]) -> list[Outcome]:
         # One read for every task the batch's transitions touch, not one per operation.
@@ -172,6 +173,7 @@ class BatchRun:
                     self._starts = await self._start_all(ops)
                 outcomes.append(self._starts[i])
             else:
+                self._actor = getattr(op, "actor", None)
                 outcomes.append(await self._run_one(op))
         await self.flush()
         return outcomes
@@ -311,8 +313,7 @@ class BatchRun:
         seqs = await self._tx.allocate(len(pairs))
         changes = []
         for (before, event), seq in zip(pairs, seqs, strict=True):
-            numbered = Event(event.kind, event.task_id, event.at, event.node, event.data,
-                             event.worker, seq)  # fmt: skip
+            numbered = self._numbered(event, seq)
             after = lifecycle.apply(before, numbered)
             changes.append(Change(numbered, None if before is None else before.state, after))
         for change in changes:
@@ -329,6 +330,13 @@ class BatchRun:
             if change.before is None:
                 self._staged.new.add(task.id)
         return Outcome([c.after for c in changes], changes=changes)
+
+    def _numbered(self, event: Event, seq: int) -> Event:
+        """The event as the journal keeps it: its seq, and its actor (the event's own, else
+        whoever asked for the operation, else the node that decided it)."""
+        actor = event.actor or self._actor or event.node
+        return Event(event.kind, event.task_id, event.at, event.node, event.data, event.worker,
+                     seq, actor)  # fmt: skip
 
     async def schedule(self, name: str) -> Schedule | None:
         """Schedule ``name`` as this transaction sees it (its row locked)."""
@@ -347,7 +355,7 @@ class BatchRun:
     async def stage_schedule(self, before: Schedule | None, event: Event) -> Schedule | None:
         """Number and apply one schedule event, then stage it for writing."""
         (seq,) = await self._tx.allocate(1)
-        numbered = attrs.evolve(event, seq=seq)
+        numbered = self._numbered(event, seq)
         after = recurrence.apply(before, numbered)
         name = numbered.task_id.removeprefix(SCHEDULE_SUBJECT)
         staged = self._staged.schedules.get(name)
@@ -457,7 +465,7 @@ class BatchRun:
         current = (await self._tx.queue_rows([op.name])).get(op.name)
         event = queues.configured_event(op.name, op.changes, at=op.at, node=op.node)
         (seq,) = await self._tx.allocate(1)
-        event = attrs.evolve(event, seq=seq)
+        event = self._numbered(event, seq)
         after = queues.apply(current, event)
         await self._tx.write([event], [], set())
         await self._tx.save_queue(after, refill="rate_limit" in op.changes)

@@ -22,18 +22,22 @@ from typing import Any
 import asyncpg
 
 import actorq.lifecycle as lifecycle
+from actorq.auth import Token, stamped
 from actorq.errors import (
     ActorqError,
     DuplicateSchedule,
     DuplicateTask,
+    DuplicateToken,
     InvalidInput,
     ScheduleNotFound,
     StorageError,
     StorageUnavailable,
+    TokenNotFound,
 )
 from actorq.journal.base import Head, Notice, Op, Outcome, Selection, needs_flush
 from actorq.journal.batch import BatchRun, ScheduleRow, refold
 from actorq.journal.rows import (
+    EVENT_COLUMNS,
     PAGE,
     QUEUE_COLUMNS,
     REFOLD_BELOW,
@@ -57,6 +61,8 @@ from actorq.journal.rows import (
     task_from_row,
     task_to_row,
     tasks_in_pages,
+    token_from_row,
+    token_to_row,
     update_row,
 )
 from actorq.model import (
@@ -323,11 +329,13 @@ class _Tx:
     async def write(self, events: Sequence[Event], tasks: Sequence[Task], new: set[str]) -> None:
         inserts = [task_to_row(t) for t in tasks if t.id in new]
         updates = [update_row(t) for t in tasks if t.id not in new]
+        *columns, actors = _arrays([event_to_row(e) for e in events], len(EVENT_COLUMNS))
         await self._conn.execute(
             _Q["write"],
-            *_arrays([event_to_row(e) for e in events], 7),
+            *columns,
             *_arrays(inserts, len(TASK_COLUMNS)),
             *_arrays(updates, 12),
+            actors,  # the last parameter: the column came last (migration 008)
         )
 
     async def load_schedule(self, name: str) -> Schedule | None:
@@ -342,12 +350,14 @@ class _Tx:
 
     async def write_schedules(self, events: Sequence[Event], rows: Sequence[ScheduleRow]) -> None:
         inserts, updates, deletes = _split_schedules(rows)
+        *columns, actors = _arrays([event_to_row(e) for e in events], len(EVENT_COLUMNS))
         done = await self._conn.fetchval(
             _Q["write_schedules"],
-            *_arrays([event_to_row(e) for e in events], 7),
+            *columns,
             *_arrays(inserts, len(SCHEDULE_COLUMNS)),
             *_arrays(updates, len(SCHEDULE_COLUMNS) + 1),
             *_arrays(deletes, 2),
+            actors,  # the last parameter, as in write
         )
         if done != len(updates) + len(deletes):  # the rows were locked: a bug, not a race
             raise StorageError("a schedule changed under a write that held its lock")
@@ -552,7 +562,7 @@ class PostgresJournal:
     # -- writes --------------------------------------------------------------------------
 
     async def run(self, ops: Sequence[Op]) -> list[Outcome]:
-        return await self._run(ops, None)
+        return await self._run([stamped(op) for op in ops], None)
 
     async def run_in(self, connection: Any, ops: Sequence[Op]) -> list[Outcome]:
         """Run ``ops`` inside the caller's open transaction on ``connection`` (asyncpg).
@@ -772,6 +782,10 @@ class PostgresJournal:
             if value is not None:
                 args.append(str(value))
                 where.append(f"{column} = ${len(args)}")
+        if query.by is not None:  # the partial index journal_submitted_by finds them
+            args.append(query.by)
+            where.append("id IN (SELECT task_id FROM journal WHERE kind = 'submitted' "
+                         f"AND actor = ${len(args)})")  # fmt: skip
         if cursor is not None:
             args += decode_cursor(cursor)
             where.append(f"(created_at, id) < (${len(args) - 1}, ${len(args)})")
@@ -902,6 +916,19 @@ class PostgresJournal:
                 await conn.execute(_Q[name], *args)
         except _DRIVER_ERRORS as exc:
             raise _translate(exc) from exc
+
+    async def create_token(self, token: Token) -> None:
+        if not await self._fetch("create_token", *token_to_row(token)):
+            raise DuplicateToken(token.name)
+
+    async def tokens(self) -> list[Token]:
+        return [token_from_row(r) for r in await self._fetch("all_tokens")]
+
+    async def revoke_token(self, name: str, at: float) -> Token:
+        rows = await self._fetch("revoke_token", name, at)
+        if not rows:
+            raise TokenNotFound(name)
+        return token_from_row(rows[0])
 
     async def register_node(self, node: Node) -> None:
         await self._execute("register_node", *node_to_row(node))

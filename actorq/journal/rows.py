@@ -13,6 +13,7 @@ from typing import Any
 
 import attrs
 
+from actorq.auth import Scope, Token
 from actorq.errors import InvalidInput, TaskExpired, TaskNotFound, TaskPurged
 from actorq.model import Event, EventKind, Misfire, Schedule, ScheduleTask, Task, TaskState
 from actorq.nodes import Node, ServedType
@@ -24,7 +25,8 @@ TASK_COLUMNS = (
     "timeout", "run_at", "created_at", "updated_at", "seq", "metadata", "idempotency_key",
     "result", "error", "started_at", "finished_at", "worker", "lease_expires_at", "retry",
 )  # fmt: skip
-EVENT_COLUMNS = ("seq", "at", "task_id", "kind", "node", "worker", "data")
+# "actor" last: a column added later (migration 008), and what seals cover is this tuple.
+EVENT_COLUMNS = ("seq", "at", "task_id", "kind", "node", "worker", "data", "actor")
 QUEUE_COLUMNS = (
     "name", "paused", "concurrency", "rate_limit", "rate_period", "max_depth", "retention",
     "updated_at", "seq", "retry",
@@ -89,13 +91,13 @@ def update_row(t: Task) -> tuple[Any, ...]:
 def event_to_row(event: Event) -> tuple[Any, ...]:
     return (
         event.seq, event.at, event.task_id, event.kind.value, event.node, event.worker,
-        dumps(event.data),
+        dumps(event.data), event.actor,
     )  # fmt: skip
 
 
 def event_from_row(r: Sequence[Any]) -> Event:
     """An event from a row in EVENT_COLUMNS order (see task_from_row)."""
-    return Event(_KINDS[r[3]], r[2], r[1], r[4], _loads(r[6]), worker=r[5], seq=r[0])
+    return Event(_KINDS[r[3]], r[2], r[1], r[4], _loads(r[6]), worker=r[5], seq=r[0], actor=r[7])
 
 
 _KINDS = {k.value: k for k in EventKind}
@@ -259,3 +261,15 @@ def schedule_from_row(r: Sequence[Any]) -> Schedule:
         r[0], ScheduleTask(**_loads(r[4])), r[1], r[2], r[3], bool(r[5]), Misfire(r[6]), r[7],
         r[8], r[9], int(r[10]), r[11], r[12], r[13], int(r[14]),
     )  # fmt: skip
+
+
+TOKEN_COLUMNS = ("name", "scope", "hash", "created_at", "created_by", "revoked_at")
+
+
+def token_to_row(t: Token) -> tuple[Any, ...]:
+    return (t.name, t.scope.value, t.hash, t.created_at, t.created_by, t.revoked_at)
+
+
+def token_from_row(r: Sequence[Any]) -> Token:
+    """A token from a row in TOKEN_COLUMNS order."""
+    return Token(r[0], Scope(r[1]), r[2], float(r[3]), r[4], None if r[5] is None else float(r[5]))

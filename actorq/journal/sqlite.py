@@ -20,12 +20,15 @@ from typing import Any, TypeVar, cast
 import aiosqlite
 
 import actorq.lifecycle as lifecycle
+from actorq.auth import Token, stamped
 from actorq.errors import (
     ActorqError,
+    DuplicateToken,
     InvalidInput,
     ScheduleNotFound,
     StorageError,
     StorageUnavailable,
+    TokenNotFound,
 )
 from actorq.journal.base import Head, Notice, Op, Outcome, Selection, needs_flush
 from actorq.journal.batch import BatchRun, ScheduleRow, refold
@@ -51,6 +54,8 @@ from actorq.journal.rows import (
     task_from_row,
     task_to_row,
     tasks_in_pages,
+    token_from_row,
+    token_to_row,
     update_row,
 )
 from actorq.journal.sqlite_watch import ForeignCommits
@@ -448,6 +453,7 @@ class SqliteJournal:
                 lambda db: body(_Tx(db)), durable)))  # fmt: skip
 
     async def run(self, ops: Sequence[Op]) -> list[Outcome]:
+        ops = [stamped(op) for op in ops]  # here, in the caller's context (see auth.ACTOR)
         return await self._transaction(lambda tx: drive(BatchRun(tx).run(ops)), needs_flush(ops))
 
     async def run_in(self, connection: Any, ops: Sequence[Op]) -> list[Outcome]:
@@ -505,6 +511,10 @@ class SqliteJournal:
         if query.type is not None:
             where.append("type = ?")
             args.append(query.type)
+        if query.by is not None:  # the partial index journal_submitted_by finds them
+            where.append("id IN (SELECT task_id FROM journal WHERE kind = 'submitted' "
+                         "AND actor = ?)")  # fmt: skip
+            args.append(query.by)
         if cursor is not None:
             created, task_id = decode_cursor(cursor)
             where.append("(created_at, id) < (?, ?)")
@@ -636,6 +646,30 @@ class SqliteJournal:
 
     async def replace_queues(self, queues: Sequence[QueueSettings]) -> None:
         await self._transaction(lambda tx: tx.replace_queues(queues))
+
+    # -- tokens ----------------------------------------------------------------------------
+
+    async def _write_one(self, name: str, *args: Any) -> list[Any]:
+        """One durable statement in a transaction of its own; the rows it returns."""
+
+        def body(db: sqlite3.Connection) -> list[Any]:
+            return db.execute(_Q[name], args).fetchall()
+
+        async with self._write_lock:
+            return await _guard(self._on_writer(lambda: self._in_transaction(body)))
+
+    async def create_token(self, token: Token) -> None:
+        if not await self._write_one("create_token", *token_to_row(token)):
+            raise DuplicateToken(token.name)
+
+    async def tokens(self) -> list[Token]:
+        return [token_from_row(r) for r in await self._rows(_Q["all_tokens"])]
+
+    async def revoke_token(self, name: str, at: float) -> Token:
+        rows = await self._write_one("revoke_token", name, at)
+        if not rows:
+            raise TokenNotFound(name)
+        return token_from_row(rows[0])
 
 
 def _json_list(values: Sequence[str] | None) -> str | None:

@@ -44,18 +44,69 @@ class ApiError extends Error {
   }
 }
 
+// -- the API token: asked for once (on the first 401), kept for the browser session -------
+//
+// sessionStorage: the token lives as long as the tab and is not sent anywhere but in our own
+// Authorization header. The live feed cannot send headers (EventSource), so it opens with a
+// single-use ticket bought with the token (see connectFeed).
+const TOKEN_KEY = "actorq.token";
+const auth = { asking: null };
+
+function storedToken() {
+  return sessionStorage.getItem(TOKEN_KEY);
+}
+
+// One prompt for all the requests that were refused at once; resolves when a token is given.
+function askForToken(message) {
+  if (!auth.asking) {
+    const form = $("token-form");
+    $("token-message").textContent = message;
+    form.hidden = false;
+    $("token-input").focus();
+    auth.asking = new Promise((resolve) => {
+      form.addEventListener("submit", function given(ev) {
+        ev.preventDefault();
+        const token = $("token-input").value.trim();
+        if (!token) return;
+        form.removeEventListener("submit", given);
+        sessionStorage.setItem(TOKEN_KEY, token);
+        $("token-input").value = "";
+        form.hidden = true;
+        auth.asking = null;
+        resolve(token);
+        connectFeed();
+      });
+    });
+  }
+  return auth.asking;
+}
+
 async function api(method, path, body) {
+  for (;;) {
+    const resp = await send(method, path, body);
+    if (resp.status !== 401) return answer(resp);
+    sessionStorage.removeItem(TOKEN_KEY);
+    const refused = await answer(resp).catch((err) => err);
+    await askForToken(`${refused.message}. Paste an API token (actorq token create NAME --scope read|operate).`);
+  }
+}
+
+async function send(method, path, body) {
   const init = { method, headers: { Accept: "application/json" } };
+  const token = storedToken();
+  if (token) init.headers.Authorization = `Bearer ${token}`;
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = body;
   }
-  let resp;
   try {
-    resp = await fetch(API + path, init);
+    return await fetch(API + path, init);
   } catch (err) {
     throw new ApiError(0, "network_error", `the server cannot be reached (${err.message})`);
   }
+}
+
+async function answer(resp) {
   const text = await resp.text();
   let data = null;
   try {
@@ -411,6 +462,7 @@ function renderHistory(events) {
       el("td", {}, e.kind),
       el("td", {}, e.node),
       el("td", {}, e.worker ?? ""),
+      el("td", { "data-testid": "history-actor" }, e.actor ?? ""),
       el("td", { class: "error-text" }, error ?? ""),
       el("td", { class: "data", title: data }, data),
     );
@@ -457,10 +509,22 @@ function setConnection(state) {
   node.textContent = state;
 }
 
-function connectFeed() {
+async function connectFeed() {
   clearTimeout(feed.retryTimer);
   if (feed.source) feed.source.close();
-  const source = new EventSource(`${API}/events`);
+  let query = "";
+  if (storedToken()) {
+    // A ticket, not the token: a URL lands in logs, a ticket is worth one use for 30 s.
+    try {
+      const { ticket } = await api("POST", "/events/ticket");
+      query = `?ticket=${encodeURIComponent(ticket)}`;
+    } catch {
+      setConnection("reconnecting");
+      reconnectLater();
+      return;
+    }
+  }
+  const source = new EventSource(`${API}/events${query}`);
   feed.source = source;
   source.addEventListener("open", () => {
     setConnection("live");

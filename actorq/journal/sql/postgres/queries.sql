@@ -48,9 +48,10 @@ SELECT nextval('journal_seq') FROM generate_series(1, $1)
 -- the updates (the one-time filter reads "changed" first): a task that finished earlier in the
 -- batch must have given up its idempotency key before a new task takes it.
 WITH new_events AS (
-    INSERT INTO journal (seq, at, task_id, kind, node, worker, data)
+    INSERT INTO journal (seq, at, task_id, kind, node, worker, data, actor)
     SELECT * FROM unnest(
-        $1::bigint[], $2::float8[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[]
+        $1::bigint[], $2::float8[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+        $42::text[]
     )
 ), changed AS (
     UPDATE tasks AS t SET
@@ -103,10 +104,10 @@ SELECT {columns} FROM tasks WHERE id = $1
 SELECT {columns} FROM tasks WHERE id = ANY($1::text[])
 
 -- name: history
-SELECT seq, at, task_id, kind, node, worker, data FROM journal WHERE task_id = $1 ORDER BY seq
+SELECT seq, at, task_id, kind, node, worker, data, actor FROM journal WHERE task_id = $1 ORDER BY seq
 
 -- name: events
-SELECT seq, at, task_id, kind, node, worker, data FROM journal WHERE seq > $1
+SELECT seq, at, task_id, kind, node, worker, data, actor FROM journal WHERE seq > $1
 ORDER BY seq LIMIT $2
 
 -- name: all_tasks
@@ -136,7 +137,7 @@ LOCK TABLE tasks IN EXCLUSIVE MODE
 SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint
 
 -- name: tail
-SELECT xid::text::bigint, seq, at, task_id, kind, node, worker, data FROM journal
+SELECT xid::text::bigint, seq, at, task_id, kind, node, worker, data, actor FROM journal
 WHERE xid >= $1::bigint::text::xid8 AND xid < $2::bigint::text::xid8
 ORDER BY xid, seq LIMIT $3
 
@@ -276,9 +277,10 @@ ORDER BY next_run_at LIMIT $2 FOR UPDATE SKIP LOCKED
 -- deleted rows, in one statement; answers how many rows were changed and deleted, which the
 -- caller compares with how many it meant to.
 WITH new_events AS (
-    INSERT INTO journal (seq, at, task_id, kind, node, worker, data)
+    INSERT INTO journal (seq, at, task_id, kind, node, worker, data, actor)
     SELECT * FROM unnest(
-        $1::bigint[], $2::float8[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[]
+        $1::bigint[], $2::float8[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+        $41::text[]
     )
 ), inserted AS (
     INSERT INTO schedules ({schedule_columns})
@@ -322,3 +324,16 @@ DELETE FROM schedules
 
 -- name: raise_floor
 UPDATE meta SET value = greatest(value::bigint, $1::bigint)::text WHERE key = 'projection_floor'
+
+-- name: create_token
+-- A name is taken for good: nothing is written if a token (revoked or not) has it.
+INSERT INTO tokens (name, scope, hash, created_at, created_by, revoked_at)
+VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING name
+
+-- name: all_tokens
+SELECT name, scope, hash, created_at, created_by, revoked_at FROM tokens ORDER BY name
+
+-- name: revoke_token
+-- Revoking twice keeps the first time.
+UPDATE tokens SET revoked_at = coalesce(revoked_at, $2) WHERE name = $1
+RETURNING name, scope, hash, created_at, created_by, revoked_at

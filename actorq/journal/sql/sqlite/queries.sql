@@ -27,7 +27,7 @@ UPDATE tasks SET lease_expires_at = ?
 WHERE state IN ('claimed', 'running') AND id IN (SELECT value FROM json_each(?))
 
 -- name: insert_event
-INSERT INTO journal (seq, at, task_id, kind, node, worker, data) VALUES (?, ?, ?, ?, ?, ?, ?)
+INSERT INTO journal (seq, at, task_id, kind, node, worker, data, actor) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 
 -- name: insert_task
 INSERT INTO tasks ({columns}) VALUES ({placeholders})
@@ -51,10 +51,10 @@ SELECT coalesce(max(seq), 0) FROM journal
 SELECT {columns} FROM tasks WHERE id = ?
 
 -- name: history
-SELECT seq, at, task_id, kind, node, worker, data FROM journal WHERE task_id = ? ORDER BY seq
+SELECT seq, at, task_id, kind, node, worker, data, actor FROM journal WHERE task_id = ? ORDER BY seq
 
 -- name: events
-SELECT seq, at, task_id, kind, node, worker, data FROM journal WHERE seq > ? ORDER BY seq LIMIT ?
+SELECT seq, at, task_id, kind, node, worker, data, actor FROM journal WHERE seq > ? ORDER BY seq LIMIT ?
 
 -- name: all_tasks
 SELECT {columns} FROM tasks WHERE id > ? ORDER BY id LIMIT ?
@@ -226,3 +226,16 @@ DELETE FROM schedules
 
 -- name: raise_watermark
 UPDATE meta SET value = ?1 WHERE key = 'projection_seq' AND CAST(value AS INTEGER) < ?1
+
+-- name: create_token
+-- A name is taken for good: nothing is written if a token (revoked or not) has it.
+INSERT INTO tokens (name, scope, hash, created_at, created_by, revoked_at)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING RETURNING name
+
+-- name: all_tokens
+SELECT name, scope, hash, created_at, created_by, revoked_at FROM tokens ORDER BY name
+
+-- name: revoke_token
+-- Revoking twice keeps the first time.
+UPDATE tokens SET revoked_at = coalesce(revoked_at, ?2) WHERE name = ?1
+RETURNING name, scope, hash, created_at, created_by, revoked_at
