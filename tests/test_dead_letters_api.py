@@ -224,6 +224,27 @@ async def test_a_client_over_the_rate_limit_gets_429_with_retry_after(
         assert (await client.get(probe)).status == 200
 
 
+async def test_with_tokens_each_token_has_its_own_bucket(
+    start_node: Callable[..., Any],
+) -> None:
+    """Clients behind one address (a proxy, a NAT) are told apart by their tokens."""
+    from test_auth import bearer, make_token
+
+    from actorq.auth import Scope
+
+    node, client = await start_node(rate_limit="2/m")
+    alice = await make_token(node, "alice", Scope.READ)
+    bob = await make_token(node, "bob", Scope.READ)
+    for _ in range(2):
+        assert (await client.get(TASKS, headers=bearer(alice))).status == 200
+    assert (await client.get(TASKS, headers=bearer(alice))).status == 429
+    for _ in range(2):  # same address, another token: a bucket of its own
+        assert (await client.get(TASKS, headers=bearer(bob))).status == 200
+    assert (await client.get(TASKS, headers=bearer(bob))).status == 429
+    # no token at all: the address's bucket, refused by auth (401) rather than the limit
+    assert (await client.get(TASKS)).status == 401
+
+
 def test_the_rate_limiter_refills_and_keeps_a_bounded_number_of_clients() -> None:
     now = [0.0]
     limiter = RateLimiter(2, 1.0, clock=lambda: now[0], max_clients=100)

@@ -1,6 +1,9 @@
 """Per-client request rate limit (``ACTORQ_RATE_LIMIT``, e.g. ``200/s``): a token bucket per
-client address; a request finding its bucket empty answers 429 ``rate_limited`` with
-``Retry-After``. ``/health`` and ``/ready`` are exempt: probes must never be refused.
+client, that is per API token for a request that sends one, else per client address (so the
+clients of one proxy or NAT address are told apart by their tokens); a request finding its
+bucket empty answers 429 ``rate_limited`` with ``Retry-After``. ``/health`` and ``/ready`` are
+exempt: probes must never be refused. The limit runs before authentication, so a refused
+request costs nothing more; a token that turns out to be bad is refused there with 401.
 
 Memory stays bounded whatever the number of clients: buckets are kept in least-recently-used
 order and at most ``max_clients`` of them; a client forgotten comes back with a full bucket,
@@ -10,6 +13,7 @@ which is what an idle client's bucket would hold anyway after a while.
 from __future__ import annotations
 
 import collections
+import hashlib
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -18,6 +22,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from actorq.errors import RateLimited
+from actorq.http.auth import bearer
 from actorq.units import parse_rate
 
 EXEMPT = frozenset({"/health", "/ready"})
@@ -68,12 +73,21 @@ class RateLimiter:
             self._buckets.popitem(last=False)
 
 
+def client_of(request: web.Request) -> str:
+    """Whose bucket a request spends: its token's (by a digest, never the secret itself), or
+    its address's."""
+    secret = bearer(request)
+    if secret:
+        return "token:" + hashlib.sha256(secret.encode()).hexdigest()[:32]
+    return "address:" + (request.remote or "unknown")
+
+
 def middleware(limiter: RateLimiter) -> Middleware:
     @web.middleware
     async def rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path not in EXEMPT:
             try:
-                limiter.take(request.remote or "unknown")
+                limiter.take(client_of(request))
             except RateLimited as exc:
                 body = {"error": {"code": exc.code, "message": str(exc), **exc.details()}}
                 resp = web.json_response(body, status=429)
