@@ -27,11 +27,11 @@ from actorq.actors.dispatcher import (
     WorkerReady,
 )
 from actorq.actors.health import Health
-from actorq.actors.journal_writer import Write
+from actorq.actors.journal_writer import Committed, Write
 from actorq.actors.worker import Worker, WorkerDeps
 from actorq.errors import StorageUnavailable
-from actorq.journal.base import Claim, Outcome, Start, Started
-from actorq.model import EventKind, NewTask, Task, TaskState
+from actorq.journal.base import Change, Claim, Outcome, Start, Started
+from actorq.model import Event, EventKind, NewTask, Task, TaskState
 from actorq.runtime import Runtime
 
 
@@ -307,4 +307,42 @@ async def test_a_cancel_that_reaches_the_worker_a_task_left_follows_it(gates: Ga
         assert not gates.cancelled.get("long", asyncio.Event()).is_set()
     finally:
         gates.open("long")
+        await system.stop()
+
+
+async def test_new_work_a_node_does_not_serve_wakes_no_claim() -> None:
+    """A node serving `mail` hears every commit: a task of another queue must not cost it a
+    claim (a write transaction) each time; one of `mail` must."""
+    writes: asyncio.Queue[Write] = asyncio.Queue()
+    given: asyncio.Queue[Task] = asyncio.Queue()
+    settings = attrs.evolve(SETTINGS, queues=("mail",))
+    root = Supervisor([
+        ChildSpec("writer", lambda: HeldWrites(writes)),
+        ChildSpec("worker", lambda: Runs(given)),
+        ChildSpec("dispatcher", lambda: Dispatcher(settings, root.child("writer"), lambda: 0.0)),
+    ])  # fmt: skip
+    system = ActorSystem(root)
+    await system.start()
+    try:
+        dispatcher = root.child("dispatcher")
+        await dispatcher.tell(WorkerReady("n/w0", root.child("worker")))
+        first = await asyncio.wait_for(writes.get(), 5)  # a new worker: what is there?
+        assert first.reply is not None
+        first.reply.set_result(Outcome(value=[]))  # nothing
+        await asyncio.sleep(0.2)  # the claim's answer reaches the dispatcher: none in flight
+
+        def submitted(queue: str) -> Committed:
+            task = attrs.evolve(held(NewTask("job", queue=queue), "n/w0"),
+                                state=TaskState.QUEUED, worker=None)  # fmt: skip
+            event = Event(EventKind.SUBMITTED, task.id, 0.0, "n")
+            return Committed([Change(event, None, task)])
+
+        for _ in range(5):
+            await dispatcher.tell(submitted("default"))
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(writes.get(), 0.3)
+        await dispatcher.tell(submitted("mail"))
+        claim = await asyncio.wait_for(writes.get(), 5)
+        assert isinstance(claim.op, Claim)
+    finally:
         await system.stop()

@@ -238,9 +238,8 @@ class Dispatcher(Actor):
             if c.after.state is TaskState.QUEUED and c.before is not TaskState.QUEUED
         ]
         served = [t for t in ready if self._serves(t)]
-        if served or gap:
+        if served or gap:  # work of queues or types this node does not serve wakes nothing
             await self._news(min(rank(t) for t in served) if served else None, unseen=gap)
-        if ready:
             self._maybe_work = True
             self._dispatch()
 
