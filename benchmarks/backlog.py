@@ -25,8 +25,7 @@ import time
 from typing import Any
 
 import aiohttp
-from executable import free_port
-from throughput import fresh_url, git_rev
+from throughput import free_port, fresh_url, git_rev, until_ready
 
 from actorq.journal import journal_from_url
 from actorq.journal.base import Submit
@@ -88,23 +87,6 @@ async def drained(db: str, api: str, count: int, timeout: float) -> tuple[float,
     first = min(t.started_at or 0.0 for t in done)
     last = max(t.finished_at or 0.0 for t in done)
     return first, last
-
-
-async def until_ready(url: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    async with aiohttp.ClientSession() as session:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"actorq serve exited with {proc.returncode}")
-            try:
-                async with session.get(f"{url}/ready") as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError("not ready")
-            await asyncio.sleep(0.02)
 
 
 async def measure(url: str, drain: int, workdir: str) -> dict[str, Any]:

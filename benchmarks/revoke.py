@@ -16,7 +16,6 @@ import asyncio
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,25 +23,7 @@ import time
 import uuid
 
 import aiohttp
-from throughput import fresh_url, git_rev, percentiles
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def until_up(url: str, timeout: float = 30.0) -> None:
-    async with asyncio.timeout(timeout), aiohttp.ClientSession() as session:
-        while True:
-            try:
-                async with session.get(f"{url}/ready") as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientConnectionError:
-                pass
-            await asyncio.sleep(0.05)
+from throughput import free_port, fresh_url, git_rev, percentiles, until_ready
 
 
 async def status(session: aiohttp.ClientSession, method: str, url: str, secret: str) -> int:
@@ -84,7 +65,7 @@ async def main(args: argparse.Namespace) -> None:
                                           stderr=subprocess.DEVNULL))  # fmt: skip
             urls.append(f"http://127.0.0.1:{port}")
         try:
-            await asyncio.gather(*(until_up(u) for u in urls))
+            await asyncio.gather(*(until_ready(u) for u in urls))
             async with aiohttp.ClientSession() as session:
                 seconds = [await sample(session, urls[0], urls[1], root)
                            for _ in range(args.samples)]  # fmt: skip

@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -228,6 +229,33 @@ async def pickup_phase(url: str, concurrency: int, samples: int) -> dict[str, fl
 
 # The App the worker processes of --nodes serve (`actorq worker --app throughput:app`).
 app, _ = build_app(os.environ.get("ACTORQ_DATABASE_URL", "sqlite:///bench.db"), 10)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def until_ready(
+    url: str, proc: subprocess.Popen[bytes] | None = None, timeout: float = 30.0
+) -> None:
+    """Wait until the node at ``url`` answers /ready with 200 (``proc``: its process, which
+    must not have exited meanwhile)."""
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as session:
+        while True:
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"the node exited with {proc.returncode}")
+            try:
+                async with session.get(f"{url}/ready") as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{url} not ready after {timeout} s")
+            await asyncio.sleep(0.02)
 
 
 def git_rev() -> str:
