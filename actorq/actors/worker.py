@@ -41,6 +41,7 @@ from actorq.actors.dispatcher import (
     CancelTask,
     HandedOver,
     HandOver,
+    ReleaseHeld,
     RunTask,
     TaskDone,
     TaskSwapped,
@@ -182,6 +183,8 @@ class Worker(Actor):
                 await self._start_next()
             case CancelTask(task_id):
                 await self._cancel(task_id)
+            case ReleaseHeld():
+                await self._release_held()
             case HandOver(to, ref):
                 # The newest task in hand goes: the others have waited longer for this worker.
                 given = self._next.pop() if self._next else None
@@ -302,6 +305,17 @@ class Worker(Actor):
             if task.id == task_id:  # prefetched, never started: drop it
                 self._next.remove(task)
                 await self._d.dispatcher.tell(TaskDone(self.worker_id, task_id))
+
+    async def _release_held(self) -> None:
+        """Give back the tasks held but not started: ``released`` (fenced by the claim) puts
+        each back in its queue without counting an attempt, for another node to take."""
+        while self._next:
+            task = self._next.popleft()
+            released = Event(
+                EventKind.RELEASED, task.id, self._d.clock(), self._d.node, {}, self.worker_id
+            )
+            await self._d.writer.tell(Write(Append(released, task.worker, task.attempt)))
+            await self._d.dispatcher.tell(TaskDone(self.worker_id, task.id))
 
     async def _execute(self, task: Task, run: _Run) -> None:
         outcome: Ended | NotStarted

@@ -26,6 +26,7 @@ from actorq.errors import (
     DuplicateTask,
     InvalidInput,
     InvalidTransition,
+    NodeNotFound,
     Overloaded,
     QueueFull,
     QueueNotFound,
@@ -37,6 +38,7 @@ from actorq.errors import (
 )
 from actorq.http.dead_letters import routes as dead_letter_routes
 from actorq.http.keys import RUNTIME, SHUTDOWN
+from actorq.http.nodes import routes as node_routes
 from actorq.http.queues import routes as queue_routes
 from actorq.http.rate_limit import RateLimiter, middleware
 from actorq.http.schedules import routes as schedule_routes
@@ -50,6 +52,7 @@ _STATUS: dict[type[ActorqError], int] = {
     InvalidInput: 400,
     TaskNotFound: 404,
     QueueNotFound: 404,
+    NodeNotFound: 404,
     QueueFull: 503,
     ScheduleNotFound: 404,
     DuplicateSchedule: 409,
@@ -141,4 +144,5 @@ def make_app(runtime: Runtime) -> web.Application:
     app.add_routes(dead_letter_routes)
     app.add_routes(queue_routes)
     app.add_routes(schedule_routes)
+    app.add_routes(node_routes)
     return app

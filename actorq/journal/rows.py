@@ -182,7 +182,21 @@ async def tasks_in_pages(
 
 
 _DEFAULTS = frozenset({"queue", "priority", "max_attempts", "timeout", "retry"})
-NODE_COLUMNS = ("node", "host", "pid", "started_at", "last_heartbeat", "types", "queues")
+NODE_COLUMNS = (
+    "node",
+    "host",
+    "pid",
+    "started_at",
+    "last_heartbeat",
+    "types",
+    "queues",
+    "version",
+    "concurrency",
+    "running",
+    "paused",
+    "drain",
+    "gone_at",
+)
 
 
 def node_to_row(node: Node) -> tuple[Any, ...]:
@@ -193,7 +207,7 @@ def node_to_row(node: Node) -> tuple[Any, ...]:
     }  # fmt: skip
     queues = None if node.queues is None else dumps(list(node.queues))
     return (node.node, node.host, node.pid, node.started_at, node.last_heartbeat, dumps(types),
-            queues)  # fmt: skip
+            queues, node.version, node.concurrency, dumps(list(node.running)))  # fmt: skip
 
 
 def node_from_row(r: Sequence[Any]) -> Node:
@@ -204,7 +218,9 @@ def node_from_row(r: Sequence[Any]) -> Node:
         for name, d in _loads(r[5]).items()
     }
     queues = None if r[6] is None else tuple(_loads(r[6]))
-    return Node(r[0], r[1], int(r[2]), float(r[3]), float(r[4]), types, queues)
+    return Node(r[0], r[1], int(r[2]), float(r[3]), float(r[4]), types, queues, str(r[7]),
+                int(r[8]), tuple(_loads(r[9])), bool(r[10]), bool(r[11]),
+                None if r[12] is None else float(r[12]))  # fmt: skip
 
 
 def gone_error(task_id: str, last_kind: str | None) -> TaskNotFound:

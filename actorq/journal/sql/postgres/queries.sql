@@ -145,20 +145,47 @@ ORDER BY xid, seq LIMIT $3
 SELECT min(seq) FROM journal WHERE xid >= $1::bigint::text::xid8
 
 -- name: register_node
--- Registering again is the heartbeat: the whole row is written, so a node whose row was
--- removed (it looked dead) comes back with its next heartbeat.
-INSERT INTO nodes (node, host, pid, started_at, last_heartbeat, types, queues)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
+-- Registering again is the heartbeat: the node's own columns are written whole, so a node
+-- whose row was removed (it looked dead) comes back with its next heartbeat. An operator's
+-- wishes (paused, drain) are kept, unless the node starts ($11): a new process starts
+-- afresh. Answers the wishes, so the heartbeat is how the node hears them.
+INSERT INTO nodes (node, host, pid, started_at, last_heartbeat, types, queues, version,
+                   concurrency, running)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 ON CONFLICT (node) DO UPDATE SET host = excluded.host, pid = excluded.pid,
 started_at = excluded.started_at, last_heartbeat = excluded.last_heartbeat,
-types = excluded.types, queues = excluded.queues
+types = excluded.types, queues = excluded.queues, version = excluded.version,
+concurrency = excluded.concurrency, running = excluded.running, gone_at = NULL,
+paused = CASE WHEN $11 THEN false ELSE nodes.paused END,
+drain = CASE WHEN $11 THEN false ELSE nodes.drain END
+RETURNING paused, drain
 
 -- name: remove_node
 DELETE FROM nodes WHERE node = $1
 
+-- name: leave_node
+-- A goodbye: the row stays, marked gone, until forget_nodes drops it.
+UPDATE nodes SET gone_at = $2, running = '[]' WHERE node = $1
+
+-- name: forget_nodes
+DELETE FROM nodes WHERE last_heartbeat < $1
+
 -- name: live_nodes
-SELECT node, host, pid, started_at, last_heartbeat, types, queues FROM nodes
+SELECT node, host, pid, started_at, last_heartbeat, types, queues, version, concurrency, running, paused, drain, gone_at FROM nodes
+WHERE last_heartbeat >= $1 AND gone_at IS NULL ORDER BY node
+
+-- name: list_nodes
+-- Live nodes and those gone (by goodbye or silence) since the horizon.
+SELECT node, host, pid, started_at, last_heartbeat, types, queues, version, concurrency, running, paused, drain, gone_at FROM nodes
 WHERE last_heartbeat >= $1 ORDER BY node
+
+-- name: get_node
+SELECT node, host, pid, started_at, last_heartbeat, types, queues, version, concurrency, running, paused, drain, gone_at FROM nodes WHERE node = $1
+
+-- name: command_node
+-- An operator's wish: NULL leaves a column as it is; a drain once asked stays asked.
+UPDATE nodes SET paused = COALESCE($2, paused), drain = (drain OR $3)
+WHERE node = $1
 
 -- name: queued_by_type
 -- Walks only the queued rows (the partial index tasks_ready), never finished ones.
