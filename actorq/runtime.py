@@ -512,13 +512,12 @@ class Runtime:
                                     self.config.heartbeat_interval)  # fmt: skip
 
     async def command_node(self, node: str, command: str) -> dict[str, Any]:
-        """Pause, resume or drain ``node``, wherever it runs. This node obeys at once; another
-        hears at once by notice on PostgreSQL, or at its next heartbeat."""
+        """Pause, resume or drain ``node``, wherever it runs. This node obeys before this
+        returns; another hears at once by notice on PostgreSQL, or at its next heartbeat."""
         now, interval = self.clock(), self.config.heartbeat_interval
         described = await node_registry.command_node(self.journal, node, command, now, interval)
-        if node == self.config.node:
-            with contextlib.suppress(ActorError):
-                self._ref(PRESENCE).tell_nowait(PresenceBeat())
+        if node == self.config.node:  # obeyed before the answer
+            await self._ref(PRESENCE).ask(PresenceBeat(), timeout=self._write_timeout)
         return described
 
     # -- queues --------------------------------------------------------------------------

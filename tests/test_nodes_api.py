@@ -5,6 +5,7 @@ by goodbye or by silence."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,6 +14,7 @@ from aiohttp.test_utils import TestClient
 from nodes import Gates, make_registry, node_config
 from procs import until
 
+from actorq.cli import main
 from actorq.http.app import make_app
 from actorq.journal.base import Journal
 from actorq.model import Task, TaskState
@@ -220,3 +222,46 @@ async def test_node_answers_match_the_openapi_document(client: TestClient) -> No
         await check(await client.post(f"{NODES}/test-node/{command}"), f"{one}/{command}", 200)
     await check(await client.get(f"{NODES}/nope"), one, 404, "node_not_found")
     await check(await client.post(f"{NODES}/nope/pause"), f"{one}/pause", 404, "node_not_found")
+
+
+async def actorq_cli(capsys: pytest.CaptureFixture[str], *argv: str, code: int = 0) -> Any:
+    got = await asyncio.to_thread(main, list(argv))
+    out, err = capsys.readouterr()
+    assert got == code, (out, err)
+    return json.loads(out) if code == 0 else err
+
+
+async def test_the_cli_lists_and_orders_nodes_on_the_database(
+    node: Runtime, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = ("--database-url", database_url)
+    listed = await actorq_cli(capsys, "nodes", "list", *db)
+    assert [(n["id"], n["status"]) for n in listed] == [("test-node", "live")]
+    shown = await actorq_cli(capsys, "nodes", "pause", "test-node", *db)
+    assert shown["paused"] is True
+
+    async def obeys() -> bool:  # at its next heartbeat (SQLite) or at once (NOTIFY)
+        return node._paused
+
+    await until(obeys, 3 * node.config.heartbeat_interval)
+    await actorq_cli(capsys, "nodes", "resume", "test-node", *db)
+
+    async def resumes() -> bool:
+        return not node._paused
+
+    await until(resumes, 3 * node.config.heartbeat_interval)
+    err = await actorq_cli(capsys, "nodes", "drain", "nope", *db, code=1)
+    assert "no node named 'nope'" in err
+
+
+async def test_the_cli_orders_a_node_through_a_server(
+    client: TestClient, node: Runtime, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = str(client.make_url("")).rstrip("/")
+    shown = await actorq_cli(capsys, "nodes", "pause", "test-node", "--url", url)
+    assert shown["paused"] is True
+    assert node._paused  # the server asked is the node: it obeyed before answering
+    one = await actorq_cli(capsys, "nodes", "list", "test-node", "--url", url)
+    assert one["paused"] is True
+    err = await actorq_cli(capsys, "nodes", "pause", "nope", "--url", url, code=1)
+    assert "no node named 'nope'" in err

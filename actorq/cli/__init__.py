@@ -21,7 +21,7 @@ from typing import Any
 
 from actorq import audit
 from actorq.builtin import builtin_registry
-from actorq.cli import dead_letters, queues, schedules, stats, tasks
+from actorq.cli import dead_letters, nodes, queues, schedules, stats, tasks
 from actorq.cli.base import (
     CONFIG_HELP,
     DESCRIPTION,
@@ -51,7 +51,7 @@ log = logging.getLogger("actorq.cli")
 
 # The operator's command groups: each module's ``register(sub)`` adds its subcommands and
 # sets ``run(args, config) -> exit code`` as their default.
-GROUPS = (stats, queues, schedules, tasks, dead_letters)
+GROUPS = (stats, queues, schedules, tasks, dead_letters, nodes)
 
 
 def _app_args(p: argparse.ArgumentParser) -> None:
