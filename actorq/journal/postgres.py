@@ -327,7 +327,7 @@ class _Tx:
             _Q["write"],
             *_arrays([event_to_row(e) for e in events], 7),
             *_arrays(inserts, len(TASK_COLUMNS)),
-            *_arrays(updates, 12),
+            *_arrays(updates, 13),
         )
 
     async def load_schedule(self, name: str) -> Schedule | None:

@@ -56,12 +56,14 @@ WITH new_events AS (
     UPDATE tasks AS t SET
         state = u.state, attempt = u.attempt, run_at = u.run_at, updated_at = u.updated_at,
         seq = u.seq, result = u.result, error = u.error, started_at = u.started_at,
-        finished_at = u.finished_at, worker = u.worker, lease_expires_at = u.lease_expires_at
+        finished_at = u.finished_at, worker = u.worker, lease_expires_at = u.lease_expires_at,
+        progress = u.progress
     FROM unnest(
-        $30::text[], $31::text[], $32::int[], $33::float8[], $34::float8[], $35::bigint[],
-        $36::text[], $37::text[], $38::float8[], $39::float8[], $40::text[], $41::float8[]
+        $31::text[], $32::text[], $33::int[], $34::float8[], $35::float8[], $36::bigint[],
+        $37::text[], $38::text[], $39::float8[], $40::float8[], $41::text[], $42::float8[],
+        $43::text[]
     ) AS u (id, state, attempt, run_at, updated_at, seq, result, error, started_at,
-            finished_at, worker, lease_expires_at)
+            finished_at, worker, lease_expires_at, progress)
     WHERE t.id = u.id
     RETURNING 1
 ), new_tasks AS (
@@ -70,7 +72,7 @@ WITH new_events AS (
         $8::text[], $9::text[], $10::text[], $11::text[], $12::bigint[], $13::text[],
         $14::int[], $15::int[], $16::float8[], $17::float8[], $18::float8[], $19::float8[],
         $20::bigint[], $21::text[], $22::text[], $23::text[], $24::text[], $25::float8[],
-        $26::float8[], $27::text[], $28::float8[], $29::text[]
+        $26::float8[], $27::text[], $28::float8[], $29::text[], $30::text[]
     )
     WHERE (SELECT count(*) FROM changed) >= 0
 )

@@ -35,7 +35,7 @@ INSERT INTO tasks ({columns}) VALUES ({placeholders})
 -- name: update_task
 UPDATE tasks SET state = ?2, attempt = ?3, run_at = ?4, updated_at = ?5, seq = ?6,
 result = ?7, error = ?8, started_at = ?9, finished_at = ?10, worker = ?11,
-lease_expires_at = ?12
+lease_expires_at = ?12, progress = ?13
 WHERE id = ?1
 
 -- name: set_watermark

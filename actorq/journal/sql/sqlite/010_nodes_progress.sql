@@ -8,3 +8,6 @@ ALTER TABLE nodes ADD COLUMN running TEXT NOT NULL DEFAULT '[]';  -- JSON array 
 ALTER TABLE nodes ADD COLUMN paused INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE nodes ADD COLUMN drain INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE nodes ADD COLUMN gone_at REAL;
+-- The last progress a running handler reported (JSON: fraction, message, at), as the fold of
+-- its task's ``progress`` events sets it; NULL: none this attempt.
+ALTER TABLE tasks ADD COLUMN progress TEXT;

@@ -9,3 +9,6 @@ ALTER TABLE nodes ADD COLUMN running text NOT NULL DEFAULT '[]';  -- JSON array 
 ALTER TABLE nodes ADD COLUMN paused boolean NOT NULL DEFAULT false;
 ALTER TABLE nodes ADD COLUMN drain boolean NOT NULL DEFAULT false;
 ALTER TABLE nodes ADD COLUMN gone_at double precision;
+-- The last progress a running handler reported (JSON: fraction, message, at), as the fold of
+-- its task's ``progress`` events sets it; NULL: none this attempt.
+ALTER TABLE tasks ADD COLUMN progress text;
