@@ -9,7 +9,9 @@ this layer knows about HTTP.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -113,14 +115,54 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             raise
         return _http_error(exc)
     except Exception:
-        request_id = uuid.uuid4().hex
-        log.exception("%s %s failed [request_id=%s]", request.method, request.path, request_id)
+        request_id = REQUEST_ID.get() or uuid.uuid4().hex
+        log.exception("%s %s failed [request_id=%s]", request.method, request.path, request_id,
+                      extra={"request_id": request_id})  # fmt: skip
         resp = error_response(
             500, "internal_error", f"the server failed (request id {request_id})",
             request_id=request_id,
         )  # fmt: skip
         resp.headers["X-Request-Id"] = request_id
         return resp
+
+
+# The id of the request being handled: each request runs in its connection's task and sets it
+# first (a context variable, so it reaches the 500 handler and the response's headers alike).
+REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "actorq_request_id", default=None
+)
+access_log = logging.getLogger("actorq.access")
+
+
+@web.middleware
+async def access(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Give every request an id (sent back as X-Request-Id, and carried by a 500's body and
+    log line), and log one line per request once it is answered."""
+    request_id = uuid.uuid4().hex
+    REQUEST_ID.set(request_id)
+    began = time.monotonic()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:  # a redirect, or an error no middleware below turned
+        status = exc.status
+        raise
+    finally:
+        access_log.info(
+            "%s %s %d", request.method, request.path, status,
+            extra={"request_id": request_id, "method": request.method, "path": request.path,
+                   "status": status, "remote": request.remote,
+                   "duration_ms": round((time.monotonic() - began) * 1000, 3)},
+        )  # fmt: skip
+
+
+async def _send_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    """On every response, streams included (their headers leave before the handler ends)."""
+    request_id = REQUEST_ID.get()
+    if request_id is not None:
+        response.headers["X-Request-Id"] = request_id
 
 
 async def _end_streams(app: web.Application) -> None:
@@ -134,10 +176,12 @@ def make_app(runtime: Runtime) -> web.Application:
     chain: list[Middleware] = [errors]
     if setting is not None:
         chain.insert(0, middleware(RateLimiter.from_setting(setting)))
+    chain.insert(0, access)  # outermost: it logs what the client got, a refusal included
     app = web.Application(middlewares=chain, client_max_size=runtime.config.max_body_bytes)
     app[RUNTIME] = runtime
     app[SHUTDOWN] = asyncio.Event()
     app.on_shutdown.append(_end_streams)
+    app.on_response_prepare.append(_send_request_id)
     aiojobs.aiohttp.setup(app)
     app.add_routes(task_routes)
     app.add_routes(system_routes)
