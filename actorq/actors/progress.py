@@ -39,14 +39,30 @@ class ProgressWriter:
         self._last: float | None = None  # monotonic time of the last write
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
+        self._lock = threading.Lock()  # guards the hand-over slot below
+        self._incoming: tuple[float, str | None, float] | None = None
+        self._handing = False  # a hand-over to the loop is scheduled
 
     def report(self, fraction: float, message: str | None) -> None:
         """Take a checked report, from the loop's thread or a handler's own."""
         at = self._clock()
         if threading.get_ident() == self._thread:
             self._take(fraction, message, at)
-        else:
-            self._loop.call_soon_threadsafe(self._take, fraction, message, at)
+            return
+        # From a handler's thread: the newest report waits in one slot, and the loop is woken
+        # once per hand-over, not once per report (a tight loop must not flood it).
+        with self._lock:
+            self._incoming = (fraction, message, at)
+            if self._handing:
+                return
+            self._handing = True
+        self._loop.call_soon_threadsafe(self._hand_over)
+
+    def _hand_over(self) -> None:
+        with self._lock:
+            incoming, self._incoming, self._handing = self._incoming, None, False
+        if incoming is not None:
+            self._take(*incoming)
 
     def _take(self, fraction: float, message: str | None, at: float) -> None:
         if self._closed:
