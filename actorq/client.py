@@ -317,6 +317,20 @@ class Client:
         data = await self._call("POST", _DEAD + "/purge", body=_selection(ids, queue, type))
         return int(data["purged"])
 
+    # -- nodes -----------------------------------------------------------------------------
+
+    async def nodes(self) -> builtins.list[dict[str, Any]]:
+        """The live nodes and those gone within the last hour (``status``: live or gone)."""
+        data = await self._call("GET", _NODES)
+        return [dict(n) for n in data["nodes"]]
+
+    async def node(self, node: str) -> dict[str, Any]:
+        return dict(await self._call("GET", _node(node)))
+
+    async def command_node(self, node: str, command: str) -> dict[str, Any]:
+        """``pause``, ``resume`` or ``drain`` the node; answers the node with the order."""
+        return dict(await self._call("POST", f"{_node(node)}/{command}"))
+
     # -- queues ----------------------------------------------------------------------------
 
     async def queues(self) -> builtins.list[dict[str, Any]]:
@@ -475,6 +489,11 @@ def _selection(ids: Sequence[str] | None, queue: str | None, type_: str | None) 
 
 
 _QUEUES = "/api/v1/queues"
+_NODES = "/api/v1/nodes"
+
+
+def _node(node: str) -> str:
+    return f"{_NODES}/{urllib.parse.quote(node, safe='')}"
 
 
 def _queue(name: str) -> str:
@@ -568,6 +587,9 @@ class SyncClient:
     health = _blocking(Client.health)
     ready = _blocking(Client.ready)
     events = _iterating(Client.events)
+    nodes = _blocking(Client.nodes)
+    node = _blocking(Client.node)
+    command_node = _blocking(Client.command_node)
     queues = _blocking(Client.queues)
     queue = _blocking(Client.queue)
     configure_queue = _blocking(Client.configure_queue)

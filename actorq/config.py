@@ -108,6 +108,8 @@ class Config:
     app: str | None = None
     node: str = attrs.field(factory=_default_node)
     log_level: str = "INFO"
+    # json or text; None: json unless stdout is a terminal (actorq.logs).
+    log_format: str | None = None
     # The node's default retry policy, for tasks whose submission, queue and type set none:
     # ``exponential,base=1,cap=300`` or its JSON form (see actorq.retry). None: the built-in.
     retry: str | None = attrs.field(default=None, validator=_retry_spec)

@@ -76,6 +76,19 @@ class RateLimited(ActorqError):
         return {"retry_after": max(1, math.ceil(self.retry_after))}  # as Retry-After says
 
 
+class NodeNotFound(ActorqError):
+    """No node of this id is live or recently gone."""
+
+    code = "node_not_found"
+
+    def __init__(self, node: str) -> None:
+        super().__init__(f"no node named {node!r}")
+        self.node = node
+
+    def details(self) -> dict[str, Any]:
+        return {"node": self.node}
+
+
 class QueueNotFound(ActorqError):
     """No task names this queue and no operator configured it."""
 

@@ -20,6 +20,7 @@ from actorq.model import (
     Event,
     EventKind,
     NewTask,
+    Progress,
     Task,
     TaskState,
     is_control,
@@ -302,7 +303,11 @@ def _changes(task: Task | None, e: Event) -> tuple[Task, dict[str, Any]]:
                 "started_at": e.at,
                 "worker": e.worker or t.worker,
                 "lease_expires_at": d.get("lease_expires_at", t.lease_expires_at),
+                "progress": None,  # a new attempt starts from nothing
             }
+        case _K.PROGRESS:
+            t = _require(task, e, _S.RUNNING)
+            return t, {"progress": Progress(float(d["fraction"]), d.get("message"), e.at)}
         case _K.SUCCEEDED:
             t, start = _ran(task, e)
             return t, start | _finish(
@@ -359,6 +364,7 @@ def apply(task: Task | None, event: Event) -> Task:
 
 
 _STATE_AFTER = {
+    _K.PROGRESS: _S.RUNNING,
     _K.ENQUEUED: _S.QUEUED,
     _K.CLAIMED: _S.CLAIMED,
     _K.STARTED: _S.RUNNING,
@@ -396,6 +402,7 @@ _ENDS = frozenset(
 )
 
 _STATE_BEFORE = {
+    _K.PROGRESS: _S.RUNNING,
     _K.ENQUEUED: _S.SCHEDULED,
     _K.CLAIMED: _S.QUEUED,
     _K.STARTED: _S.CLAIMED,

@@ -78,6 +78,9 @@ class EventKind(enum.StrEnum):
     SCHEDULE_DELETED = "schedule_deleted"
     SCHEDULE_FIRED = "schedule_fired"  # a tick enqueued its task (in the same transaction)
     SCHEDULE_SKIPPED = "schedule_skipped"  # missed ticks passed over (misfire "skip")
+    # Its running handler reported how far it got (``TaskContext.progress``): at most one a
+    # second per task; the task keeps the last one as ``progress``.
+    PROGRESS = "progress"
 
 
 # Events after which a task is no longer in the ``tasks`` projection.
@@ -96,6 +99,15 @@ CONTROL_SUBJECTS = (QUEUE_SUBJECT, SCHEDULE_SUBJECT)
 def is_control(task_id: str) -> bool:
     """Whether a journal row with this ``task_id`` is a control event, not a task's."""
     return task_id.startswith(CONTROL_SUBJECTS)
+
+
+@attrs.frozen
+class Progress:
+    """How far a running handler said it got: a fraction from 0 to 1, a message, and when."""
+
+    fraction: float
+    message: str | None
+    at: Instant
 
 
 @attrs.frozen
@@ -128,6 +140,8 @@ class Task:
     # The retry policy chosen at submission (None: submitted before policies were recorded;
     # its type's or the node's applies).
     retry: RetryPolicy | None = None
+    # The last progress its handler reported (this attempt's: a new start clears it).
+    progress: Progress | None = None
 
     def audit_view(self) -> Task:
         return attrs.evolve(self, lease_expires_at=None)

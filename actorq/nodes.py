@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Protocol
 
 import attrs
 
-from actorq.errors import UnknownTaskType
+from actorq.errors import InvalidTransition, NodeNotFound, UnknownTaskType
 from actorq.model import TypeDefaults
 from actorq.retry import RetryPolicy
+from actorq.wire import iso
 
 if TYPE_CHECKING:
     from actorq.journal.base import Journal
@@ -28,9 +29,22 @@ LIVENESS_INTERVALS = 3
 """A node is live while its last heartbeat is at most this many heartbeat intervals old."""
 
 
+GONE_KEPT_SECONDS = 3600.0
+"""A node gone (by goodbye or silence) stays listed, marked gone, this long after its last
+heartbeat; then a heartbeat of any node forgets it."""
+
+
 def liveness_horizon(now: float, heartbeat_interval: float) -> float:
     """The oldest last heartbeat of a node still counted as live at ``now``."""
     return now - LIVENESS_INTERVALS * heartbeat_interval
+
+
+@attrs.frozen
+class Orders:
+    """What operators ask of a node (its record's wishes), as its heartbeat reads them."""
+
+    paused: bool = False
+    drain: bool = False
 
 
 class Catalog(Protocol):
@@ -67,6 +81,13 @@ class Node:
     last_heartbeat: float
     types: Mapping[str, ServedType]
     queues: tuple[str, ...] | None = None  # None: every queue
+    version: str = ""
+    concurrency: int = 0
+    running: tuple[str, ...] = ()  # the tasks it held (claimed or running) at its heartbeat
+    # An operator's wishes, written on any node, heard by this one at its heartbeat:
+    paused: bool = False  # take no new work
+    drain: bool = False  # finish what runs, then stop
+    gone_at: float | None = None  # when it said goodbye
 
     def serves(self, type_: str, queue: str) -> bool:
         return type_ in self.types and (self.queues is None or queue in self.queues)
@@ -164,3 +185,61 @@ async def catalog_from_journal(
         return local
     nodes = await journal.live_nodes(liveness_horizon(now, heartbeat_interval))
     return Layered(local, Cluster(tuple(nodes)))
+
+
+# -- the nodes registry, as operators see it ---------------------------------------------------
+
+COMMANDS = {"pause": (True, False), "resume": (False, False), "drain": (None, True)}
+"""An operator's command -> (paused, drain) written to the node's record (None: unchanged)."""
+
+
+def node_status(node: Node, now: float, heartbeat_interval: float) -> str:
+    """``live``, or ``gone``: said goodbye, or silent past its lease (``LIVENESS_INTERVALS``
+    heartbeats: the lease its tasks have), whose tasks the reaper re-queues."""
+    silent = node.last_heartbeat < liveness_horizon(now, heartbeat_interval)
+    return "gone" if node.gone_at is not None or silent else "live"
+
+
+def describe_node(node: Node, now: float, heartbeat_interval: float) -> dict[str, object]:
+    """A node as the API and CLI show it."""
+    status = node_status(node, now, heartbeat_interval)
+    return {
+        "id": node.node, "host": node.host, "pid": node.pid, "version": node.version,
+        "status": status, "started_at": iso(node.started_at),
+        "last_heartbeat": iso(node.last_heartbeat),
+        "gone_at": None if node.gone_at is None else iso(node.gone_at),
+        "concurrency": node.concurrency,
+        "queues": None if node.queues is None else list(node.queues),
+        "types": sorted(node.types), "running": list(node.running) if status == "live" else [],
+        "paused": node.paused, "draining": node.drain,
+    }  # fmt: skip
+
+
+async def list_nodes(
+    journal: Journal, now: float, heartbeat_interval: float
+) -> list[dict[str, object]]:
+    """The live nodes and those gone in the last ``GONE_KEPT_SECONDS``, by id."""
+    found = await journal.list_nodes(now - GONE_KEPT_SECONDS)
+    return [describe_node(n, now, heartbeat_interval) for n in found]
+
+
+async def get_node(
+    journal: Journal, node: str, now: float, heartbeat_interval: float
+) -> dict[str, object]:
+    found = await journal.get_node(node)
+    if found is None:
+        raise NodeNotFound(node)
+    return describe_node(found, now, heartbeat_interval)
+
+
+async def command_node(
+    journal: Journal, node: str, command: str, now: float, heartbeat_interval: float
+) -> dict[str, object]:
+    """Record an operator's ``command`` for ``node`` (its target hears it at its next
+    heartbeat, or at once through the notice of a shared journal). A gone node takes none."""
+    found = await get_node(journal, node, now, heartbeat_interval)
+    if found["status"] == "gone":
+        raise InvalidTransition(f"node {node!r} is gone")
+    paused, drain = COMMANDS[command]
+    await journal.command_node(node, paused, drain)
+    return await get_node(journal, node, now, heartbeat_interval)

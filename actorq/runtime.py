@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.metadata
 import logging
 import os
 import random
@@ -19,18 +20,22 @@ from typing import Any
 import attrs
 from prometheus_client import generate_latest
 
+import actorq.nodes as node_registry
 from actorq.actors.core import ActorError, ActorSystem, ChildSpec, Strategy, Supervisor
 from actorq.actors.dispatcher import (
     CancelRunning,
     Dispatcher,
     DispatcherSettings,
     Drain,
+    HeldTasks,
+    PauseNode,
     WorkAvailable,
 )
 from actorq.actors.health import Health, HealthReport
 from actorq.actors.journal_writer import JournalWriter, Subscriber, write
 from actorq.actors.lock_reaper import LockReaper
 from actorq.actors.presence import ClusterTypes, Presence, WaitingForHandler
+from actorq.actors.presence import Heartbeat as PresenceBeat
 from actorq.actors.queue_watch import QueuesChanged
 from actorq.actors.retention import Overrides, RetentionSweeper
 from actorq.actors.retry_timer import RetryTimer
@@ -73,13 +78,21 @@ from actorq.model import (
     TaskFilter,
     TaskState,
 )
-from actorq.nodes import Catalog, Cluster, Layered, Node, ServedType
+from actorq.nodes import Catalog, Cluster, Layered, Node, Orders, ServedType
 from actorq.queues import describe, queue_policies
 from actorq.retry import RetryDefaults, RetryPolicy
 from actorq.schedules import Schedules
 from actorq.tasks import Registry
 
 log = logging.getLogger("actorq.runtime")
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("actorq")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree
+        return "unknown"
+
 
 WRITER, STATS, DISPATCHER, WORKERS, TIMER, REAPER = (
     "journal_writer", "stats", "dispatcher", "workers", "retry_timer", "lock_reaper",
@@ -133,6 +146,10 @@ class Runtime:
         self._stats_actor: StatsAggregator | None = None
         self._started = False
         self._born = clock()
+        self._fresh = True  # the first node record of this process clears old orders
+        self._paused = False  # by an operator, as this node last obeyed
+        self._drain: asyncio.Task[None] | None = None  # an operator's drain, once asked
+        self._drained = asyncio.Event()  # that drain is done: the process may exit
         self.schedules = Schedules(self.journal, self._write_schedule, config.node, clock)
 
     # -- the actor tree ------------------------------------------------------------------
@@ -239,7 +256,14 @@ class Runtime:
             ChildSpec(
                 PRESENCE,
                 lambda: Presence(
-                    self.journal, self._me(), c.heartbeat_interval, self.clock, time.monotonic
+                    self.journal,
+                    self._me(),
+                    c.heartbeat_interval,
+                    self.clock,
+                    time.monotonic,
+                    self._held,
+                    self._obey,
+                    fresh=self._take_fresh(),
                 ),
             ),
         ]
@@ -270,7 +294,32 @@ class Runtime:
         types = {n: ServedType.of(n, self.registry.get(n)) for n in self.registry.names()}
         now = self.clock()
         return Node(self.config.node, socket.gethostname(), os.getpid(), self._born, now, types,
-                    self.config.served_queues)  # fmt: skip
+                    self.config.served_queues, _version(), self.config.concurrency)  # fmt: skip
+
+    def _take_fresh(self) -> bool:
+        fresh, self._fresh = self._fresh, False
+        return fresh
+
+    async def _held(self) -> tuple[str, ...]:
+        held: tuple[str, ...] = await self._ref(DISPATCHER).ask(HeldTasks(), timeout=5.0)
+        return held
+
+    async def _obey(self, orders: Orders) -> None:
+        """What operators asked of this node, as its heartbeat (or a notice) read it: pause
+        or resume taking work; drain: take no more, and once what runs is done, stop."""
+        paused = orders.paused or orders.drain
+        if paused != self._paused:
+            self._paused = paused
+            await self._ref(DISPATCHER).tell(PauseNode(paused))
+        if orders.drain and self._drain is None and self._started:
+            log.info("node %s drains: running tasks finish, then it stops", self.config.node)
+            drained = await self._ref(DISPATCHER).ask(Drain(), timeout=5.0)
+            self._drain = asyncio.create_task(self._await_drain(drained), name="actorq:drain")
+
+    async def _await_drain(self, drained: asyncio.Future[None]) -> None:
+        await drained
+        log.info("node %s drained", self.config.node)
+        self._drained.set()
 
     def _ref(self, name: str) -> Any:
         return self._root.child(name)
@@ -302,6 +351,8 @@ class Runtime:
         if not self._started:
             return
         self._started = False
+        if self._drain is not None and not self._drain.done():
+            self._drain.cancel()
         with contextlib.suppress(ActorError, TimeoutError):
             drained = await self._ref(DISPATCHER).ask(Drain(), timeout=5.0)
             try:
@@ -313,8 +364,20 @@ class Runtime:
         log.info("node %s stopped", self.config.node)
 
     async def wait(self) -> None:
-        """Return when the actor system stops (a root failure included)."""
-        await self.system.wait()
+        """Return when the actor system stops (a root failure included), or when an
+        operator's drain is done (the node should stop now)."""
+        waits = [asyncio.ensure_future(self.system.wait()),
+                 asyncio.ensure_future(self._drained.wait())]  # fmt: skip
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+
+    @property
+    def drained(self) -> bool:
+        """Whether an operator's drain finished (the node stops cleanly because of it)."""
+        return self._drained.is_set()
 
     async def readiness(self, timeout: float = 2.0) -> Readiness:
         """Whether this node can do its work: started, its actor system alive, the journal
@@ -363,6 +426,9 @@ class Runtime:
             self._ref(DISPATCHER).tell_nowait(CancelRunning(notice.task_id))
         elif notice.kind == "queue":
             self._queues_changed()
+        elif notice.kind == "node" and notice.node == self.config.node:
+            # An operator's wish for this node: its presence reads it now, not at the beat.
+            self._ref(PRESENCE).tell_nowait(PresenceBeat())
 
     def _queues_changed(self) -> None:
         self._forget_queue_retry()
@@ -453,6 +519,25 @@ class Runtime:
 
     async def get(self, task_id: str) -> Task:
         return await self.journal.get(task_id)
+
+    # -- nodes ---------------------------------------------------------------------------
+
+    async def nodes(self) -> list[dict[str, Any]]:
+        interval = self.config.heartbeat_interval
+        return await node_registry.list_nodes(self.journal, self.clock(), interval)
+
+    async def node(self, node: str) -> dict[str, Any]:
+        return await node_registry.get_node(self.journal, node, self.clock(),
+                                    self.config.heartbeat_interval)  # fmt: skip
+
+    async def command_node(self, node: str, command: str) -> dict[str, Any]:
+        """Pause, resume or drain ``node``, wherever it runs. This node obeys before this
+        returns; another hears at once by notice on PostgreSQL, or at its next heartbeat."""
+        now, interval = self.clock(), self.config.heartbeat_interval
+        described = await node_registry.command_node(self.journal, node, command, now, interval)
+        if node == self.config.node:  # obeyed before the answer
+            await self._ref(PRESENCE).ask(PresenceBeat(), timeout=self._write_timeout)
+        return described
 
     # -- queues --------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from typing import Any
 import attrs
 
 from actorq import wire
-from actorq.errors import UnknownTaskType
+from actorq.errors import InvalidInput, UnknownTaskType
 from actorq.model import NewTask, Schedule, Task
 from actorq.nodes import Catalog
 from actorq.retry import NO_OVERRIDES, RetryDefaults, RetryPolicy
@@ -24,12 +24,42 @@ from actorq.retry import NO_OVERRIDES, RetryDefaults, RetryPolicy
 Handler = Callable[..., Any]
 
 
+MAX_PROGRESS_MESSAGE = 1000  # characters
+
+
+def check_progress(fraction: object, message: object) -> tuple[float, str | None]:
+    """A progress report as the journal keeps it; ``InvalidInput`` saying what is wrong."""
+    if isinstance(fraction, bool) or not isinstance(fraction, int | float):
+        raise InvalidInput(f"progress fraction must be a number from 0 to 1, got {fraction!r}")
+    if not 0.0 <= fraction <= 1.0:  # NaN fails both comparisons
+        raise InvalidInput(f"progress fraction must be from 0 to 1, got {fraction!r}")
+    if message is not None and not isinstance(message, str):
+        raise InvalidInput(f"progress message must be a string or None, got {message!r}")
+    if message is not None and len(message) > MAX_PROGRESS_MESSAGE:
+        raise InvalidInput(f"progress message is longer than {MAX_PROGRESS_MESSAGE} characters")
+    return float(fraction), None if message is None else message.replace("\x00", "\ufffd")
+
+
 @attrs.frozen
 class TaskContext:
-    """What a handler may want to know about the attempt it runs."""
+    """What a handler may want to know about the attempt it runs, and how it reports its
+    progress."""
 
     task: Task
     node: str
+    # Takes a checked report; the worker's ``ProgressWriter`` (None: reports go nowhere).
+    report: Callable[[float, str | None], None] | None = None
+
+    def progress(self, fraction: float, message: str | None = None) -> None:
+        """Say how far the handler got: ``fraction`` from 0 to 1, and a short message.
+
+        A plain call (no ``await``) from an ``async def`` handler and a threaded ``def`` one
+        alike. Journaled as a ``progress`` event at most once a second per task: the last
+        report of a burst is written when the second is up, or as the handler ends. A bad
+        value raises ``InvalidInput`` in the handler."""
+        checked = check_progress(fraction, message)
+        if self.report is not None:
+            self.report(*checked)
 
     @property
     def attempt(self) -> int:

@@ -35,6 +35,7 @@ from actorq.errors import (
     InvalidInput,
     InvalidJson,
     InvalidTransition,
+    NodeNotFound,
     Overloaded,
     QueueFull,
     QueueNotFound,
@@ -418,6 +419,8 @@ def _typed(
             return RateLimited(float(after) if isinstance(after, int | float) else 1.0)
         case "queue_not_found" | "queue_full":
             return _queue_error(code, error)
+        case "node_not_found":
+            return NodeNotFound(str(error.get("node", "")))
     if status == 503:  # a code this client does not know yet, saying "try again later"
         return Unavailable()
     exc = ActorqError()

@@ -75,6 +75,7 @@ def every_kind_in_a_life() -> list[tuple[Task | None, Event]]:
     t = step(t, lifecycle.decide_lease_expiry(t, at=160.0, node="n"))
     t = step(t, claimed(t, 161.0))
     t = step(t, started(t, 161.5))
+    t = step(t, Event(K.PROGRESS, t.id, 161.7, "n", {"fraction": 0.5, "message": "half"}))
     step(t, Event(K.SUCCEEDED, t.id, 162.0, "n", {"result": 1}))
     # failed with a retry to come, cancelled while scheduled, then retried by hand
     q = step(None, submitted())

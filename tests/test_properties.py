@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from typing import Any
 
 import attrs
 import pytest
@@ -51,6 +52,7 @@ FITS: dict[EventKind, frozenset[TaskState]] = {
     K.PURGED: frozenset({S.DEAD}),
     K.EXPIRED: FINISHED_STATES,
     K.SNOOZED: frozenset({S.RUNNING}),
+    K.PROGRESS: frozenset({S.RUNNING}),
 }
 DEATHS = {"failed", "timed_out", "lease_expired"}
 # A task's event kinds: queues' and schedules' (control events) have folds of their own.
@@ -116,6 +118,20 @@ def check_transition(before: Task, event: Event, after: Task) -> None:
         # The worker that runs it, which may not be the one that claimed it.
         assert after.worker == (event.worker or before.worker)
         assert after.started_at == event.at
+        assert after.progress is None  # a new attempt starts from nothing
+    if event.kind is K.PROGRESS:
+        # Only the progress moves; the rest of the task stays as it was.
+        assert after.progress is not None
+        assert (after.progress.fraction, after.progress.at) == (event.data["fraction"], event.at)
+        assert attrs.evolve(after, progress=before.progress, seq=before.seq,
+                            updated_at=before.updated_at) == before  # fmt: skip
+
+
+def own_data(kind: EventKind, lease: dict[str, float], draw: st.DataObject) -> dict[str, Any]:
+    """A worker's event's data: a start's lease, or a progress report."""
+    if kind is K.STARTED:
+        return lease
+    return {"fraction": draw.draw(st.floats(0.0, 1.0), label="fraction"), "message": None}
 
 
 def removal_or_plain(kind: EventKind, task: Task | None, slot: str, at: float) -> Event:
@@ -187,8 +203,8 @@ class LifecycleMachine(RuleBasedStateMachine):
                 return lifecycle.submitted_event(new, at=at, node=NODE)
             case K.CLAIMED:
                 return lifecycle.claimed_event(slot, worker, at=at, node=NODE, until=at + LEASE)
-            case K.STARTED:
-                return Event(kind, slot, at, NODE, lease, worker)
+            case K.STARTED | K.PROGRESS:
+                return Event(kind, slot, at, NODE, own_data(kind, lease, draw), worker)
             case K.FAILED | K.TIMED_OUT if task is not None:
                 return lifecycle.decide_failure(
                     task, error="boom", timed_out=kind is K.TIMED_OUT, at=at, node=NODE,

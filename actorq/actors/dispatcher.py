@@ -26,9 +26,9 @@ from actorq.actors.prefetch import Prefetch
 from actorq.actors.queue_watch import PausedQueues, QueuesChanged, QueuesRead, QueueWatch, Reader
 from actorq.actors.ticker import Ticker
 from actorq.errors import ActorqError
-from actorq.journal.base import Change, Claim, ExtendLeases
+from actorq.journal.base import Append, Change, Claim, ExtendLeases
 from actorq.lifecycle import Ceiling, rank
-from actorq.model import Task, TaskState
+from actorq.model import Event, EventKind, Task, TaskState
 from actorq.queues import Tier, WeightedTurns
 
 # While a served queue has a limit, a claim that came back short is tried again this soon:
@@ -129,6 +129,24 @@ class Drain:
 
 
 @attrs.frozen
+class PauseNode:
+    """An operator paused (or resumed) this node: no claims while paused, and the tasks the
+    workers hold but have not started go back to the queue (running ones finish)."""
+
+    paused: bool
+
+
+@attrs.frozen
+class HeldTasks:
+    """Answer: the ids of the tasks this node holds (claimed or running), sorted."""
+
+
+@attrs.frozen
+class ReleaseHeld:
+    """To a worker: give back the tasks you hold but have not started (the node paused)."""
+
+
+@attrs.frozen
 class DispatcherSettings:
     node: str
     lease_seconds: float
@@ -171,6 +189,7 @@ class Dispatcher(Actor):
         self._ceiling = Ceiling()
         self._news_in_claim: list[tuple[tuple[int, float] | None, bool]] = []
         self._draining = False
+        self._paused = False  # by an operator (PauseNode)
         self._drained: asyncio.Future[None] | None = None
         self._tickers: list[Ticker] = []
 
@@ -225,8 +244,8 @@ class Dispatcher(Actor):
                 holder = self._running.get(task_id)
                 if holder is not None:
                     await self._workers[holder].tell(CancelTask(task_id))
-            case Drain():
-                return self._drain()
+            case Drain() | PauseNode() | HeldTasks():
+                return await self._control(message)
             case Health():
                 return self._health()
         return None
@@ -355,8 +374,38 @@ class Dispatcher(Actor):
             self._held[donor] -= 1  # as if moved; HandedOver confirms or undoes it
             self._held[to] += 1
 
+    async def _control(self, message: Drain | PauseNode | HeldTasks) -> object:
+        match message:
+            case Drain():
+                return self._drain()
+            case PauseNode(paused):
+                await self._pause(paused)
+            case HeldTasks():
+                return tuple(sorted(self._running))
+        return None
+
+    async def _pause(self, paused: bool) -> None:
+        if paused == self._paused:
+            return
+        self._paused = paused
+        log.info("node %s %s by an operator", self._s.node, "paused" if paused else "resumed")
+        if paused:
+            for ref in self._workers.values():
+                await ref.tell(ReleaseHeld())
+        else:
+            self._maybe_work = True
+            self._dispatch()
+
+    def _release(self, task: Task) -> None:
+        """Put a claimed task back in its queue (``released``, fenced by the claim)."""
+        event = Event(EventKind.RELEASED, task.id, self._clock(), self._s.node, {}, task.worker)
+        try:
+            self._writer.tell_nowait(Write(Append(event, task.worker, task.attempt)))
+        except MailboxFull:  # its lease runs out and the reaper puts it back
+            log.warning("journal writer is saturated; task %s is left to its lease", task.id)
+
     def _dispatch(self) -> None:
-        if self._claim is not None or not self._maybe_work or self._draining:
+        if self._claim is not None or not self._maybe_work or self._draining or self._paused:
             return
         workers = self._slots()
         if not workers:
@@ -408,6 +457,9 @@ class Dispatcher(Actor):
         for task in claimed.tasks:
             assert task.worker is not None
             ref = self._workers[task.worker]
+            if self._paused:  # paused while the claim was in flight: give it back
+                self._release(task)
+                continue
             self._held[task.worker] += 1
             self._running[task.id] = task.worker
             await ref.tell(RunTask(task, ceiling))

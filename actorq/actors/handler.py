@@ -14,6 +14,7 @@ import asyncio
 import json
 import random
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -75,14 +76,18 @@ Ended = Succeeded | Failed | Steered | Cancelled
 
 
 async def call(
-    registry: Registry, task: Task, node: str, max_result_bytes: int | None = None
+    registry: Registry,
+    task: Task,
+    node: str,
+    max_result_bytes: int | None = None,
+    report: Callable[[float, str | None], None] | None = None,
 ) -> Succeeded | Failed | Steered:
     """Run the task's handler within its timeout; how it ended. A result whose JSON is
     larger than ``max_result_bytes`` is never stored: the attempt fails for good (another
     would most likely return the same), so the task is dead-lettered at once."""
     try:
         task_type = registry.get(task.type)
-        ctx = TaskContext(task, node)
+        ctx = TaskContext(task, node, report)
         async with asyncio.timeout(task.timeout):
             result = await task_type.call(task.payload, ctx)
         text = json.dumps(result, allow_nan=False)  # journaled: refuse what JSON cannot carry

@@ -25,6 +25,7 @@ from actorq.actors.core import Actor, ActorRef, ActorStopped, MailboxFull
 from actorq.actors.health import Health, HealthReport
 from actorq.errors import StorageUnavailable
 from actorq.journal.base import Change, Journal, Op, Outcome
+from actorq.logs import log_changes
 from actorq.model import Event
 
 log = logging.getLogger("actorq.journal_writer")
@@ -120,6 +121,8 @@ class JournalWriter(Actor):
             # Cancelled (or crashed) mid-commit, the outcome is unknown: say so, not nothing.
             _fail(batch, StorageUnavailable("the journal writer stopped during the write"))
             raise
+        if changes:
+            log_changes(changes)
         if changes or control:
             await self._publish(Committed(changes, control=control))
 

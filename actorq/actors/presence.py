@@ -2,8 +2,12 @@
 serve.
 
 The view always holds this node itself, first among equals: its defaults win for its own
-types. On start it records the node (its task types with their defaults, its queues) in the
-journal's nodes table, renews the record every heartbeat interval and removes it on stop. It
+types. On start it records the node (its task types with their defaults, its queues, its version and
+concurrency) in the journal's nodes table, renews the record every heartbeat interval with the
+tasks the node holds, and marks it gone on stop (gone rows stay listed ``GONE_KEPT_SECONDS``).
+Each renewal answers what operators asked of the node (pause, drain) from any node of the
+cluster: presence hands those orders to ``obey``. A ``Heartbeat`` told out of turn (a notice
+that the orders changed) makes the node hear them at once. It
 keeps a cached view of the live nodes (``Cluster``), read again at each heartbeat and, at most
 once a second, when someone asks about a type the view does not know yet or wants it fresh.
 A node is live while its last heartbeat is at most ``LIVENESS_INTERVALS`` (3) heartbeat
@@ -13,7 +17,7 @@ intervals old.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import attrs
 
@@ -21,7 +25,14 @@ from actorq.actors.core import Actor
 from actorq.actors.ticker import Ticker
 from actorq.errors import ActorqError
 from actorq.journal.base import Journal
-from actorq.nodes import Cluster, Node, liveness_horizon, waiting_for_handler
+from actorq.nodes import (
+    GONE_KEPT_SECONDS,
+    Cluster,
+    Node,
+    Orders,
+    liveness_horizon,
+    waiting_for_handler,
+)
 
 log = logging.getLogger("actorq.presence")
 
@@ -55,8 +66,15 @@ class Presence(Actor):
         interval: float,
         clock: Callable[[], float],
         monotonic: Callable[[], float],
+        held: Callable[[], Awaitable[tuple[str, ...]]] | None = None,
+        obey: Callable[[Orders], Awaitable[None]] | None = None,
+        *,
+        fresh: bool = True,
     ) -> None:
         self._journal = journal
+        self._held = held
+        self._obey = obey
+        self._fresh = fresh  # a new process: the first record clears operators' old wishes
         self._me = me
         self._interval = interval
         self._clock = clock
@@ -77,9 +95,9 @@ class Presence(Actor):
         if self._ticker is not None:
             await self._ticker.stop()
         try:
-            await self._journal.remove_node(self._me.node)
+            await self._journal.leave_node(self._me.node, self._clock())
         except ActorqError as exc:  # the record ages out within the liveness horizon
-            log.warning("could not remove node %s from the nodes table: %s", self._me.node, exc)
+            log.warning("could not mark node %s gone in the nodes table: %s", self._me.node, exc)
 
     async def receive(self, message: object) -> object:
         match message:
@@ -118,12 +136,24 @@ class Presence(Actor):
     async def _beat(self) -> None:
         """Renew the record, then read the cluster; a database away is not a crash (the
         next heartbeat tries again), but the view keeps what it knew."""
-        self._me = attrs.evolve(self._me, last_heartbeat=self._clock())
+        now = self._clock()
+        running = self._me.running
+        if self._held is not None:
+            try:
+                running = await self._held()
+            except Exception as exc:  # noqa: BLE001 - the dispatcher restarting: keep the last
+                log.debug("could not read the held tasks: %r", exc)
+        self._me = attrs.evolve(self._me, last_heartbeat=now, running=running)
         try:
-            await self._journal.register_node(self._me)
+            orders = await self._journal.register_node(self._me, start=self._fresh)
+            self._fresh = False
             await self._read()
+            await self._journal.forget_nodes(now - GONE_KEPT_SECONDS)
         except ActorqError as exc:
             log.warning("node heartbeat failed: %s", exc)
+            return
+        if self._obey is not None:
+            await self._obey(orders)
 
     async def _read(self) -> None:
         horizon = liveness_horizon(self._clock(), self._interval)

@@ -277,7 +277,7 @@ class StatsAggregator(Actor):
         if pickup is not None:
             self.metrics.pickup.observe(max(0.0, pickup))
         ends = change.before is TaskState.RUNNING or lifecycle.carries_start(e)
-        if ends and e.kind is not EventKind.STARTED and after.started_at is not None:
+        if ends and after.state is not TaskState.RUNNING and after.started_at is not None:
             self.metrics.runtime.observe(max(0.0, e.at - after.started_at))
 
     def _fold(self, e: Event, after: Task | None) -> None:

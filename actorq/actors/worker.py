@@ -41,6 +41,7 @@ from actorq.actors.dispatcher import (
     CancelTask,
     HandedOver,
     HandOver,
+    ReleaseHeld,
     RunTask,
     TaskDone,
     TaskSwapped,
@@ -54,6 +55,7 @@ from actorq.actors.handler import (
     outcome_event,
 )
 from actorq.actors.journal_writer import Write, write
+from actorq.actors.progress import ProgressWriter
 from actorq.actors.queue_watch import PausedQueues
 from actorq.errors import ActorqError
 from actorq.journal.base import Append, Outcome, Start, Started
@@ -90,6 +92,7 @@ class _Run:
     start: Append | None = None
     timer: asyncio.TimerHandle | None = None
     refused: str | None = None
+    progress: ProgressWriter | None = None
 
     def take_start(self) -> Append | None:
         """The start, if still unwritten; the caller writes it (alone or with the outcome)."""
@@ -185,6 +188,8 @@ class Worker(Actor):
                 await self._start_next()
             case CancelTask(task_id):
                 await self._cancel(task_id)
+            case ReleaseHeld():
+                await self._release_held()
             case HandOver(to, ref):
                 # The newest task in hand goes: the others have waited longer for this worker.
                 given = self._next.pop() if self._next else None
@@ -320,19 +325,47 @@ class Worker(Actor):
                 self._next.remove(task)
                 await self._d.dispatcher.tell(TaskDone(self.worker_id, task_id))
 
+    async def _release_held(self) -> None:
+        """Give back the tasks held but not started: ``released`` (fenced by the claim) puts
+        each back in its queue without counting an attempt, for another node to take."""
+        while self._next:
+            task = self._next.popleft()
+            released = Event(
+                EventKind.RELEASED, task.id, self._d.clock(), self._d.node, {}, self.worker_id
+            )
+            await self._d.writer.tell(Write(Append(released, task.worker, task.attempt)))
+            await self._d.dispatcher.tell(TaskDone(self.worker_id, task.id))
+
     async def _execute(self, task: Task, run: _Run) -> None:
         outcome: Ended | NotStarted
         began = time.monotonic()
+        d = self._d
+        progress = run.progress = ProgressWriter(
+            task, d.node, self.worker_id, functools.partial(self._write_progress, run, task),
+            d.clock, time.monotonic,
+        )  # fmt: skip
         try:
-            outcome = await call(self._d.registry, task, self._d.node, self._d.max_result_bytes)
+            outcome = await call(d.registry, task, d.node, d.max_result_bytes, progress.report)
         except asyncio.CancelledError:
             outcome = NotStarted(run.refused) if run.refused else Cancelled()
         await self.ref.tell(HandlerDone(task.id, outcome, time.monotonic() - began))
+
+    def _write_progress(self, run: _Run, task: Task, event: Event) -> None:
+        """Journal a progress event of ``task``, fenced by its start (written first if it was
+        not yet). Best effort: a swamped or stopped writer drops it."""
+        if run.start is not None and self._job is not None:
+            self._write_start(run, self._job)
+        with contextlib.suppress(MailboxFull, ActorStopped):
+            self._d.writer.tell_nowait(Write(Append(event, task.worker, task.attempt)))
 
     async def _finish(self, task_id: str, outcome: Ended | NotStarted, seconds: float) -> None:
         task = self._task
         if task is None or task.id != task_id:
             return
+        if self._run is not None and self._run.progress is not None:
+            # Its last report goes in before its outcome (and its start before that report);
+            # a cancelled or refused run's is dropped: the task is no longer running.
+            self._run.progress.close(write=not isinstance(outcome, Cancelled | NotStarted))
         self._task = self._job = None
         run, self._run = self._run, None
         start = None if run is None else run.take_start()

@@ -20,15 +20,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from actorq import audit
+from actorq import audit, logs
 from actorq.builtin import builtin_registry
-from actorq.cli import dead_letters, queues, schedules, stats, tasks, tokens
+from actorq.cli import dead_letters, nodes, queues, schedules, stats, tasks, tokens
 from actorq.cli.base import (
     CONFIG_HELP,
     DESCRIPTION,
     EXIT_CODES,
     FAILED,
     INTERRUPTED,
+    LOG_FORMAT_HELP,
     MEMORY,
     OK,
     PIPE_CLOSED,
@@ -52,7 +53,7 @@ log = logging.getLogger("actorq.cli")
 
 # The operator's command groups: each module's ``register(sub)`` adds its subcommands and
 # sets ``run(args, config) -> exit code`` as their default.
-GROUPS = (stats, queues, schedules, tasks, dead_letters, tokens)
+GROUPS = (stats, queues, schedules, tasks, dead_letters, nodes, tokens)
 
 
 def _app_args(p: argparse.ArgumentParser) -> None:
@@ -110,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
     parser.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR (ACTORQ_LOG_LEVEL)")
+    parser.add_argument("--log-format", choices=logs.FORMATS, help=LOG_FORMAT_HELP)
     parser.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
     sub = parser.add_subparsers(dest="cmd", required=True)
     node = (database_args, _app_args, _node_args)
@@ -363,7 +365,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     level = (args.log_level or config.log_level).upper()
     if not isinstance(logging.getLevelName(level), int):
         raise UsageError(f"unknown log level {level!r}: use DEBUG, INFO, WARNING or ERROR")
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    fmt = getattr(args, "log_format", None) or config.log_format
+    if fmt is not None and fmt not in logs.FORMATS:
+        raise UsageError(f"unknown log format {fmt!r}: use json or text")
+    logs.setup(level, fmt)
     backend_of(config.database_url)  # a malformed URL is a usage error, whatever the command
     if is_memory_url(config.database_url):
         if args.cmd != "serve":

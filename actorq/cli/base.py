@@ -49,6 +49,11 @@ CONFIG_HELP = (
     "(ACTORQ_CONFIG, default ./actorq.toml if there is one)"
 )
 
+LOG_FORMAT_HELP = (
+    "json (one object a line) or text (ACTORQ_LOG_FORMAT; default json when stdout is not a "
+    "terminal); logs go to stderr"
+)
+
 MEMORY = (
     "{url} is an in-memory database that lives and dies with one process: only `actorq serve` "
     "can use it (`actorq {cmd}` would start from an empty one that nobody else sees); "
@@ -69,6 +74,8 @@ def common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-level", default=argparse.SUPPRESS,
                    help="DEBUG, INFO, WARNING, ERROR (ACTORQ_LOG_LEVEL, default INFO)")  # fmt: skip
     p.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help=CONFIG_HELP)
+    p.add_argument("--log-format", choices=("json", "text"), default=argparse.SUPPRESS,
+                   help=LOG_FORMAT_HELP)  # fmt: skip
 
 
 def database_args(p: argparse.ArgumentParser) -> None:

@@ -9,7 +9,9 @@ this layer knows about HTTP.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -29,6 +31,7 @@ from actorq.errors import (
     Forbidden,
     InvalidInput,
     InvalidTransition,
+    NodeNotFound,
     Overloaded,
     QueueFull,
     QueueNotFound,
@@ -43,6 +46,7 @@ from actorq.errors import (
 from actorq.http import auth, cors
 from actorq.http.dead_letters import routes as dead_letter_routes
 from actorq.http.keys import KEYRING, RUNTIME, SHUTDOWN, TICKETS
+from actorq.http.nodes import routes as node_routes
 from actorq.http.queues import routes as queue_routes
 from actorq.http.rate_limit import RateLimiter, middleware
 from actorq.http.schedules import routes as schedule_routes
@@ -57,6 +61,7 @@ _STATUS: dict[type[ActorqError], int] = {
     InvalidInput: 400,
     TaskNotFound: 404,
     QueueNotFound: 404,
+    NodeNotFound: 404,
     QueueFull: 503,
     ScheduleNotFound: 404,
     DuplicateSchedule: 409,
@@ -123,14 +128,54 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             raise
         return _http_error(exc)
     except Exception:
-        request_id = uuid.uuid4().hex
-        log.exception("%s %s failed [request_id=%s]", request.method, request.path, request_id)
+        request_id = REQUEST_ID.get() or uuid.uuid4().hex
+        log.exception("%s %s failed [request_id=%s]", request.method, request.path, request_id,
+                      extra={"request_id": request_id})  # fmt: skip
         resp = error_response(
             500, "internal_error", f"the server failed (request id {request_id})",
             request_id=request_id,
         )  # fmt: skip
         resp.headers["X-Request-Id"] = request_id
         return resp
+
+
+# The id of the request being handled: each request runs in its connection's task and sets it
+# first (a context variable, so it reaches the 500 handler and the response's headers alike).
+REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "actorq_request_id", default=None
+)
+access_log = logging.getLogger("actorq.access")
+
+
+@web.middleware
+async def access(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Give every request an id (sent back as X-Request-Id, and carried by a 500's body and
+    log line), and log one line per request once it is answered."""
+    request_id = uuid.uuid4().hex
+    REQUEST_ID.set(request_id)
+    began = time.monotonic()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:  # a redirect, or an error no middleware below turned
+        status = exc.status
+        raise
+    finally:
+        access_log.info(
+            "%s %s %d", request.method, request.path, status,
+            extra={"request_id": request_id, "method": request.method, "path": request.path,
+                   "status": status, "remote": request.remote,
+                   "duration_ms": round((time.monotonic() - began) * 1000, 3)},
+        )  # fmt: skip
+
+
+async def _send_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    """On every response, streams included (their headers leave before the handler ends)."""
+    request_id = REQUEST_ID.get()
+    if request_id is not None:
+        response.headers["X-Request-Id"] = request_id
 
 
 async def _end_streams(app: web.Application) -> None:
@@ -152,14 +197,16 @@ def make_app(runtime: Runtime) -> web.Application:
     ]  # fmt: skip
     if setting is not None:
         chain.insert(0, middleware(RateLimiter.from_setting(setting)))
-    if config.cors_origins:  # outermost: refusals (401, 429) must be readable by the page
+    if config.cors_origins:  # refusals (401, 429) must be readable by the page
         chain.insert(0, cors.middleware(config.cors_origins))
+    chain.insert(0, access)  # outermost: it logs what the client got, a refusal included
     app = web.Application(middlewares=chain, client_max_size=runtime.config.max_body_bytes)
     app[RUNTIME] = runtime
     app[KEYRING] = keyring
     app[TICKETS] = tickets
     app[SHUTDOWN] = asyncio.Event()
     app.on_shutdown.append(_end_streams)
+    app.on_response_prepare.append(_send_request_id)
     aiojobs.aiohttp.setup(app)
     app.add_routes(task_routes)
     app.add_routes(system_routes)
@@ -167,4 +214,5 @@ def make_app(runtime: Runtime) -> web.Application:
     app.add_routes(queue_routes)
     app.add_routes(schedule_routes)
     app.add_routes(token_routes)
+    app.add_routes(node_routes)
     return app

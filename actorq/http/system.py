@@ -26,6 +26,7 @@ _ASSETS = {
     "app.js": "text/javascript",
     "dead_letters.js": "text/javascript",
     "queues.js": "text/javascript",
+    "nodes.js": "text/javascript",
     "style.css": "text/css",
 }
 # The dashboard loads nothing from elsewhere and runs no inline script, so a task's payload or

@@ -16,7 +16,7 @@ import attrs
 
 from actorq.auth import Token
 from actorq.model import Event, EventKind, NewTask, Page, Schedule, Task, TaskFilter, TaskState
-from actorq.nodes import Node
+from actorq.nodes import Node, Orders
 from actorq.queues import QueueActivity, QueueSettings, Tier
 
 
@@ -309,6 +309,7 @@ class Notice:
     kind: str
     queue: str | None = None
     task_id: str | None = None
+    node: str | None = None  # ``node``: an operator's wish for this node changed
 
 
 @attrs.frozen
@@ -404,14 +405,31 @@ class Journal(Protocol):
 
     # -- nodes: soft state, renewed by heartbeats, not journaled (see actorq.nodes) ----------
 
-    async def register_node(self, node: Node) -> None:
-        """Record ``node`` and what it serves, or refresh its record: the node heartbeat."""
+    async def register_node(self, node: Node, *, start: bool = False) -> Orders:
+        """Record ``node`` and what it serves, or refresh its record: the node heartbeat.
+        Answers what operators ask of it; ``start`` (a new process) clears those wishes."""
 
     async def remove_node(self, node: str) -> None:
-        """Forget node ``node`` (it stops); nothing happens if it is not recorded."""
+        """Forget node ``node``; nothing happens if it is not recorded."""
+
+    async def leave_node(self, node: str, at: float) -> None:
+        """Mark node ``node`` gone at ``at`` (it stops): it stays listed a while."""
+
+    async def forget_nodes(self, before: float) -> None:
+        """Drop the records of nodes whose last heartbeat is older than ``before``."""
 
     async def live_nodes(self, since: float) -> list[Node]:
-        """The nodes whose last heartbeat is at ``since`` or later, by node id."""
+        """The nodes not gone whose last heartbeat is at ``since`` or later, by node id."""
+
+    async def list_nodes(self, since: float) -> list[Node]:
+        """Every node whose last heartbeat is at ``since`` or later, gone ones too."""
+
+    async def get_node(self, node: str) -> Node | None:
+        """Node ``node``'s record, or None."""
+
+    async def command_node(self, node: str, paused: bool | None, drain: bool) -> None:
+        """Record an operator's wish for ``node`` (None: leave ``paused`` as it is); a shared
+        journal also tells the other nodes at once (a ``node`` notice)."""
 
     async def queued_by_type(self) -> dict[tuple[str, str], int]:
         """Number of queued tasks by (queue, type)."""

@@ -76,7 +76,7 @@ from actorq.model import (
     TaskFilter,
     TaskState,
 )
-from actorq.nodes import Node
+from actorq.nodes import Node, Orders
 from actorq.queues import QueueActivity, QueueSettings
 
 log = logging.getLogger("actorq.journal.postgres")
@@ -334,7 +334,7 @@ class _Tx:
             _Q["write"],
             *columns,
             *_arrays(inserts, len(TASK_COLUMNS)),
-            *_arrays(updates, 12),
+            *_arrays(updates, 13),
             actors,  # the last parameter: the column came last (migration 008)
         )
 
@@ -727,7 +727,8 @@ class PostgresJournal:
     def _heard(self, on_notice: Callable[[Notice], None], payload: str) -> None:
         try:
             data = json.loads(payload)
-            notice = Notice(str(data["kind"]), data.get("queue"), data.get("task_id"))
+            notice = Notice(str(data["kind"]), data.get("queue"), data.get("task_id"),
+                            data.get("node"))  # fmt: skip
         except (ValueError, KeyError, TypeError):
             log.warning("ignoring a malformed notice: %r", payload)
             return
@@ -930,14 +931,38 @@ class PostgresJournal:
             raise TokenNotFound(name)
         return token_from_row(rows[0])
 
-    async def register_node(self, node: Node) -> None:
-        await self._execute("register_node", *node_to_row(node))
+    async def register_node(self, node: Node, *, start: bool = False) -> Orders:
+        rows = await self._fetch("register_node", *node_to_row(node), start)
+        return Orders(bool(rows[0][0]), bool(rows[0][1])) if rows else Orders()
 
     async def remove_node(self, node: str) -> None:
         await self._execute("remove_node", node)
 
+    async def leave_node(self, node: str, at: float) -> None:
+        await self._execute("leave_node", node, at)
+
+    async def forget_nodes(self, before: float) -> None:
+        await self._execute("forget_nodes", before)
+
+    async def command_node(self, node: str, paused: bool | None, drain: bool) -> None:
+        """The wish and its notice commit together: the target hears of it at once."""
+        notice = dumps({"kind": "node", "node": node, "origin": self._origin})
+        try:
+            async with self._acquire() as conn, conn.transaction():
+                await conn.execute(_Q["command_node"], node, paused, drain)
+                await conn.execute(_Q["notify"], self.channel, [notice])
+        except _DRIVER_ERRORS as exc:
+            raise _translate(exc) from exc
+
     async def live_nodes(self, since: float) -> list[Node]:
         return [node_from_row(r) for r in await self._fetch("live_nodes", since)]
+
+    async def list_nodes(self, since: float) -> list[Node]:
+        return [node_from_row(r) for r in await self._fetch("list_nodes", since)]
+
+    async def get_node(self, node: str) -> Node | None:
+        rows = await self._fetch("get_node", node)
+        return node_from_row(rows[0]) if rows else None
 
     async def queued_by_type(self) -> dict[tuple[str, str], int]:
         return {(q, t): n for q, t, n in await self._fetch("queued_by_type")}

@@ -15,7 +15,16 @@ import attrs
 
 from actorq.auth import Scope, Token
 from actorq.errors import InvalidInput, TaskExpired, TaskNotFound, TaskPurged
-from actorq.model import Event, EventKind, Misfire, Schedule, ScheduleTask, Task, TaskState
+from actorq.model import (
+    Event,
+    EventKind,
+    Misfire,
+    Progress,
+    Schedule,
+    ScheduleTask,
+    Task,
+    TaskState,
+)
 from actorq.nodes import Node, ServedType
 from actorq.queues import QueueSettings, RateLimit
 from actorq.retry import RetryPolicy, policy_from_json, policy_from_text, policy_json
@@ -24,6 +33,7 @@ TASK_COLUMNS = (
     "id", "type", "queue", "payload", "priority", "state", "attempt", "max_attempts",
     "timeout", "run_at", "created_at", "updated_at", "seq", "metadata", "idempotency_key",
     "result", "error", "started_at", "finished_at", "worker", "lease_expires_at", "retry",
+    "progress",
 )  # fmt: skip
 # "actor" last: a column added later (migration 008), and what seals cover is this tuple.
 EVENT_COLUMNS = ("seq", "at", "task_id", "kind", "node", "worker", "data", "actor")
@@ -54,6 +64,7 @@ def task_to_row(task: Task) -> tuple[Any, ...]:
         task.updated_at, task.seq, dumps(task.metadata), task.idempotency_key,
         dumps(task.result), task.error, task.started_at, task.finished_at, task.worker,
         task.lease_expires_at, None if task.retry is None else _policy_text(task.retry),
+        _progress_text(task.progress),
     )  # fmt: skip
 
 
@@ -64,7 +75,7 @@ def task_from_row(r: Sequence[Any]) -> Task:
     return Task(
         r[0], r[1], r[2], _loads(r[3]), r[4], _STATES[r[5]], r[6], r[7], r[8], r[9], r[10],
         r[11], r[12], _loads(r[13]), r[14], _loads(r[15]), r[16], r[17], r[18], r[19], r[20],
-        None if r[21] is None else _policy(r[21]),
+        None if r[21] is None else _policy(r[21]), None if r[22] is None else _progress(r[22]),
     )  # fmt: skip
 
 
@@ -85,7 +96,17 @@ def update_row(t: Task) -> tuple[Any, ...]:
     return (
         t.id, t.state.value, t.attempt, t.run_at, t.updated_at, t.seq, dumps(t.result),
         t.error, t.started_at, t.finished_at, t.worker, t.lease_expires_at,
+        _progress_text(t.progress),
     )  # fmt: skip
+
+
+def _progress_text(p: Progress | None) -> str | None:
+    return None if p is None else dumps({"fraction": p.fraction, "message": p.message, "at": p.at})
+
+
+def _progress(text: str) -> Progress:
+    d = _loads(text)
+    return Progress(float(d["fraction"]), d.get("message"), float(d["at"]))
 
 
 def event_to_row(event: Event) -> tuple[Any, ...]:
@@ -184,7 +205,21 @@ async def tasks_in_pages(
 
 
 _DEFAULTS = frozenset({"queue", "priority", "max_attempts", "timeout", "retry"})
-NODE_COLUMNS = ("node", "host", "pid", "started_at", "last_heartbeat", "types", "queues")
+NODE_COLUMNS = (
+    "node",
+    "host",
+    "pid",
+    "started_at",
+    "last_heartbeat",
+    "types",
+    "queues",
+    "version",
+    "concurrency",
+    "running",
+    "paused",
+    "drain",
+    "gone_at",
+)
 
 
 def node_to_row(node: Node) -> tuple[Any, ...]:
@@ -195,7 +230,7 @@ def node_to_row(node: Node) -> tuple[Any, ...]:
     }  # fmt: skip
     queues = None if node.queues is None else dumps(list(node.queues))
     return (node.node, node.host, node.pid, node.started_at, node.last_heartbeat, dumps(types),
-            queues)  # fmt: skip
+            queues, node.version, node.concurrency, dumps(list(node.running)))  # fmt: skip
 
 
 def node_from_row(r: Sequence[Any]) -> Node:
@@ -206,7 +241,9 @@ def node_from_row(r: Sequence[Any]) -> Node:
         for name, d in _loads(r[5]).items()
     }
     queues = None if r[6] is None else tuple(_loads(r[6]))
-    return Node(r[0], r[1], int(r[2]), float(r[3]), float(r[4]), types, queues)
+    return Node(r[0], r[1], int(r[2]), float(r[3]), float(r[4]), types, queues, str(r[7]),
+                int(r[8]), tuple(_loads(r[9])), bool(r[10]), bool(r[11]),
+                None if r[12] is None else float(r[12]))  # fmt: skip
 
 
 def gone_error(task_id: str, last_kind: str | None) -> TaskNotFound:

@@ -60,7 +60,7 @@ from actorq.journal.rows import (
 )
 from actorq.journal.sqlite_watch import ForeignCommits
 from actorq.model import Event, Page, Schedule, Task, TaskFilter, TaskState
-from actorq.nodes import Node
+from actorq.nodes import Node, Orders
 from actorq.queues import QueueActivity, QueueSettings
 
 log = logging.getLogger("actorq.journal.sqlite")
@@ -604,28 +604,49 @@ class SqliteJournal:
 
     # -- nodes ---------------------------------------------------------------------------
 
-    async def _write_soft(self, name: str, *args: Any) -> None:
-        """One statement of soft state (node records) in a transaction of its own. Not
-        flushed: lost in a crash, it is written again at the next heartbeat."""
+    async def _write_soft(self, name: str, *args: Any) -> list[Any]:
+        """One statement of soft state (node records) in a transaction of its own; the rows
+        it returns. Not flushed: lost in a crash, it is written again at the next heartbeat."""
 
-        def body(db: sqlite3.Connection) -> None:
-            db.execute(_Q[name], args)
+        def body(db: sqlite3.Connection) -> list[Any]:
+            return db.execute(_Q[name], args).fetchall()
 
         async with self._write_lock:
-            await _guard(self._on_writer(lambda: self._in_transaction(body, durable=False)))
+            return await _guard(self._on_writer(lambda: self._in_transaction(body, durable=False)))
 
-    async def register_node(self, node: Node) -> None:
-        await self._write_soft("register_node", *node_to_row(node))
+    async def register_node(self, node: Node, *, start: bool = False) -> Orders:
+        rows = await self._write_soft("register_node", *node_to_row(node), start)
+        return Orders(bool(rows[0][0]), bool(rows[0][1])) if rows else Orders()
 
     async def remove_node(self, node: str) -> None:
         await self._write_soft("remove_node", node)
 
-    async def live_nodes(self, since: float) -> list[Node]:
+    async def leave_node(self, node: str, at: float) -> None:
+        await self._write_soft("leave_node", node, at)
+
+    async def forget_nodes(self, before: float) -> None:
+        await self._write_soft("forget_nodes", before)
+
+    async def command_node(self, node: str, paused: bool | None, drain: bool) -> None:
+        # Other processes on this file hear of it at their heartbeat.
+        await self._write_soft("command_node", node, paused, drain)
+
+    async def _nodes(self, name: str, arg: Any) -> list[Node]:
         async def read() -> list[Node]:
-            async with self._r.execute(_Q["live_nodes"], (since,)) as cur:
+            async with self._r.execute(_Q[name], (arg,)) as cur:
                 return [node_from_row(r) for r in await cur.fetchall()]
 
         return await _guard(read())
+
+    async def live_nodes(self, since: float) -> list[Node]:
+        return await self._nodes("live_nodes", since)
+
+    async def list_nodes(self, since: float) -> list[Node]:
+        return await self._nodes("list_nodes", since)
+
+    async def get_node(self, node: str) -> Node | None:
+        found = await self._nodes("get_node", node)
+        return found[0] if found else None
 
     async def queued_by_type(self) -> dict[tuple[str, str], int]:
         async def read() -> dict[tuple[str, str], int]:

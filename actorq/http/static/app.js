@@ -15,7 +15,7 @@ const RETRYABLE_STATES = new Set(["dead", "cancelled"]);
 const EVENT_KINDS = [
   "submitted", "enqueued", "claimed", "started", "succeeded", "failed", "timed_out",
   "lease_expired", "released", "cancelled", "dead_lettered", "retried", "snoozed",
-  "purged", "expired",
+  "purged", "expired", "progress",
 ];
 // A purged or expired task left the live projection: the API answers 404 with these codes,
 // and its history is still there to show.
@@ -430,6 +430,7 @@ function renderTask(task) {
   if (Object.keys(task.metadata).length) {
     fields.push(el("dt", {}, "metadata"), el("dd", {}, JSON.stringify(task.metadata)));
   }
+  if (task.progress) fields.push(el("dt", {}, "progress"), progressBar(task.progress));
   $("detail-fields").replaceChildren(...fields);
   $("detail-payload").textContent = formatJson(task.payload);
   $("detail-result-box").hidden = task.state !== "succeeded";
@@ -438,6 +439,19 @@ function renderTask(task) {
   $("detail-failure").textContent = task.error ?? "";
   $("task-cancel").hidden = !LIVE_STATES.has(task.state);
   $("task-retry").hidden = !RETRYABLE_STATES.has(task.state);
+}
+
+// The last progress its handler reported: a bar, the percentage and its message.
+function progressBar(progress) {
+  const percent = `${Math.round(progress.fraction * 100)}%`;
+  const text = progress.message ? `${percent} · ${progress.message}` : percent;
+  return el(
+    "dd",
+    { "data-field": "progress", title: formatTime(progress.at) },
+    el("progress", { value: String(progress.fraction), max: "1", "data-testid": "detail-progress" }),
+    " ",
+    el("span", { "data-testid": "detail-progress-text" }, text),
+  );
 }
 
 // A retry policy in words: "linear · base 2 s · cap 60 s · jitter 0.1" (factor only where it

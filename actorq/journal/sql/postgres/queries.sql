@@ -51,18 +51,20 @@ WITH new_events AS (
     INSERT INTO journal (seq, at, task_id, kind, node, worker, data, actor)
     SELECT * FROM unnest(
         $1::bigint[], $2::float8[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-        $42::text[]
+        $44::text[]
     )
 ), changed AS (
     UPDATE tasks AS t SET
         state = u.state, attempt = u.attempt, run_at = u.run_at, updated_at = u.updated_at,
         seq = u.seq, result = u.result, error = u.error, started_at = u.started_at,
-        finished_at = u.finished_at, worker = u.worker, lease_expires_at = u.lease_expires_at
+        finished_at = u.finished_at, worker = u.worker, lease_expires_at = u.lease_expires_at,
+        progress = u.progress
     FROM unnest(
-        $30::text[], $31::text[], $32::int[], $33::float8[], $34::float8[], $35::bigint[],
-        $36::text[], $37::text[], $38::float8[], $39::float8[], $40::text[], $41::float8[]
+        $31::text[], $32::text[], $33::int[], $34::float8[], $35::float8[], $36::bigint[],
+        $37::text[], $38::text[], $39::float8[], $40::float8[], $41::text[], $42::float8[],
+        $43::text[]
     ) AS u (id, state, attempt, run_at, updated_at, seq, result, error, started_at,
-            finished_at, worker, lease_expires_at)
+            finished_at, worker, lease_expires_at, progress)
     WHERE t.id = u.id
     RETURNING 1
 ), new_tasks AS (
@@ -71,7 +73,7 @@ WITH new_events AS (
         $8::text[], $9::text[], $10::text[], $11::text[], $12::bigint[], $13::text[],
         $14::int[], $15::int[], $16::float8[], $17::float8[], $18::float8[], $19::float8[],
         $20::bigint[], $21::text[], $22::text[], $23::text[], $24::text[], $25::float8[],
-        $26::float8[], $27::text[], $28::float8[], $29::text[]
+        $26::float8[], $27::text[], $28::float8[], $29::text[], $30::text[]
     )
     WHERE (SELECT count(*) FROM changed) >= 0
 )
@@ -146,20 +148,47 @@ ORDER BY xid, seq LIMIT $3
 SELECT min(seq) FROM journal WHERE xid >= $1::bigint::text::xid8
 
 -- name: register_node
--- Registering again is the heartbeat: the whole row is written, so a node whose row was
--- removed (it looked dead) comes back with its next heartbeat.
-INSERT INTO nodes (node, host, pid, started_at, last_heartbeat, types, queues)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
+-- Registering again is the heartbeat: the node's own columns are written whole, so a node
+-- whose row was removed (it looked dead) comes back with its next heartbeat. An operator's
+-- wishes (paused, drain) are kept, unless the node starts ($11): a new process starts
+-- afresh. Answers the wishes, so the heartbeat is how the node hears them.
+INSERT INTO nodes (node, host, pid, started_at, last_heartbeat, types, queues, version,
+                   concurrency, running)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 ON CONFLICT (node) DO UPDATE SET host = excluded.host, pid = excluded.pid,
 started_at = excluded.started_at, last_heartbeat = excluded.last_heartbeat,
-types = excluded.types, queues = excluded.queues
+types = excluded.types, queues = excluded.queues, version = excluded.version,
+concurrency = excluded.concurrency, running = excluded.running, gone_at = NULL,
+paused = CASE WHEN $11 THEN false ELSE nodes.paused END,
+drain = CASE WHEN $11 THEN false ELSE nodes.drain END
+RETURNING paused, drain
 
 -- name: remove_node
 DELETE FROM nodes WHERE node = $1
 
+-- name: leave_node
+-- A goodbye: the row stays, marked gone, until forget_nodes drops it.
+UPDATE nodes SET gone_at = $2, running = '[]' WHERE node = $1
+
+-- name: forget_nodes
+DELETE FROM nodes WHERE last_heartbeat < $1
+
 -- name: live_nodes
-SELECT node, host, pid, started_at, last_heartbeat, types, queues FROM nodes
+SELECT node, host, pid, started_at, last_heartbeat, types, queues, version, concurrency, running, paused, drain, gone_at FROM nodes
+WHERE last_heartbeat >= $1 AND gone_at IS NULL ORDER BY node
+
+-- name: list_nodes
+-- Live nodes and those gone (by goodbye or silence) since the horizon.
+SELECT node, host, pid, started_at, last_heartbeat, types, queues, version, concurrency, running, paused, drain, gone_at FROM nodes
 WHERE last_heartbeat >= $1 ORDER BY node
+
+-- name: get_node
+SELECT node, host, pid, started_at, last_heartbeat, types, queues, version, concurrency, running, paused, drain, gone_at FROM nodes WHERE node = $1
+
+-- name: command_node
+-- An operator's wish: NULL leaves a column as it is; a drain once asked stays asked.
+UPDATE nodes SET paused = COALESCE($2, paused), drain = (drain OR $3)
+WHERE node = $1
 
 -- name: queued_by_type
 -- Walks only the queued rows (the partial index tasks_ready), never finished ones.

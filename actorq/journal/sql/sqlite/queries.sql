@@ -35,7 +35,7 @@ INSERT INTO tasks ({columns}) VALUES ({placeholders})
 -- name: update_task
 UPDATE tasks SET state = ?2, attempt = ?3, run_at = ?4, updated_at = ?5, seq = ?6,
 result = ?7, error = ?8, started_at = ?9, finished_at = ?10, worker = ?11,
-lease_expires_at = ?12
+lease_expires_at = ?12, progress = ?13
 WHERE id = ?1
 
 -- name: set_watermark
@@ -75,20 +75,47 @@ SELECT {columns} FROM tasks WHERE state IN ('claimed', 'running') AND worker LIK
 DELETE FROM tasks
 
 -- name: register_node
--- Registering again is the heartbeat: the whole row is written, so a node whose row was
--- removed (it looked dead) comes back with its next heartbeat.
-INSERT INTO nodes (node, host, pid, started_at, last_heartbeat, types, queues)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+-- Registering again is the heartbeat: the node's own columns are written whole, so a node
+-- whose row was removed (it looked dead) comes back with its next heartbeat. An operator's
+-- wishes (paused, drain) are kept, unless the node starts (?11): a new process starts
+-- afresh. Answers the wishes, so the heartbeat is how the node hears them.
+INSERT INTO nodes (node, host, pid, started_at, last_heartbeat, types, queues, version,
+                   concurrency, running)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
 ON CONFLICT (node) DO UPDATE SET host = excluded.host, pid = excluded.pid,
 started_at = excluded.started_at, last_heartbeat = excluded.last_heartbeat,
-types = excluded.types, queues = excluded.queues
+types = excluded.types, queues = excluded.queues, version = excluded.version,
+concurrency = excluded.concurrency, running = excluded.running, gone_at = NULL,
+paused = CASE WHEN ?11 THEN 0 ELSE nodes.paused END,
+drain = CASE WHEN ?11 THEN 0 ELSE nodes.drain END
+RETURNING paused, drain
 
 -- name: remove_node
 DELETE FROM nodes WHERE node = ?
 
+-- name: leave_node
+-- A goodbye: the row stays, marked gone, until forget_nodes drops it.
+UPDATE nodes SET gone_at = ?2, running = '[]' WHERE node = ?1
+
+-- name: forget_nodes
+DELETE FROM nodes WHERE last_heartbeat < ?
+
 -- name: live_nodes
-SELECT node, host, pid, started_at, last_heartbeat, types, queues FROM nodes
+SELECT node, host, pid, started_at, last_heartbeat, types, queues, version, concurrency, running, paused, drain, gone_at FROM nodes
+WHERE last_heartbeat >= ? AND gone_at IS NULL ORDER BY node
+
+-- name: list_nodes
+-- Live nodes and those gone (by goodbye or silence) since the horizon.
+SELECT node, host, pid, started_at, last_heartbeat, types, queues, version, concurrency, running, paused, drain, gone_at FROM nodes
 WHERE last_heartbeat >= ? ORDER BY node
+
+-- name: get_node
+SELECT node, host, pid, started_at, last_heartbeat, types, queues, version, concurrency, running, paused, drain, gone_at FROM nodes WHERE node = ?
+
+-- name: command_node
+-- An operator's wish: NULL leaves a column as it is; a drain once asked stays asked.
+UPDATE nodes SET paused = COALESCE(?2, paused), drain = (drain OR ?3)
+WHERE node = ?1
 
 -- name: queued_by_type
 -- Walks only the queued rows (tasks_state_created leads with state), never finished ones.
