@@ -40,6 +40,7 @@ from actorq.http.keys import RUNTIME, SHUTDOWN
 from actorq.http.queues import routes as queue_routes
 from actorq.http.rate_limit import RateLimiter, middleware
 from actorq.http.schedules import routes as schedule_routes
+from actorq.http.streams import routes as stream_routes
 from actorq.http.system import routes as system_routes
 from actorq.http.tasks import routes as task_routes
 from actorq.runtime import Runtime
@@ -141,4 +142,5 @@ def make_app(runtime: Runtime) -> web.Application:
     app.add_routes(dead_letter_routes)
     app.add_routes(queue_routes)
     app.add_routes(schedule_routes)
+    app.add_routes(stream_routes)
     return app

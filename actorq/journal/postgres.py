@@ -31,7 +31,7 @@ from actorq.errors import (
     StorageError,
     StorageUnavailable,
 )
-from actorq.journal.base import Head, Notice, Op, Outcome, Selection, needs_flush
+from actorq.journal.base import Head, Notice, Op, Outcome, Selection, Since, needs_flush
 from actorq.journal.batch import BatchRun, ScheduleRow, refold
 from actorq.journal.rows import (
     PAGE,
@@ -814,6 +814,14 @@ class PostgresJournal:
 
     async def get_many(self, task_ids: Sequence[str]) -> dict[str, Task]:
         return {t.id: t for t in await self._tasks("get_many", list(task_ids))}
+
+    async def xid_of(self, seq: int) -> int | None:
+        rows = await self._fetch("xid_of", seq)
+        return int(rows[0][0]) if rows else None
+
+    async def missed(self, since: Since, until: int, after: int, limit: int) -> list[Event]:
+        rows = await self._fetch("missed", since.seq, since.first, since.end, until, after, limit)
+        return [event_from_row(r) for r in rows]
 
     async def tail(self, after: int = 0, limit: int = PAGE) -> tuple[list[Event], int]:
         """Events committed since position ``after``, and the position to pass next time.
