@@ -501,9 +501,11 @@ class Runtime:
         async with self.stream(None, size=size) as stream:
             yield stream.subscription
 
-    def stream(self, since: int | None, *, size: int = BUFFER) -> Stream:
+    def stream(self, since: int | None, *, size: int | None = None) -> Stream:
         """Task events after seq ``since`` from the journal, then live ones (``since`` None:
-        live ones only); see ``actorq.streams``."""
+        live ones only), with a buffer of ``size`` (default ``Config.stream_buffer``) events;
+        see ``actorq.streams``."""
+        size = self.config.stream_buffer if size is None else size
         return Stream(self.journal, self._ref(FEED), since, size=size,
                       ask_timeout=self._write_timeout)  # fmt: skip
 
