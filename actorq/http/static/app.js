@@ -449,7 +449,10 @@ function setUpDetail() {
 
 // -- the live feed --------------------------------------------------------------------------
 
-const feed = { source: null, retryMs: 1000, retryTimer: null };
+// lastId: the id (journal seq) of the last event shown. EventSource sends it back by itself
+// when it reconnects; a stream we open again (after the server ended it) asks for
+// ``?since=`` it, so events committed meanwhile are shown too, none missed.
+const feed = { source: null, retryMs: 1000, retryTimer: null, lastId: null };
 
 function setConnection(state) {
   const node = $("conn");
@@ -460,7 +463,8 @@ function setConnection(state) {
 function connectFeed() {
   clearTimeout(feed.retryTimer);
   if (feed.source) feed.source.close();
-  const source = new EventSource(`${API}/events`);
+  const since = feed.lastId === null ? "" : `?since=${encodeURIComponent(feed.lastId)}`;
+  const source = new EventSource(`${API}/events${since}`);
   feed.source = source;
   source.addEventListener("open", () => {
     setConnection("live");
@@ -472,16 +476,24 @@ function connectFeed() {
     if (source.readyState === EventSource.CLOSED) reconnectLater();
   });
   for (const kind of EVENT_KINDS) {
-    source.addEventListener(kind, (msg) => onEvent(JSON.parse(msg.data)));
+    source.addEventListener(kind, (msg) => {
+      if (msg.lastEventId) feed.lastId = msg.lastEventId;
+      onEvent(JSON.parse(msg.data));
+    });
   }
-  source.addEventListener("lagged", () => {
-    // The server dropped us for falling behind: events were lost. Connect afresh and reload
-    // what the events would have updated.
+  source.addEventListener("lagged", (msg) => {
+    // The server dropped us for falling behind. It names the seq to resume from: connect
+    // again from there. Without one, events were lost: reload what they would have updated.
     setConnection("reconnecting");
     source.close();
+    const resume = JSON.parse(msg.data).seq;
+    if (resume !== undefined && resume !== null) {
+      feed.lastId = String(resume);
+    } else {
+      refreshTasksSoon();
+      refreshDetailSoon();
+    }
     reconnectLater();
-    refreshTasksSoon();
-    refreshDetailSoon();
   });
 }
 
