@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import socket
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -36,7 +37,10 @@ routes = web.RouteTableDef()
 
 _KEEPALIVE = 15.0  # seconds of silence before an SSE comment or a WebSocket ping
 _LINGER = 0.02  # live events are written to one reader at most this often (seconds)
-_STUCK = 5.0  # a write that cannot go out this long, once the reader lagged, ends it
+_STUCK = 1.0  # a write that cannot go out this long, once the reader lagged, ends it
+# The kernel's send buffer of a stream's connection (it would grow to megabytes for a reader
+# that does not read): past it, the reader's events wait in its own bounded buffer instead.
+_SOCKET_BUFFER = 64 * 1024
 
 
 def _edge_json(item: Item) -> str:
@@ -155,6 +159,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     try:
         # Subscribe before the answer starts, so a node that cannot is still a JSON error.
         async with runtime.stream(since) as stream:
+            _bound_socket(request)
             await resp.prepare(request)
             while (batches := await _next(stream, stopping)) is not None:
                 data = b"".join(_sse_batch(b, wanted) for b in batches) if batches else None
@@ -170,6 +175,13 @@ async def events(request: web.Request) -> web.StreamResponse:
     except ConnectionError:  # the reader hung up: ClientConnectionResetError among them
         log.debug("an event stream's reader hung up")
     return resp
+
+
+def _bound_socket(request: web.Request) -> None:
+    sock = None if request.transport is None else request.transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SOCKET_BUFFER)
 
 
 def _drop(request: web.Request) -> None:
@@ -236,6 +248,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     stopping = request.app[SHUTDOWN]
     ws = web.WebSocketResponse(heartbeat=_KEEPALIVE, max_msg_size=64 * 1024)
     async with runtime.stream(since) as stream:
+        _bound_socket(request)
         await ws.prepare(request)
 
         async def set_filter(f: Filter) -> None:
