@@ -208,6 +208,61 @@ async def test_a_lagging_reader_gets_the_seq_to_resume_from_and_resumes_without_
     assert got == await journal_seqs(node)
 
 
+@pytest.fixture
+async def small_buffer(
+    database_url: str, aiohttp_client: Any
+) -> AsyncIterator[tuple[Runtime, TestClient]]:
+    """A node whose stream readers may have only 5 events waiting."""
+    from actorq.http.app import make_app
+
+    node = Runtime(node_config(database_url, stream_buffer=5), make_registry(Gates()))
+    await node.start()
+    yield node, await aiohttp_client(make_app(node))
+    await node.stop()
+
+
+async def test_an_sse_reader_past_its_buffer_is_told_where_to_resume_and_resumes(
+    small_buffer: tuple[Runtime, TestClient],
+) -> None:
+    node, client = small_buffer
+    resp = await client.get(EVENTS)
+    await submit_and_finish(node, client, 10)  # one commit of 10 submitted events: past 5
+    got: list[int] = []
+    async with asyncio.timeout(20):
+        async for message in sse_messages(resp.content):
+            if message.event == "lagged":
+                lagged = json.loads(message.data)
+                break
+            got.append(int(message.id or 0))
+        assert await resp.content.read() == b""  # the server ended the stream
+    assert len(got) <= 5
+    assert lagged == {"kind": "lagged", "seq": got[-1]}
+    head = (await journal_seqs(node))[-1]
+    while got[-1] < head:  # each resume may lag again: 5 at a time, on to the head
+        resp = await client.get(EVENTS, params={"since": str(got[-1])})
+        async for message in read_sse(resp, head):
+            if message.event != "lagged":
+                got.append(int(message.id or 0))
+        resp.close()
+    assert got == await journal_seqs(node, got[0] - 1)
+
+
+async def test_a_websocket_reader_past_its_buffer_gets_lagged_and_close_1008(
+    small_buffer: tuple[Runtime, TestClient],
+) -> None:
+    node, client = small_buffer
+    async with client.ws_connect("/ws") as ws:
+        await submit_and_finish(node, client, 10)
+        seqs = []
+        async with asyncio.timeout(20):
+            while (message := await ws.receive_json())["kind"] != "lagged":
+                seqs.append(message["seq"])
+            closing = await ws.receive()
+    assert message == {"kind": "lagged", "seq": seqs[-1]}
+    assert closing.type is WSMsgType.CLOSE
+    assert closing.data == aiohttp.WSCloseCode.POLICY_VIOLATION
+
+
 async def test_websocket_closes_with_going_away_when_the_server_stops(
     node: Runtime, aiohttp_client: Any
 ) -> None:
@@ -215,8 +270,9 @@ async def test_websocket_closes_with_going_away_when_the_server_stops(
 
     client = await aiohttp_client(make_app(node))
     ws = await client.ws_connect("/ws")
+    receiving = asyncio.ensure_future(ws.receive())  # a reader answers the close at once
     await client.server.close()  # the app's on_shutdown ends streams first
-    message = await asyncio.wait_for(ws.receive(), 10)
+    message = await asyncio.wait_for(receiving, 10)
     assert message.type is WSMsgType.CLOSE
     assert message.data == aiohttp.WSCloseCode.GOING_AWAY
     await ws.close()
