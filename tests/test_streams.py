@@ -14,7 +14,7 @@ import pytest
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
 from nodes import Gates, make_registry, node_config
-from procs import Server, api
+from procs import Server, api, until
 
 from actorq.model import is_control
 from actorq.runtime import Runtime
@@ -189,6 +189,11 @@ async def test_websocket_filtered_by_task_carries_only_that_task(
                 assert message["task_id"] == mine
                 kinds.append(message["kind"])
     assert kinds[0] == "submitted"
+
+    async def unsubscribed() -> bool:  # the reader closed: its handler ends at once
+        return await node.live_subscribers() == 0
+
+    await until(unsubscribed, timeout=5)  # well before a keepalive (15 s) would notice
 
 
 async def test_a_lagging_reader_gets_the_seq_to_resume_from_and_resumes_without_gap(

@@ -102,20 +102,23 @@ def _since(request: web.Request) -> int | None:
     return _seq(last, "Last-Event-ID") if last else None
 
 
-async def _next(stream: Stream, stopping: asyncio.Event) -> list[Batch] | None:
+async def _next(
+    stream: Stream, stopping: asyncio.Event, gone: asyncio.Future[Any] | None = None
+) -> list[Batch] | None:
     """The next batches (none after ``_KEEPALIVE`` of silence), or None once the server
-    stops."""
-    if stopping.is_set():
+    stops (or ``gone``, the reader, is done)."""
+    if stopping.is_set() or (gone is not None and gone.done()):
         return None
     getting = asyncio.ensure_future(stream.next(_KEEPALIVE))
     stop = asyncio.ensure_future(stopping.wait())
+    waits: set[asyncio.Future[Any]] = {getting, stop} if gone is None else {getting, stop, gone}
     try:
-        await asyncio.wait((getting, stop), return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
     finally:  # also when the handler is cancelled: nothing may outlive it
         stop.cancel()
         if not getting.done():
             getting.cancel()
-    if stopping.is_set() or getting.cancelled():
+    if stopping.is_set() or getting.cancelled() or not getting.done():
         return None
     return getting.result()
 
@@ -258,7 +261,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         reader = asyncio.ensure_future(_commands(ws, set_filter))
         code = WSCloseCode.GOING_AWAY
         try:
-            while not reader.done() and (batches := await _next(stream, stopping)) is not None:
+            while (batches := await _next(stream, stopping, reader)) is not None:
                 for batch in batches:
                     for text in _ws_batch(batch, wanted[0]):
                         if not await _send(ws.send_str(text), stream, stopping):
@@ -273,7 +276,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
             log.debug("a WebSocket reader hung up")
         finally:
             reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
                 await reader
         if not ws.closed:
             message = b"lagged" if code == WSCloseCode.POLICY_VIOLATION else b"server stopping"
