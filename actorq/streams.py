@@ -8,6 +8,9 @@ subscribe, which tells where live delivery starts, then read the journal up to e
 
 - SQLite: one writer numbers events in commit order, so "missed" is every seq above the
   reader's, and live delivery starts after the seq the feed last handed out.
+Catching up goes up to where the feed stands (not the journal's head, which it may trail), so
+what the subscription then brings live was never read from the journal.
+
 - PostgreSQL: seqs commit out of order, and the feed hands events out by tail window (whole
   transactions below a safe position, each window in seq order; see ``PostgresJournal.tail``).
   A reader at seq N may have missed any later seq, and any event of a transaction above N's
@@ -35,6 +38,7 @@ from actorq.actors.feed import (
     Subscribe,
     Subscription,
     Unsubscribe,
+    Where,
     item_of_tailed,
 )
 from actorq.journal.base import Journal, SharedJournal, Since
@@ -159,8 +163,9 @@ class Stream:
 
     async def _catch_up_local(self, since: int) -> AsyncIterator[Batch]:
         seen = since
-        while True:  # up to about the head, while that is far
-            head = (await self._journal.head()).journal_seq
+        while True:  # up to about the feed's place, while that is far
+            where: Start = await self._feed.ask(Where(), timeout=self._timeout)
+            head = where.seq
             count = 0
             async for page in self._pages_local(seen, head):
                 count += len(page.items)
@@ -169,6 +174,7 @@ class Stream:
             if count < _PAGE:
                 break
         start = await self._subscribe()
+        self._floor = max(start.seq, seen)  # a reader ahead of the feed gets nothing twice
         async for page in self._pages_local(seen, start.seq):
             yield page
 
@@ -187,8 +193,10 @@ class Stream:
 
     async def _catch_up_shared(self, journal: SharedJournal, since: int) -> AsyncIterator[Batch]:
         seen = await self._since_of(journal, since)
-        while True:  # up to about the head, while that is far
-            until = await journal.tail_position()
+        while True:  # up to about the feed's place, while that is far
+            where: Start = await self._feed.ask(Where(), timeout=self._timeout)
+            assert where.position is not None  # a shared journal's feed follows it
+            until = where.position
             count = 0
             async for page in self._pages_shared(journal, seen, until):
                 count += len(page.items)

@@ -120,6 +120,45 @@ async def test_sse_since_replays_the_journal_then_goes_on_live_with_filters(
     resp.close()
 
 
+async def test_a_resume_while_tasks_keep_coming_has_no_gap_and_nothing_twice(
+    node: Runtime, client: TestClient
+) -> None:
+    """The hand-over from the journal to the live feed, with commits landing all along."""
+    await submit_and_finish(node, client, 5)
+
+    async def keep_submitting() -> list[str]:
+        ids = []
+        for _ in range(15):
+            ids += await submit_and_finish(node, client, 4)
+        return ids
+
+    writer = asyncio.ensure_future(keep_submitting())
+    got: list[int] = []
+
+    async def read(resp: aiohttp.ClientResponse, stop_after: int | None) -> None:
+        async for message in sse_messages(resp.content):
+            got.append(int(message.id or 0))
+            if len(got) == stop_after:
+                return  # drop it while the writer goes on
+
+    async def everything_came() -> bool:
+        return writer.done() and set(got) >= set(await journal_seqs(node))
+
+    try:
+        resp = await client.get(EVENTS, params={"since": "0"})
+        await asyncio.wait_for(read(resp, 40), 30)
+        resp.close()
+        resp = await client.get(EVENTS, params={"since": str(got[-1])})
+        reading = asyncio.ensure_future(read(resp, None))
+        await until(everything_came, timeout=30)
+        reading.cancel()
+        resp.close()
+    finally:
+        await writer
+    assert len(set(got)) == len(got)
+    assert sorted(got) == await journal_seqs(node)
+
+
 @pytest.mark.parametrize(
     ("params", "headers"),
     [({"since": "x"}, {}), ({"since": "-1"}, {}), ({}, {"Last-Event-ID": "seven"})],

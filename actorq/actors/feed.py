@@ -202,6 +202,11 @@ class Subscribe:
 
 
 @attrs.frozen
+class Where:
+    """Answered with a ``Start``: where a subscriber would start now (without subscribing)."""
+
+
+@attrs.frozen
 class Unsubscribe:
     subscription: Subscription
 
@@ -274,6 +279,9 @@ class LiveFeed(Actor):
             case Subscribe(subscription):
                 await self._start_following()
                 self._subs[subscription] = None
+                return Start(self._seq, self._position)
+            case Where():
+                await self._start_following()
                 return Start(self._seq, self._position)
             case Unsubscribe(subscription):
                 self._subs.pop(subscription, None)
