@@ -145,7 +145,10 @@ class Subscription:
         if self.ended.is_set():
             return
         self.resume = self.last_seq
-        marker = Item(self.resume or 0, 0.0, "lagged", "", None, None, None, "", None)
+        # seq -1: nothing was given (a feed stopping before the first event); resume from
+        # wherever the reader started.
+        marker = Item(-1 if self.resume is None else self.resume, 0.0, "lagged", "", None, None,
+                      None, "", None)  # fmt: skip
         self._batches.append(Batch([marker]))
         self.ended.set()
         self._ready.set()

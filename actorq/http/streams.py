@@ -48,7 +48,7 @@ def _edge_json(item: Item) -> str:
     text: str | None = item.cache.get("json")
     if text is None:
         if item.kind == "lagged":
-            text = json.dumps({"kind": "lagged", "seq": item.seq})
+            text = json.dumps({"kind": "lagged", "seq": item.seq if item.seq >= 0 else None})
         else:
             text = json.dumps({**item.to_json(), "at": iso(item.at)})
         item.cache["json"] = text
