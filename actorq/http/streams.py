@@ -40,7 +40,10 @@ _LINGER = 0.02  # live events are written to one reader at most this often (seco
 _STUCK = 1.0  # a write that cannot go out this long, once the reader lagged, ends it
 # The kernel's send buffer of a stream's connection (it would grow to megabytes for a reader
 # that does not read): past it, the reader's events wait in its own bounded buffer instead.
-_SOCKET_BUFFER = 64 * 1024
+# 16 KiB (the kernel doubles it) still carries thousands of events a second over a 50 ms
+# round trip; with 200 readers that never read it kept the node's pace (benchmarks/
+# stalled_clients.py), where 64 KiB cost a quarter of it.
+_SOCKET_BUFFER = 16 * 1024
 
 
 def _edge_json(item: Item) -> str:
