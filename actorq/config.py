@@ -95,6 +95,8 @@ class Config:
     poll_seconds: float = attrs.field(default=1.0, validator=_positive)
     max_body_bytes: int = attrs.field(default=1024 * 1024, validator=_positive)
     max_batch: int = attrs.field(default=1000, validator=_positive)
+    # Events a live stream's reader (SSE, WebSocket) may have waiting; past it, "lagged".
+    stream_buffer: int = attrs.field(default=1000, validator=_positive)
     # The queues this node serves, in the order and with the weights of ``--queues``
     # (entries ``NAME`` or ``NAME:WEIGHT``, see actorq.queues.parse_queues); None: all.
     queues: tuple[str, ...] | None = attrs.field(default=None, validator=_queue_spec)

@@ -31,6 +31,7 @@ from actorq.actors.dispatcher import (
     PauseNode,
     WorkAvailable,
 )
+from actorq.actors.feed import BUFFER, Count, Follow, LiveFeed, Subscription
 from actorq.actors.health import Health, HealthReport
 from actorq.actors.journal_writer import JournalWriter, Subscriber, write
 from actorq.actors.lock_reaper import LockReaper
@@ -40,15 +41,7 @@ from actorq.actors.queue_watch import QueuesChanged
 from actorq.actors.retention import Overrides, RetentionSweeper
 from actorq.actors.retry_timer import RetryTimer
 from actorq.actors.scheduler import Rearm, Scheduler
-from actorq.actors.stats import (
-    Follow,
-    QueueFigures,
-    Snapshot,
-    StatsAggregator,
-    Subscribe,
-    Subscribers,
-    Unsubscribe,
-)
+from actorq.actors.stats import Metrics, QueueFigures, Snapshot, StatsAggregator
 from actorq.actors.worker import WorkerDeps, worker_supervisor
 from actorq.auth import stamped
 from actorq.config import Config
@@ -82,6 +75,7 @@ from actorq.nodes import Catalog, Cluster, Layered, Node, Orders, ServedType
 from actorq.queues import describe, queue_policies
 from actorq.retry import RetryDefaults, RetryPolicy
 from actorq.schedules import Schedules
+from actorq.streams import Stream
 from actorq.tasks import Registry
 
 log = logging.getLogger("actorq.runtime")
@@ -98,6 +92,7 @@ WRITER, STATS, DISPATCHER, WORKERS, TIMER, REAPER = (
     "journal_writer", "stats", "dispatcher", "workers", "retry_timer", "lock_reaper",
 )  # fmt: skip
 PRESENCE = "presence"
+FEED = "feed"
 SCHEDULER = "scheduler"
 SWEEPER = "retention"
 # The actors whose ``Health()`` answer decides readiness: they claim and write for the node.
@@ -136,14 +131,13 @@ class Runtime:
         # Per-queue retention ({queue: seconds}), read by the sweeper at each sweep: by
         # default the queues' own settings (PATCH /api/v1/queues/{name} {"retention": s}).
         self._retention_overrides = retention_overrides or self._queue_retention
-        self._subscribers: Subscribers = {}  # the live feed's, kept across stats restarts
         # The queues' retry policies, read at the first submission after any queue change
         # this node hears of (its own, another node's notice, another process's commit).
         self._queue_retry: dict[str, RetryPolicy] | None = None
         self._queue_changes = 0
+        self.metrics_view = Metrics()  # the node's Prometheus registry, kept across restarts
         self._root = self._build_tree()
         self.system = ActorSystem(self._root, name=f"actorq:{config.node}")
-        self._stats_actor: StatsAggregator | None = None
         self._started = False
         self._born = clock()
         self._fresh = True  # the first node record of this process clears old orders
@@ -159,10 +153,7 @@ class Runtime:
         root_ref = self._ref
 
         def make_stats() -> StatsAggregator:
-            self._stats_actor = StatsAggregator(
-                self.journal, c.node, self.clock, subscribers=self._subscribers
-            )
-            return self._stats_actor
+            return StatsAggregator(self.journal, c.node, self.clock, self.metrics_view)
 
         tiers = c.queue_tiers
         ordered = tiers is not None and (len(tiers) > 1 or len(tiers[0].queues) > 1)
@@ -181,7 +172,7 @@ class Runtime:
         # Factories run at (re)start, when the refs they look up exist.
         def subscribers() -> list[Subscriber]:
             return [
-                Subscriber(root_ref(STATS)),
+                Subscriber(root_ref(FEED)),
                 Subscriber(root_ref(DISPATCHER), lossy=True),
                 Subscriber(root_ref(TIMER), lossy=True),
             ]
@@ -221,6 +212,7 @@ class Runtime:
                 lambda: worker_supervisor(deps(), c.concurrency),
                 shutdown_timeout=c.shutdown_grace + 5,
             ),
+            ChildSpec(FEED, lambda: LiveFeed(self.journal, c.node, lambda: root_ref(STATS))),
             ChildSpec(STATS, make_stats),
             ChildSpec(
                 TIMER,
@@ -580,6 +572,7 @@ class Runtime:
         return await self.journal.history(task_id)
 
     async def stats(self) -> dict[str, Any]:
+        await self._ref(FEED).ask(Follow(), timeout=5.0)  # a shared journal: follow it now
         snapshot: dict[str, Any] = await self._ref(STATS).ask(Snapshot(), timeout=5.0)
         waiting = await self._ref(PRESENCE).ask(WaitingForHandler(), timeout=5.0)
         return {**snapshot, "waiting_for_handler": waiting}
@@ -602,23 +595,29 @@ class Runtime:
     async def metrics(self) -> bytes:
         """This node's metrics in Prometheus' text format."""
         # On a shared journal the task gauge follows the journal once someone asks.
-        await self._ref(STATS).ask(Follow(), timeout=5.0)
+        await self._ref(FEED).ask(Follow(), timeout=5.0)
         await self._ref(STATS).ask(QueueFigures(tuple(await self.queues())), timeout=5.0)
-        if self._stats_actor is None:
-            return b""
-        return bytes(generate_latest(self._stats_actor.metrics.registry))
+        return bytes(generate_latest(self.metrics_view.registry))
 
     @contextlib.asynccontextmanager
-    async def live_events(self, size: int = 1000) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
-        """A queue that receives every committed event while the context is open."""
-        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(size)
-        # An ask: on a shared journal, the feed covers everything committed after it returns.
-        await self._ref(STATS).ask(Subscribe(queue), timeout=self._write_timeout)
-        try:
-            yield queue
-        finally:
-            with contextlib.suppress(ActorError):
-                await self._ref(STATS).tell(Unsubscribe(queue))
+    async def live_events(self, size: int = BUFFER) -> AsyncIterator[Subscription]:
+        """A subscription that receives every committed task event while the context is
+        open (``await sub.get()``); past ``size`` unread ones it ends with ``lagged``."""
+        async with self.stream(None, size=size) as stream:
+            yield stream.subscription
+
+    def stream(self, since: int | None, *, size: int | None = None) -> Stream:
+        """Task events after seq ``since`` from the journal, then live ones (``since`` None:
+        live ones only), with a buffer of ``size`` (default ``Config.stream_buffer``) events;
+        see ``actorq.streams``."""
+        size = self.config.stream_buffer if size is None else size
+        return Stream(self.journal, self._ref(FEED), since, size=size,
+                      ask_timeout=self._write_timeout)  # fmt: skip
+
+    async def live_subscribers(self) -> int:
+        """How many live subscribers the feed has now."""
+        count: int = await self._ref(FEED).ask(Count(), timeout=5.0)
+        return count
 
     async def wait_for(
         self, task_id: str, states: Collection[TaskState] | None = None, *, timeout: float

@@ -353,6 +353,31 @@ async def test_feed_reconnects_after_the_server_drops_it_for_lagging(
     await expect(item.first).to_be_visible()
 
 
+@pytest.mark.browser
+async def test_feed_resumes_after_a_reconnect_with_the_events_it_missed(
+    node: Runtime, dashboard: Dashboard
+) -> None:
+    """Events carry their seq as id; a stream the page opens again asks for what came since
+    the last one it showed: what was committed meanwhile shows, nothing twice."""
+    page = dashboard.page
+    urls: list[str] = []
+    page.on("request", lambda request: urls.append(request.url))
+    await expect(page.get_by_test_id("connection")).to_have_attribute("data-state", "live")
+    (first,) = await node.submit([NewTask("echo")])
+    await node.wait_for(first.id, timeout=10)
+    shown = page.locator(f'[data-testid="feed-item"][data-task-id="{first.id}"]')
+    await expect(shown).to_have_count(3)  # submitted, claimed, succeeded
+    await page.evaluate("feed.source.close()")  # the stream is gone
+    (missed,) = await node.submit([NewTask("echo")])  # committed while nobody listens
+    await node.wait_for(missed.id, timeout=10)
+    await page.evaluate("connectFeed()")
+    item = page.locator(f'[data-testid="feed-item"][data-task-id="{missed.id}"]')
+    await expect(item).to_have_count(3)
+    await expect(shown).to_have_count(3)  # none twice
+    assert any("/api/v1/events?since=" in url for url in urls)
+    assert dashboard.errors == []
+
+
 async def test_tasks_of_a_type_no_live_node_serves_show_as_waiting_for_a_handler(
     node: Runtime, dashboard: Dashboard
 ) -> None:

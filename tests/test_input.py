@@ -377,7 +377,7 @@ async def test_a_reader_that_hangs_up_is_not_an_error(
             await node.wait_for(task["id"], timeout=15)
 
         async def unsubscribed() -> bool:  # the stream's handler ended
-            return not node._subscribers
+            return await node.live_subscribers() == 0
 
         await until(unsubscribed, timeout=10)
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []

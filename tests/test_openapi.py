@@ -121,7 +121,9 @@ def test_every_operation_documents_a_success_and_errors_use_the_error_shape() ->
             if method not in HTTP_METHODS:
                 continue
             statuses = set(operation["responses"])
-            assert any(s.startswith("2") for s in statuses), f"{method} {path}: no success"
+            # A WebSocket's success is its upgrade: 101 Switching Protocols.
+            success = ("2", "101")
+            assert any(s.startswith(success) for s in statuses), f"{method} {path}: no success"
             for status, response in operation["responses"].items():
                 body, _ = _deref(response)
                 if status.startswith(("4", "5")):

@@ -1,17 +1,13 @@
-"""StatsAggregator: folds committed events into live counters, latencies and a live feed.
+"""StatsAggregator: folds committed events into live counters, latencies and Prometheus.
 
-On a journal of its own (SQLite) it starts from the projection's counts and then follows the
-writer's commit notices, so ``/stats`` and ``/metrics`` cost nothing per request. On a journal
-shared by several nodes (PostgreSQL) the node's own commits are not the whole story: a
-follower tails the journal for every node's events, which feed ``/stats`` and the live feed,
-and the counts by state are read again from the projection at a pace that keeps the query a
-small fraction of one connection; it starts when someone first asks for either. Prometheus
-metrics stay this node's own (Prometheus adds nodes up), except the task gauge, which is the
-projection's.
-
-It fans events out to live subscribers (SSE, WebSocket, ``wait_for``); a subscriber too slow
-to keep up loses events and is told so, rather than slowing the queue down. Subscribers are
-kept outside the actor, so a restart does not forget them.
+It is one of the live feed's subscribers (``actors/feed.py``): the feed hands it this node's
+commits and, on a journal shared by several nodes (PostgreSQL), every node's events as its
+follower tails them. On a journal of its own (SQLite) it starts from the projection's counts
+and then follows the commits, so ``/stats`` and ``/metrics`` cost nothing per request. On a
+shared journal the counts by state are also read again from the projection at a pace that
+keeps the query a small fraction of one connection. Prometheus metrics stay this node's own
+(Prometheus adds nodes up), except the task gauge, which is the projection's. The registry is
+the runtime's, handed in.
 """
 
 from __future__ import annotations
@@ -42,16 +38,6 @@ _REMOVED = {EventKind.EXPIRED: "expired", EventKind.PURGED: "purged"}
 
 
 @attrs.frozen
-class Subscribe:
-    queue: asyncio.Queue[dict[str, Any]]
-
-
-@attrs.frozen
-class Unsubscribe:
-    queue: asyncio.Queue[dict[str, Any]]
-
-
-@attrs.frozen
 class Snapshot:
     """Answer: a JSON-ready dict of the node's statistics."""
 
@@ -64,13 +50,13 @@ class QueueFigures:
 
 
 @attrs.frozen
-class Follow:
-    """Keep the counts current from now on (a shared journal's follower starts)."""
+class Following:
+    """From the feed: it follows a shared journal from now on; the counts are read afresh."""
 
 
 @attrs.frozen
 class Tailed:
-    """From the follower: events every node committed, and the tasks they belong to."""
+    """From the feed's follower: events every node committed, and the tasks they belong to."""
 
     events: list[Event]
     tasks: dict[str, Task]
@@ -78,46 +64,21 @@ class Tailed:
 
 @attrs.frozen
 class Counted:
-    """From the follower: the projection's counts by (queue, state), read just now."""
+    """From the recount: the projection's counts by (queue, state), read just now."""
 
     counts: dict[tuple[str, TaskState], int]
 
 
 @attrs.frozen
-class _FollowerFailed:
+class _RecountFailed:
     error: BaseException
-
-
-Subscribers = dict[asyncio.Queue[dict[str, Any]], bool]
-
-
-def change_to_json(change: Change) -> dict[str, Any]:
-    t = change.after
-    return event_to_json(change.event, t.state, t.queue, t.type)
-
-
-def event_to_json(
-    e: Event, state: TaskState, queue: str | None, type_: str | None
-) -> dict[str, Any]:
-    return {
-        "seq": e.seq,
-        "at": e.at,
-        "kind": e.kind.value,
-        "task_id": e.task_id,
-        "state": state.value,
-        "queue": queue,
-        "type": type_,
-        "node": e.node,
-        "worker": e.worker,
-        "actor": e.actor,
-    }
 
 
 class Metrics:
     """The Prometheus view of the node, one registry per runtime (no global state)."""
 
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = CollectorRegistry(auto_describe=True) if registry is None else registry
         self.tasks = Gauge("actorq_tasks", "Tasks by queue and state", ["queue", "state"],
                            registry=self.registry)  # fmt: skip
         self.events = Counter("actorq_events", "Journal events by kind", ["kind"],
@@ -173,75 +134,59 @@ class StatsAggregator(Actor):
         journal: Journal,
         node: str,
         clock: Callable[[], float],
+        metrics: Metrics,
         *,
-        subscribers: Subscribers | None = None,
-        follow_seconds: float = 0.25,
+        recount_seconds: float = 0.25,
     ) -> None:
         self._journal = journal
         self._node = node
         self._clock = clock
-        self._shared = journal if isinstance(journal, SharedJournal) else None
-        self._follow_seconds = follow_seconds
-        self.metrics = Metrics()
+        self._shared = isinstance(journal, SharedJournal)
+        self._recount_seconds = recount_seconds
+        self.metrics = metrics
         self._counts: collections.Counter[tuple[str, TaskState]] = collections.Counter()
         self._kinds: collections.Counter[EventKind] = collections.Counter()
         self._finished: collections.deque[float] = collections.deque()  # times, last 60 s
         self._pickups: collections.deque[float] = collections.deque(maxlen=10_000)
-        self._subscribers: Subscribers = {} if subscribers is None else subscribers
         self._started = time.monotonic()
         self._last_seq = 0
         self._gauges: dict[tuple[str, TaskState], Any] = {}
         self._kind_counters: dict[EventKind, Any] = {}
-        self._follower: asyncio.Task[None] | None = None
-        self._kick = asyncio.Event()
+        self._recounter: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()  # tailed events came: the counts are worth reading
         self._recount = False  # counts moved in ways the events alone do not tell
 
     async def on_start(self) -> None:
         self._set_counts(await self._journal.counts())
-        if self._subscribers:  # a restart: the feed's subscribers are still there
-            await self._start_following()
-
-    async def _start_following(self) -> None:
-        """Follow a shared journal from now on, once someone asks for stats or the feed: a
-        node nobody asks (``actorq worker``) spends nothing on it. Answered only once the
-        start position is read, so a subscriber misses nothing committed after its ask."""
-        if self._shared is None or self._follower is not None:
-            return
-        position = await self._shared.tail_position()
-        self._set_counts(await self._journal.counts())
-        self._follower = asyncio.create_task(
-            self._follow(self._shared, position), name=f"stats-follower:{self._node}"
-        )
 
     async def on_stop(self) -> None:
-        follower, self._follower = self._follower, None
-        if follower is not None:
-            follower.cancel()
+        recounter, self._recounter = self._recounter, None
+        if recounter is not None:
+            recounter.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await follower
+                await recounter
 
     async def receive(self, message: object) -> object:
         match message:
             case Committed(changes):
                 self._committed(changes)
+            case Following():
+                self._set_counts(await self._journal.counts())
+                if self._recounter is None:
+                    self._recounter = asyncio.create_task(
+                        self._recount_loop(), name=f"stats-recount:{self._node}"
+                    )
             case Tailed(events, tasks):
                 self._fold_tailed(events, tasks)
+                self._changed.set()
             case Counted(counts):
                 self._set_counts(counts)
-            case Subscribe(queue):
-                self._subscribers[queue] = True
-                await self._start_following()
-            case Unsubscribe(queue):
-                self._subscribers.pop(queue, None)
             case Snapshot():
-                await self._start_following()
                 return self._snapshot()
-            case Follow():
-                await self._start_following()
             case QueueFigures(queues):
                 self.metrics.set_queues(queues)
-            case _FollowerFailed(error):
-                raise error  # the supervisor restarts us, and the follower with us
+            case _RecountFailed(error):
+                raise error  # the supervisor restarts us, and the recount with us
         return None
 
     # -- folding -------------------------------------------------------------------------
@@ -250,17 +195,14 @@ class StatsAggregator(Actor):
         """This node's own commits: its metrics, and on its own journal everything else."""
         for change in changes:
             self._observe(change)
-        if self._shared is not None:
-            self._kick.set()  # the follower picks them up with the other nodes' events
-            return
+        if self._shared:
+            return  # the feed's follower brings them with the other nodes' events
         for change in changes:
             self._fold(change.event, change.after)
             if lifecycle.removes(change.event):
                 self._count(change.after.queue, change.before, None)
             else:
                 self._count(change.after.queue, change.before, change.after.state)
-        if self._subscribers:
-            self._fan_out([change_to_json(c) for c in changes])
 
     def _observe(self, change: Change) -> None:
         """This node's Prometheus metrics, from one of its own commits."""
@@ -291,19 +233,18 @@ class StatsAggregator(Actor):
             self._finished.append(e.at)
 
     def _fold_tailed(self, events: list[Event], tasks: dict[str, Task]) -> None:
-        """Every node's events: statistics, counts moved by each transition the event alone
-        tells (the next read of the counts corrects the rest), and the live feed."""
-        items: list[dict[str, Any]] | None = [] if self._subscribers else None
+        """Every node's events: statistics, and counts moved by each transition the event
+        alone tells (the next read of the counts corrects the rest)."""
         for e in events:
             if is_control(e.task_id):
                 continue  # a queue's or a schedule's event: no task counts move
             task = tasks.get(e.task_id)
             self._fold(e, task)
-            queue = type_ = None
+            queue = None
             if task is not None:
-                queue, type_ = task.queue, task.type
+                queue = task.queue
             elif e.kind is EventKind.SUBMITTED:
-                queue, type_ = e.data.get("queue"), e.data.get("type")
+                queue = e.data.get("queue")
             transition = lifecycle.known_transition(e)
             if lifecycle.removes(e):  # the event names the queue and state it left
                 queue = e.data.get("queue")
@@ -312,10 +253,6 @@ class StatsAggregator(Actor):
                 self._recount = True
             else:
                 self._count(queue, *transition)
-            if items is not None:
-                items.append(event_to_json(e, lifecycle.state_after(e), queue, type_))
-        if items:
-            self._fan_out(items)
 
     def _set_counts(self, counts: dict[tuple[str, TaskState], int]) -> None:
         for key in self._counts.keys() - counts.keys():
@@ -345,60 +282,33 @@ class StatsAggregator(Actor):
             gauge = self._gauges[key] = self.metrics.tasks.labels(key[0], key[1].value)
         return gauge
 
-    def _fan_out(self, items: list[dict[str, Any]]) -> None:
-        for queue in list(self._subscribers):
-            for item in items:
-                try:
-                    queue.put_nowait(item)
-                except asyncio.QueueFull:
-                    self._subscribers.pop(queue)
-                    _lagged(queue)
-                    break
+    # -- reading the counts again (shared journal) -----------------------------------------
 
-    # -- following a shared journal ------------------------------------------------------
-
-    async def _follow(self, journal: SharedJournal, position: int) -> None:
-        """Tail the journal: soon after this node commits (at most 20 times a second), else
-        every ``follow_seconds``. Read the counts again after a change, once the last read is
-        a second old and 20 of its own durations: on a large table it stays a small share of
-        the database."""
+    async def _recount_loop(self) -> None:
+        """Read the counts again after tailed events, once the last read is a second old and
+        20 of its own durations: on a large table it stays a small share of the database."""
         counted_at, count_cost = time.monotonic(), 0.0
-        changed = failing = False
         while True:
             try:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._kick.wait(), self._follow_seconds)
-                self._kick.clear()
-                while True:
-                    events, position = await journal.tail(position)
-                    if events:
-                        tasks = await journal.get_many(list({e.task_id for e in events}))
-                        await self.ref.tell(Tailed(events, tasks))
-                        changed = True
-                    if len(events) < 1000:
-                        break
-                since = time.monotonic() - counted_at
-                if (changed or self._recount) and since >= max(1.0, 20 * count_cost):
-                    changed = self._recount = False
-                    began = time.monotonic()
-                    counts = await self._journal.counts()
-                    counted_at = time.monotonic()
-                    count_cost = counted_at - began
-                    await self.ref.tell(Counted(counts))
-                if failing:
-                    log.info("following the journal again")
-                    failing = False
-                await asyncio.sleep(0.05)  # a busy node's commits are taken in batches
-            except ActorqError as exc:  # the database is away: try again, quietly
-                if not failing:
-                    log.warning("cannot follow the journal, trying again: %s", exc)
-                    failing = True
-                await asyncio.sleep(min(5.0, 4 * self._follow_seconds))
+                await self._changed.wait()
+                wait = max(1.0, 20 * count_cost) - (time.monotonic() - counted_at)
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                self._changed.clear()
+                self._recount = False
+                began = time.monotonic()
+                counts = await self._journal.counts()
+                counted_at = time.monotonic()
+                count_cost = counted_at - began
+                await self.ref.tell(Counted(counts))
+            except ActorqError as exc:  # the database is away: the next round tries again
+                log.debug("cannot read the counts: %s", exc)
+                await asyncio.sleep(min(5.0, 4 * self._recount_seconds))
             except ActorStopped:
                 return
-            except Exception as exc:  # noqa: BLE001 - a bug: the actor restarts, follower too
+            except Exception as exc:  # noqa: BLE001 - a bug: the actor restarts, recount too
                 with contextlib.suppress(ActorStopped):
-                    self.ref.tell_nowait(_FollowerFailed(exc))
+                    self.ref.tell_nowait(_RecountFailed(exc))
                 return
 
     # -- answers -------------------------------------------------------------------------
@@ -415,7 +325,7 @@ class StatsAggregator(Actor):
         pickups = sorted(self._pickups)
         return {
             "node": self._node,
-            "scope": "node" if self._shared is None else "cluster",
+            "scope": "cluster" if self._shared else "node",
             "uptime_seconds": round(time.monotonic() - self._started, 3),
             "tasks": by_state,
             "queues": queues,
@@ -434,13 +344,6 @@ def _pickup(e: Event, after: Task) -> float | None:
     if lifecycle.carries_start(e) and e.kind in _FINAL:
         return float(e.data["started_at"]) - after.run_at
     return None
-
-
-def _lagged(queue: asyncio.Queue[dict[str, Any]]) -> None:
-    """Make room for one last item telling the subscriber it was dropped."""
-    while not queue.empty():
-        queue.get_nowait()
-    queue.put_nowait({"kind": "lagged"})
 
 
 def _percentiles(values: list[float]) -> dict[str, float | None]:

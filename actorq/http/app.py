@@ -50,6 +50,7 @@ from actorq.http.nodes import routes as node_routes
 from actorq.http.queues import routes as queue_routes
 from actorq.http.rate_limit import RateLimiter, middleware
 from actorq.http.schedules import routes as schedule_routes
+from actorq.http.streams import routes as stream_routes
 from actorq.http.system import routes as system_routes
 from actorq.http.tasks import routes as task_routes
 from actorq.http.tokens import routes as token_routes
@@ -215,4 +216,5 @@ def make_app(runtime: Runtime) -> web.Application:
     app.add_routes(schedule_routes)
     app.add_routes(token_routes)
     app.add_routes(node_routes)
+    app.add_routes(stream_routes)
     return app

@@ -1,26 +1,21 @@
 """Node routes: health and readiness, statistics, the registered task types, Prometheus
-metrics, the live event feed (Server-Sent Events), the OpenAPI document and the dashboard."""
+metrics, the OpenAPI document and the dashboard (the live streams are in ``streams.py``)."""
 
 from __future__ import annotations
 
-import asyncio
 import functools
-import json
 import logging
 from importlib import resources
-from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from actorq.http.keys import RUNTIME, SHUTDOWN
-from actorq.render import iso
+from actorq.http.keys import RUNTIME
 from actorq.retry import policy_json
 
 log = logging.getLogger("actorq.http")
 routes = web.RouteTableDef()
 _STATIC = resources.files("actorq.http").joinpath("static")
-_SSE_KEEPALIVE = 15.0
 # The dashboard's files besides index.html; nothing else under static/ is served.
 _ASSETS = {
     "app.js": "text/javascript",
@@ -92,64 +87,6 @@ async def task_types(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     body = await request.app[RUNTIME].metrics()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-
-@routes.get("/api/v1/events")
-async def events(request: web.Request) -> web.StreamResponse:
-    """Every committed journal event, live, as Server-Sent Events.
-
-    The stream ends when the reader lags too far behind, when the reader hangs up (normal:
-    nothing to log), or at once when the server stops.
-    """
-    runtime = request.app[RUNTIME]
-    stopping = asyncio.ensure_future(request.app[SHUTDOWN].wait())
-    resp = web.StreamResponse(
-        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
-    )
-    try:
-        # Subscribe before the answer starts, so a node that cannot is still a JSON error.
-        async with runtime.live_events() as feed:
-            await resp.prepare(request)
-            while (item := await _next(feed, stopping)) is not None:
-                await resp.write(_message(item))
-                if item.get("kind") == "lagged":
-                    break
-    except ConnectionError:  # the reader hung up: ClientConnectionResetError among them
-        log.debug("an event stream's reader hung up")
-    finally:
-        stopping.cancel()
-    return resp
-
-
-_KEEPALIVE: dict[str, Any] = {"kind": ": keepalive"}
-
-
-async def _next(
-    feed: asyncio.Queue[dict[str, Any]], stopping: asyncio.Future[Any]
-) -> dict[str, Any] | None:
-    """The next feed item, the keepalive after ``_SSE_KEEPALIVE`` of silence, or None once the
-    server stops."""
-    if not feed.empty():
-        return feed.get_nowait()
-    getting = asyncio.ensure_future(feed.get())
-    try:
-        done, _ = await asyncio.wait(
-            (getting, stopping), timeout=_SSE_KEEPALIVE, return_when=asyncio.FIRST_COMPLETED
-        )
-    finally:  # also when the handler is cancelled: no get may outlive it
-        if not getting.done():
-            getting.cancel()
-    if getting in done and not getting.cancelled():
-        return getting.result()
-    return None if stopping in done else _KEEPALIVE
-
-
-def _message(item: dict[str, Any]) -> bytes:
-    if item is _KEEPALIVE:
-        return b": keepalive\n\n"
-    if "at" in item:  # the feed keeps POSIX seconds; the edge shows ISO
-        item = {**item, "at": iso(item["at"])}
-    return f"event: {item['kind']}\ndata: {json.dumps(item)}\n\n".encode()
 
 
 @routes.get("/openapi.json")

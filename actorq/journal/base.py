@@ -359,6 +359,9 @@ class Journal(Protocol):
     async def history(self, task_id: str) -> list[Event]:
         """Every event of the task, also once it left the projection (purged, expired)."""
 
+    async def get_many(self, task_ids: Sequence[str]) -> dict[str, Task]:
+        """The tasks among ``task_ids`` that exist, by id."""
+
     async def counts(self) -> dict[tuple[str, TaskState], int]:
         """Number of tasks by (queue, state)."""
 
@@ -458,6 +461,17 @@ class Journal(Protocol):
         """Revoke token ``name`` (again: nothing changes); ``TokenNotFound`` if none."""
 
 
+@attrs.frozen
+class Since:
+    """What a stream reader of a shared journal has seen: every event of a transaction below
+    tail position ``first``, and of those in [``first``, ``end``) the ones up to seq ``seq``
+    (the tail window it was last handed, in seq order)."""
+
+    seq: int
+    first: int
+    end: int
+
+
 @runtime_checkable
 class SharedJournal(Protocol):
     """A journal several nodes write at once (PostgreSQL). A node learns of the others'
@@ -472,3 +486,10 @@ class SharedJournal(Protocol):
 
     async def get_many(self, task_ids: Sequence[str]) -> dict[str, Task]:
         """The tasks among ``task_ids`` that exist, by id."""
+
+    async def xid_of(self, seq: int) -> int | None:
+        """The tail position (transaction id) event ``seq`` was committed at; None if none."""
+
+    async def missed(self, since: Since, until: int, after: int, limit: int) -> list[Event]:
+        """A page of the events a stream reader at ``since`` has not seen, among those
+        committed below tail position ``until``, in seq order from seq ``after`` on."""

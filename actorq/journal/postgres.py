@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import re
 import urllib.parse
@@ -34,8 +33,10 @@ from actorq.errors import (
     StorageUnavailable,
     TokenNotFound,
 )
-from actorq.journal.base import Head, Notice, Op, Outcome, Selection, needs_flush
+from actorq.journal.base import Head, Notice, Op, Outcome, Selection, Since, needs_flush
 from actorq.journal.batch import BatchRun, ScheduleRow, refold
+from actorq.journal.pg_listen import Listener
+from actorq.journal.pg_tail import read_tail
 from actorq.journal.rows import (
     EVENT_COLUMNS,
     PAGE,
@@ -414,34 +415,6 @@ async def _nothing_to_reset(conn: asyncpg.Connection) -> None:
     reset would cost one more round trip per batch and per read."""
 
 
-def _deliver(on_notice: Callable[[Notice], None], notice: Notice) -> None:
-    try:
-        on_notice(notice)
-    except Exception:
-        log.exception("the notice handler failed on %r", notice)
-
-
-def _safe_prefix(groups: list[list[Event]], floor: int | None) -> int:
-    """How many leading transactions (in xid order) can be handed out now.
-
-    A prefix may go out only if each of its seqs is below every seq still held back (later
-    transactions of ``groups`` and ``floor``, the lowest seq committed past them): else a task
-    whose events span two transactions could be seen out of order.
-    """
-    above = [0] * len(groups)
-    lowest = floor
-    for k in range(len(groups) - 1, -1, -1):
-        above[k] = lowest if lowest is not None else 1 << 62
-        first = groups[k][0].seq
-        lowest = first if lowest is None else min(lowest, first)
-    best, highest = 0, 0
-    for k, group in enumerate(groups):
-        highest = max(highest, group[-1].seq)
-        if highest < above[k]:
-            best = k + 1
-    return best
-
-
 class PostgresJournal:
     """``Journal`` on PostgreSQL, for several nodes sharing one database.
 
@@ -479,8 +452,7 @@ class PostgresJournal:
         self._delays = reconnect_delay
         self._origin = uuid.uuid4().hex  # tells our own notices apart from other nodes'
         self._pool: asyncpg.Pool | None = None
-        self._listen_conn: asyncpg.Connection | None = None
-        self._listener: asyncio.Task[None] | None = None
+        self._listener: Listener | None = None
 
     # -- connections ---------------------------------------------------------------------
 
@@ -514,12 +486,9 @@ class PostgresJournal:
             raise
 
     async def close(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
-            self._listener = None
-        await self._drop_listen_conn()
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            await listener.close()
         if self._pool is not None:
             pool, self._pool = self._pool, None
             try:
@@ -678,71 +647,11 @@ class PostgresJournal:
         ``on_notice`` to look for work (what was said meanwhile is lost)."""
         if self._listener is not None:
             raise StorageError("this journal already has a subscriber")
-        lost = await self._listen(on_notice)
-        self._listener = asyncio.create_task(self._keep_listening(on_notice, lost),
-                                             name="actorq-postgres-listener")  # fmt: skip
-
-    async def _listen(self, on_notice: Callable[[Notice], None]) -> asyncio.Event:
-        lost = asyncio.Event()
-        try:
-            conn = await asyncpg.connect(self._dsn, timeout=self._timeout, **self._connect)
-        except _DRIVER_ERRORS as exc:
-            raise _translate(exc) from exc
-        self._listen_conn = conn
-        try:
-            conn.add_termination_listener(lambda _conn: lost.set())
-            await conn.add_listener(self.channel, lambda *a: self._heard(on_notice, a[-1]))
-        except _DRIVER_ERRORS as exc:
-            await self._drop_listen_conn()
-            raise _translate(exc) from exc
-        return lost
-
-    async def _keep_listening(
-        self, on_notice: Callable[[Notice], None], lost: asyncio.Event
-    ) -> None:
-        delay = self._delays[0]
-        while True:
-            try:
-                while not lost.is_set():
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(lost.wait(), self._keepalive)
-                    if not lost.is_set() and self._listen_conn is not None:
-                        await self._listen_conn.fetchval("SELECT 1", timeout=self._keepalive)
-            except _DRIVER_ERRORS as exc:
-                log.warning("LISTEN connection failed: %r", exc)
-            log.warning("lost the LISTEN connection on %s; reconnecting", self.channel)
-            await self._drop_listen_conn()
-            while True:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._delays[1])
-                try:
-                    lost = await self._listen(on_notice)
-                    break
-                except StorageError as exc:
-                    log.warning("cannot LISTEN yet (retrying in %.1fs): %s", delay, exc)
-            delay = self._delays[0]
-            log.info("listening on %s again", self.channel)
-            _deliver(on_notice, Notice("ready"))
-
-    def _heard(self, on_notice: Callable[[Notice], None], payload: str) -> None:
-        try:
-            data = json.loads(payload)
-            notice = Notice(str(data["kind"]), data.get("queue"), data.get("task_id"),
-                            data.get("node"))  # fmt: skip
-        except (ValueError, KeyError, TypeError):
-            log.warning("ignoring a malformed notice: %r", payload)
-            return
-        if data.get("origin") != self._origin:
-            _deliver(on_notice, notice)
-
-    async def _drop_listen_conn(self) -> None:
-        conn, self._listen_conn = self._listen_conn, None
-        if conn is None or conn.is_closed():
-            return
-        try:
-            await asyncio.wait_for(conn.close(), 5.0)
-        except _DRIVER_ERRORS:
-            conn.terminate()
+        listener = Listener(self._dsn, self._connect, self.channel, self._origin,
+                            self._keepalive, self._delays, self._timeout,
+                            _translate, _DRIVER_ERRORS)  # fmt: skip
+        await listener.start(on_notice)
+        self._listener = listener
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -840,6 +749,14 @@ class PostgresJournal:
     async def get_many(self, task_ids: Sequence[str]) -> dict[str, Task]:
         return {t.id: t for t in await self._tasks("get_many", list(task_ids))}
 
+    async def xid_of(self, seq: int) -> int | None:
+        rows = await self._fetch("xid_of", seq)
+        return int(rows[0][0]) if rows else None
+
+    async def missed(self, since: Since, until: int, after: int, limit: int) -> list[Event]:
+        rows = await self._fetch("missed", since.seq, since.first, since.end, until, after, limit)
+        return [event_from_row(r) for r in rows]
+
     async def tail(self, after: int = 0, limit: int = PAGE) -> tuple[list[Event], int]:
         """Events committed since position ``after``, and the position to pass next time.
 
@@ -862,24 +779,9 @@ class PostgresJournal:
                 self._acquire() as conn,
                 conn.transaction(isolation="repeatable_read", readonly=True),
             ):
-                horizon = int(await conn.fetchval(_Q["horizon"]))
-                while True:
-                    window, end, more = await _tail_window(conn, after, horizon, limit)
-                    floor = await conn.fetchval(_Q["tail_floor"], end)
-                    ready = _safe_prefix([events for _, events in window], floor)
-                    if ready or not more:
-                        break
-                    limit *= 2  # the seq that holds everything back lies further on
+                return await read_tail(conn, after, limit)
         except _DRIVER_ERRORS as exc:
             raise _translate(exc) from exc
-        if ready == len(window):
-            position = end  # everything below the end was handed out
-        elif ready:
-            position = window[ready][0]  # the first transaction held back
-        else:
-            position = after
-        events = sorted((e for _, group in window[:ready] for e in group), key=lambda e: e.seq)
-        return events, position
 
     def tasks(self) -> AsyncIterator[Task]:
         async def page(after: str, limit: int) -> list[Task]:
@@ -994,31 +896,3 @@ async def _replace_queues(conn: asyncpg.Connection, queues: Sequence[QueueSettin
 async def _replace_schedules(conn: asyncpg.Connection, schedules: Sequence[Schedule]) -> None:
     await conn.execute(_Q["clear_schedules"])
     await _Tx(conn).write_schedules([], [(s.name, None, s) for s in schedules])
-
-
-_Window = list[tuple[int, list[Event]]]  # (xid, its events in seq order), in xid order
-
-
-async def _tail_window(
-    conn: asyncpg.Connection, after: int, horizon: int, limit: int
-) -> tuple[_Window, int, bool]:
-    """Whole transactions with an xid in [after, horizon): at most ``limit`` rows, unless the
-    first transaction alone is larger. Also the xid the window ends at, and whether it was cut
-    short of the horizon."""
-    rows = await conn.fetch(_Q["tail"], after, horizon, limit + 1)
-    more = len(rows) > limit
-    end = horizon
-    if more:
-        end = int(rows[limit][0])  # that transaction may go on past the limit: leave it out
-        rows = [r for r in rows if r[0] < end]
-        if not rows:
-            rows = await conn.fetch(_Q["tail"], end, end + 1, None)
-            end += 1
-    window: _Window = []
-    for row in rows:
-        event = event_from_row(tuple(row)[1:])
-        if window and window[-1][0] == row[0]:
-            window[-1][1].append(event)
-        else:
-            window.append((int(row[0]), [event]))
-    return window, end, more

@@ -560,6 +560,11 @@ class SqliteJournal:
 
         return events_in_pages(page, after_seq, until)
 
+    async def get_many(self, task_ids: Sequence[str]) -> dict[str, Task]:
+        """The tasks among ``task_ids`` that exist, by id."""
+        found = await self._fetch_tasks(_Q["load"], json.dumps(list(task_ids)))
+        return {t.id: t for t in found}
+
     def tasks(self) -> AsyncIterator[Task]:
         async def page(after: str, limit: int) -> list[Task]:
             return await self._fetch_tasks(_Q["all_tasks"], after, limit)

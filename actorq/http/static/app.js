@@ -515,7 +515,10 @@ function setUpDetail() {
 
 // -- the live feed --------------------------------------------------------------------------
 
-const feed = { source: null, retryMs: 1000, retryTimer: null };
+// lastId: the id (journal seq) of the last event shown. EventSource sends it back by itself
+// when it reconnects; a stream we open again (after the server ended it) asks for
+// ``?since=`` it, so events committed meanwhile are shown too, none missed.
+const feed = { source: null, retryMs: 1000, retryTimer: null, lastId: null };
 
 function setConnection(state) {
   const node = $("conn");
@@ -526,19 +529,21 @@ function setConnection(state) {
 async function connectFeed() {
   clearTimeout(feed.retryTimer);
   if (feed.source) feed.source.close();
-  let query = "";
+  const query = new URLSearchParams();
+  if (feed.lastId !== null) query.set("since", feed.lastId); // resume where the feed was
   if (storedToken()) {
     // A ticket, not the token: a URL lands in logs, a ticket is worth one use for 30 s.
     try {
       const { ticket } = await api("POST", "/events/ticket");
-      query = `?ticket=${encodeURIComponent(ticket)}`;
+      query.set("ticket", ticket);
     } catch {
       setConnection("reconnecting");
       reconnectLater();
       return;
     }
   }
-  const source = new EventSource(`${API}/events${query}`);
+  const search = query.toString();
+  const source = new EventSource(`${API}/events${search ? `?${search}` : ""}`);
   feed.source = source;
   source.addEventListener("open", () => {
     setConnection("live");
@@ -550,16 +555,24 @@ async function connectFeed() {
     if (source.readyState === EventSource.CLOSED) reconnectLater();
   });
   for (const kind of EVENT_KINDS) {
-    source.addEventListener(kind, (msg) => onEvent(JSON.parse(msg.data)));
+    source.addEventListener(kind, (msg) => {
+      if (msg.lastEventId) feed.lastId = msg.lastEventId;
+      onEvent(JSON.parse(msg.data));
+    });
   }
-  source.addEventListener("lagged", () => {
-    // The server dropped us for falling behind: events were lost. Connect afresh and reload
-    // what the events would have updated.
+  source.addEventListener("lagged", (msg) => {
+    // The server dropped us for falling behind. It names the seq to resume from: connect
+    // again from there. Without one, events were lost: reload what they would have updated.
     setConnection("reconnecting");
     source.close();
+    const resume = JSON.parse(msg.data).seq;
+    if (resume !== undefined && resume !== null) {
+      feed.lastId = String(resume);
+    } else {
+      refreshTasksSoon();
+      refreshDetailSoon();
+    }
     reconnectLater();
-    refreshTasksSoon();
-    refreshDetailSoon();
   });
 }
 

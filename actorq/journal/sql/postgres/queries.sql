@@ -143,6 +143,16 @@ SELECT xid::text::bigint, seq, at, task_id, kind, node, worker, data, actor FROM
 WHERE xid >= $1::bigint::text::xid8 AND xid < $2::bigint::text::xid8
 ORDER BY xid, seq LIMIT $3
 
+-- name: xid_of
+SELECT xid::text::bigint FROM journal WHERE seq = $1
+
+-- name: missed
+-- A stream reader's missed events (PostgresJournal.missed), a page in seq order.
+SELECT seq, at, task_id, kind, node, worker, data, actor FROM journal
+WHERE xid < $4::bigint::text::xid8 AND seq > $5
+AND ((xid >= $2::bigint::text::xid8 AND seq > $1) OR xid >= $3::bigint::text::xid8)
+ORDER BY seq LIMIT $6
+
 -- name: tail_floor
 -- The lowest seq committed by a transaction the caller has not been handed yet.
 SELECT min(seq) FROM journal WHERE xid >= $1::bigint::text::xid8
