@@ -96,6 +96,10 @@ class Config:
     # The node's default retry policy, for tasks whose submission, queue and type set none:
     # ``exponential,base=1,cap=300`` or its JSON form (see actorq.retry). None: the built-in.
     retry: str | None = attrs.field(default=None, validator=_retry_spec)
+    # The journal's seals: HMAC-SHA256 with this key when set (README "Audit trail"), and
+    # written this often while events arrive.
+    journal_key: str | None = attrs.field(default=None, repr=False)
+    seal_seconds: float = attrs.field(default=1.0, validator=_positive)
 
     @property
     def retry_policy(self) -> RetryPolicy:

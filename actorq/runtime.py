@@ -35,6 +35,7 @@ from actorq.actors.queue_watch import QueuesChanged
 from actorq.actors.retention import Overrides, RetentionSweeper
 from actorq.actors.retry_timer import RetryTimer
 from actorq.actors.scheduler import Rearm, Scheduler
+from actorq.actors.sealer import Sealer, seal_all
 from actorq.actors.stats import (
     Follow,
     QueueFigures,
@@ -47,7 +48,7 @@ from actorq.actors.stats import (
 from actorq.actors.worker import WorkerDeps, worker_supervisor
 from actorq.config import Config
 from actorq.dead_letters import settle
-from actorq.errors import InvalidTransition, Overloaded, QueueNotFound
+from actorq.errors import ActorqError, InvalidTransition, Overloaded, QueueNotFound
 from actorq.journal import journal_from_url, redact_url
 from actorq.journal.base import (
     Append,
@@ -62,6 +63,7 @@ from actorq.journal.base import (
     SharedJournal,
     Submit,
 )
+from actorq.journal.seals import key_bytes
 from actorq.model import (
     HELD_STATES,
     Event,
@@ -86,6 +88,7 @@ WRITER, STATS, DISPATCHER, WORKERS, TIMER, REAPER = (
 PRESENCE = "presence"
 SCHEDULER = "scheduler"
 SWEEPER = "retention"
+SEALER = "sealer"
 # The actors whose ``Health()`` answer decides readiness: they claim and write for the node.
 HEALTH_CHECKED = (WRITER, DISPATCHER)
 
@@ -228,6 +231,12 @@ class Runtime:
                 ),
             ),
             *self._sweeper_spec(),
+            ChildSpec(
+                SEALER,
+                lambda: Sealer(
+                    self.journal, c.node, self.clock, c.seal_seconds, key_bytes(c.journal_key)
+                ),
+            ),
             # Last: it tells the cluster we serve only once everything that serves is up, and
             # stops first, so a stopping node stops being offered new types of work first.
             ChildSpec(
@@ -303,6 +312,11 @@ class Runtime:
             except TimeoutError:
                 log.warning("grace period over: releasing tasks still running")
         await self.system.stop()
+        # Every actor has stopped writing: seal what they wrote last, so a stopped journal
+        # is fully sealed.
+        with contextlib.suppress(ActorqError):
+            await seal_all(self.journal, key_bytes(self.config.journal_key), self.config.node,
+                           self.clock)  # fmt: skip
         await self.journal.close()
         log.info("node %s stopped", self.config.node)
 
