@@ -9,7 +9,7 @@ live one."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import IO, Any
 
 import attrs
@@ -17,7 +17,11 @@ import attrs
 import actorq.lifecycle as lifecycle
 import actorq.queues as queues
 import actorq.recurrence as recurrence
+from actorq.errors import InvalidInput
+from actorq.journal.archive import Segments
 from actorq.journal.base import Journal
+from actorq.journal.chain import ChainReport, check_chain
+from actorq.journal.rows import EVENT_COLUMNS, event_from_row
 from actorq.model import QUEUE_SUBJECT, Event, Schedule, Task, is_control
 from actorq.queues import QueueSettings
 from actorq.render import event_json
@@ -49,11 +53,57 @@ class Report:
         return {"matches": self.matches, **attrs.asdict(self)}
 
 
-async def replay(journal: Journal, until: float | None = None) -> tuple[dict[str, Task], int]:
+async def history(
+    journal: Journal, archive: Segments | None = None, until: float | None = None
+) -> AsyncIterator[Event]:
+    """Every event of the history in seq order (up to ``until``): the archived ranges from
+    ``archive``'s segments, then the journal's rows. Archived history without its segments
+    cannot be replayed: that raises InvalidInput."""
+    through = await journal.archived_through()
+    if through and archive is None:
+        raise InvalidInput(f"the journal is archived through seq {through}: give --archive DIR")
+    if archive is not None and through:
+        async for row in archive.rows(through):
+            event = event_from_row(row)
+            if until is not None and event.at > until:
+                return
+            yield event
+    async for event in journal.events(through, until):
+        yield event
+
+
+async def history_rows(journal: Journal, archive: Segments | None) -> AsyncIterator[Any]:
+    """The journal's rows as stored, archived ones first (when ``archive`` is given)."""
+    through = await journal.archived_through()
+    if archive is not None and through:
+        async for row in archive.rows(through):
+            yield row
+    async for row in journal.journal_rows(through):
+        yield row
+
+
+async def verify_seals(
+    journal: Journal,
+    key: bytes | None,
+    expect: tuple[int, str] | None = None,
+    archive: Segments | None = None,
+) -> ChainReport:
+    """Check the chain of seals and every sealed row (archived ones through ``archive``;
+    without it they are counted as unchecked)."""
+    through = await journal.archived_through()
+    return await check_chain(
+        journal.seal_list(), history_rows(journal, archive), EVENT_COLUMNS, key,
+        unchecked_through=0 if archive is not None else through, expect=expect,
+    )  # fmt: skip
+
+
+async def replay(
+    journal: Journal, until: float | None = None, archive: Segments | None = None
+) -> tuple[dict[str, Task], int]:
     """The projection the journal's events add up to (up to ``until``), and the event count."""
     tasks: dict[str, Task] = {}
     count = 0
-    async for event in journal.events(0, until):
+    async for event in history(journal, archive, until):
         if is_control(event.task_id):
             continue
         after = lifecycle.apply(tasks.get(event.task_id), event)
@@ -65,10 +115,12 @@ async def replay(journal: Journal, until: float | None = None) -> tuple[dict[str
     return tasks, count
 
 
-async def replay_queues(journal: Journal, until: float | None = None) -> dict[str, QueueSettings]:
+async def replay_queues(
+    journal: Journal, until: float | None = None, archive: Segments | None = None
+) -> dict[str, QueueSettings]:
     """The queues' settings the journal's queue events add up to (up to ``until``)."""
     found: dict[str, QueueSettings] = {}
-    async for event in journal.events(0, until):
+    async for event in history(journal, archive, until):
         if event.task_id.startswith(QUEUE_SUBJECT):
             found = queues.fold([event], found)
     return found
@@ -80,11 +132,13 @@ def _queue_mismatches(live: list[QueueSettings], replayed: dict[str, QueueSettin
     return sorted(n for n in names if by_name.get(n) != replayed.get(n))
 
 
-async def replay_schedules(journal: Journal, until: float | None = None) -> dict[str, Schedule]:
+async def replay_schedules(
+    journal: Journal, until: float | None = None, archive: Segments | None = None
+) -> dict[str, Schedule]:
     """The schedules the journal's ``schedule:NAME`` events add up to (up to ``until``)."""
     schedules: dict[str, Schedule] = {}
     batch: list[Event] = []
-    async for event in journal.events(0, until):
+    async for event in history(journal, archive, until):
         if recurrence.is_schedule_event(event):
             batch.append(event)
             if len(batch) >= 1000:
@@ -93,11 +147,11 @@ async def replay_schedules(journal: Journal, until: float | None = None) -> dict
     return recurrence.fold(batch, schedules)
 
 
-async def verify_projection(journal: Journal) -> Report:
-    replayed, count = await replay(journal)
-    replayed_queues = await replay_queues(journal)
+async def verify_projection(journal: Journal, archive: Segments | None = None) -> Report:
+    replayed, count = await replay(journal, archive=archive)
+    replayed_queues = await replay_queues(journal, archive=archive)
     live_queues = await journal.queue_settings()
-    schedules = await replay_schedules(journal)
+    schedules = await replay_schedules(journal, archive=archive)
     live_schedules = {s.name: s for s in await journal.schedules()}
     live = {t.id: t async for t in journal.tasks()}
     different = [
@@ -121,14 +175,14 @@ async def verify_projection(journal: Journal) -> Report:
     )
 
 
-async def rebuild(journal: Journal) -> int:
+async def rebuild(journal: Journal, archive: Segments | None = None) -> int:
     """Replace the live projections with the replayed ones; returns the number of tasks."""
-    replayed, _ = await replay(journal)
-    replayed_queues = await replay_queues(journal)
+    replayed, _ = await replay(journal, archive=archive)
+    replayed_queues = await replay_queues(journal, archive=archive)
     head = await journal.head()
     await journal.replace_projection(list(replayed.values()), head.journal_seq)
     await journal.replace_queues(list(replayed_queues.values()))
-    schedules = await replay_schedules(journal)
+    schedules = await replay_schedules(journal, archive=archive)
     head = await journal.head()
     await journal.replace_projection(list(replayed.values()), head.journal_seq)
     await journal.replace_schedules(list(schedules.values()))
@@ -142,10 +196,12 @@ def summarize(tasks: Iterable[Task]) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-async def export(journal: Journal, out: IO[str], until: float | None = None) -> int:
+async def export(
+    journal: Journal, out: IO[str], until: float | None = None, archive: Segments | None = None
+) -> int:
     """Write the journal as JSON Lines, one event per line in seq order."""
     n = 0
-    async for event in journal.events(0, until):
+    async for event in history(journal, archive, until):
         out.write(json.dumps(event_json(event), separators=(",", ":")) + "\n")
         n += 1
     return n

@@ -36,6 +36,7 @@ from actorq.errors import (
     UnknownTaskType,
 )
 from actorq.http.dead_letters import routes as dead_letter_routes
+from actorq.http.journal import routes as journal_routes
 from actorq.http.keys import RUNTIME, SHUTDOWN
 from actorq.http.queues import routes as queue_routes
 from actorq.http.rate_limit import RateLimiter, middleware
@@ -141,4 +142,5 @@ def make_app(runtime: Runtime) -> web.Application:
     app.add_routes(dead_letter_routes)
     app.add_routes(queue_routes)
     app.add_routes(schedule_routes)
+    app.add_routes(journal_routes)
     return app

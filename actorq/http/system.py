@@ -24,6 +24,7 @@ _SSE_KEEPALIVE = 15.0
 # The dashboard's files besides index.html; nothing else under static/ is served.
 _ASSETS = {
     "app.js": "text/javascript",
+    "audit.js": "text/javascript",
     "dead_letters.js": "text/javascript",
     "queues.js": "text/javascript",
     "style.css": "text/css",

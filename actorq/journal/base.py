@@ -436,6 +436,12 @@ class Journal(Protocol):
     async def archived_through(self) -> int:
         """The last seq of the archived ranges (0: none)."""
 
+    async def record_verification(self, at: float, ok: bool, head: int, report: str) -> None:
+        """Keep the outcome of a verify (``report``: its JSON) for the dashboard."""
+
+    async def last_verification(self) -> tuple[float, bool, int, str] | None:
+        """The latest verify's (at, ok, head seq, report JSON)."""
+
     async def remove_archived(self, seals: Sequence[Seal], segment: str, at: float) -> int:
         """Record ``seals`` as archived in ``segment`` and delete their rows, in one
         transaction: the one delete the append-only rule allows. Returns the rows removed."""

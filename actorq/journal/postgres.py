@@ -998,6 +998,14 @@ class PostgresJournal:
         (row,) = await self._fetch(_S["archived_through"])
         return int(row[0])
 
+    async def record_verification(self, at: float, ok: bool, head: int, report: str) -> None:
+        await self._fetch(_S["record_verification"], at, ok, head, report)
+
+    async def last_verification(self) -> tuple[float, bool, int, str] | None:
+        rows = await self._fetch(_S["last_verification"])
+        return None if not rows else (float(rows[0][0]), bool(rows[0][1]), int(rows[0][2]),
+                                      str(rows[0][3]))  # fmt: skip
+
     async def remove_archived(self, seals: Sequence[Seal], segment: str, at: float) -> int:
         removed = 0
         try:

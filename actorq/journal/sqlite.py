@@ -691,6 +691,18 @@ class SqliteJournal:
     async def archived_through(self) -> int:
         return int(await self._scalar(_S["archived_through"]) or 0)
 
+    async def record_verification(self, at: float, ok: bool, head: int, report: str) -> None:
+        def body(db: sqlite3.Connection) -> None:
+            db.execute(_S["record_verification"], (at, ok, head, report))
+
+        async with self._write_lock:
+            await _guard(self._on_writer(lambda: self._in_transaction(body)))
+
+    async def last_verification(self) -> tuple[float, bool, int, str] | None:
+        rows = await self._rows(_S["last_verification"])
+        return None if not rows else (float(rows[0][0]), bool(rows[0][1]), int(rows[0][2]),
+                                      str(rows[0][3]))  # fmt: skip
+
     async def remove_archived(self, seals: Sequence[Seal], segment: str, at: float) -> int:
         def body(db: sqlite3.Connection) -> int:
             removed = 0

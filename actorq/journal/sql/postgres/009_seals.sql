@@ -47,3 +47,12 @@ $$;
 DROP TRIGGER journal_no_change ON journal;
 CREATE TRIGGER journal_no_change BEFORE UPDATE OR DELETE ON journal
     FOR EACH ROW EXECUTE FUNCTION journal_archive_only();
+
+-- The outcome of each `actorq journal verify`, newest last: what the dashboard shows.
+CREATE TABLE verifications (
+    id      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at      double precision NOT NULL,
+    ok      boolean NOT NULL,
+    head    bigint NOT NULL,
+    report  text NOT NULL
+);

@@ -37,3 +37,9 @@ INSERT INTO archived (last_seq, first_seq, segment, at) VALUES ($1, $2, $3, $4)
 
 -- name: delete_archived
 DELETE FROM journal WHERE seq >= $1 AND seq <= $2
+
+-- name: record_verification
+INSERT INTO verifications (at, ok, head, report) VALUES ($1, $2, $3, $4)
+
+-- name: last_verification
+SELECT at, ok, head, report FROM verifications ORDER BY id DESC LIMIT 1

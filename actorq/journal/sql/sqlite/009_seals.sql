@@ -39,3 +39,12 @@ WHEN NOT EXISTS (
     SELECT 1 FROM archived WHERE last_seq >= OLD.seq AND first_seq <= OLD.seq
 )
 BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
+
+-- The outcome of each `actorq journal verify`, newest last: what the dashboard shows.
+CREATE TABLE verifications (
+    id      INTEGER PRIMARY KEY,
+    at      REAL NOT NULL,
+    ok      INTEGER NOT NULL,
+    head    INTEGER NOT NULL,
+    report  TEXT NOT NULL
+);

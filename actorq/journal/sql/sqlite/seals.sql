@@ -24,3 +24,9 @@ INSERT INTO archived (last_seq, first_seq, segment, at) VALUES (?, ?, ?, ?)
 
 -- name: delete_archived
 DELETE FROM journal WHERE seq >= ? AND seq <= ?
+
+-- name: record_verification
+INSERT INTO verifications (at, ok, head, report) VALUES (?, ?, ?, ?)
+
+-- name: last_verification
+SELECT at, ok, head, report FROM verifications ORDER BY id DESC LIMIT 1
