@@ -97,33 +97,56 @@ async def verify_seals(
     )  # fmt: skip
 
 
+@attrs.frozen
+class Replayed:
+    """What the history adds up to: the tasks (count: their events), the queues' settings and
+    the schedules."""
+
+    tasks: dict[str, Task]
+    count: int
+    queues: dict[str, QueueSettings]
+    schedules: dict[str, Schedule]
+
+
+async def replay_all(
+    journal: Journal, until: float | None = None, archive: Segments | None = None
+) -> Replayed:
+    """Fold the history (up to ``until``) in one streaming pass: events come a page at a
+    time and fold as they come, so memory follows the size of the answer (tasks still in the
+    projection at ``until``), not the journal's length."""
+    tasks: dict[str, Task] = {}
+    settings: dict[str, QueueSettings] = {}
+    schedules: dict[str, Schedule] = {}
+    count = 0
+    async for event in history(journal, archive, until):
+        if not is_control(event.task_id):
+            after = lifecycle.apply(tasks.get(event.task_id), event)
+            if lifecycle.removes(event):  # purged or expired: its history stays, its row goes
+                del tasks[event.task_id]
+            else:
+                tasks[event.task_id] = after
+            count += 1
+        elif event.task_id.startswith(QUEUE_SUBJECT):
+            settings[event.task_id] = queues.apply(settings.get(event.task_id), event)
+        elif recurrence.is_schedule_event(event):
+            recurrence.fold([event], schedules)
+    by_name = {q.name: q for q in settings.values()}
+    return Replayed(tasks, count, by_name, schedules)
+
+
 async def replay(
     journal: Journal, until: float | None = None, archive: Segments | None = None
 ) -> tuple[dict[str, Task], int]:
     """The projection the journal's events add up to (up to ``until``), and the event count."""
-    tasks: dict[str, Task] = {}
-    count = 0
-    async for event in history(journal, archive, until):
-        if is_control(event.task_id):
-            continue
-        after = lifecycle.apply(tasks.get(event.task_id), event)
-        if lifecycle.removes(event):  # purged or expired: its history stays, its row goes
-            del tasks[event.task_id]
-        else:
-            tasks[event.task_id] = after
-        count += 1
-    return tasks, count
+    done = await replay_all(journal, until, archive)
+    return done.tasks, done.count
 
 
 async def replay_queues(
     journal: Journal, until: float | None = None, archive: Segments | None = None
 ) -> dict[str, QueueSettings]:
     """The queues' settings the journal's queue events add up to (up to ``until``)."""
-    found: dict[str, QueueSettings] = {}
-    async for event in history(journal, archive, until):
-        if event.task_id.startswith(QUEUE_SUBJECT):
-            found = queues.fold([event], found)
-    return found
+    return (await replay_all(journal, until, archive)).queues
 
 
 def _queue_mismatches(live: list[QueueSettings], replayed: dict[str, QueueSettings]) -> list[str]:
@@ -136,22 +159,14 @@ async def replay_schedules(
     journal: Journal, until: float | None = None, archive: Segments | None = None
 ) -> dict[str, Schedule]:
     """The schedules the journal's ``schedule:NAME`` events add up to (up to ``until``)."""
-    schedules: dict[str, Schedule] = {}
-    batch: list[Event] = []
-    async for event in history(journal, archive, until):
-        if recurrence.is_schedule_event(event):
-            batch.append(event)
-            if len(batch) >= 1000:
-                recurrence.fold(batch, schedules)
-                batch = []
-    return recurrence.fold(batch, schedules)
+    return (await replay_all(journal, until, archive)).schedules
 
 
 async def verify_projection(journal: Journal, archive: Segments | None = None) -> Report:
-    replayed, count = await replay(journal, archive=archive)
-    replayed_queues = await replay_queues(journal, archive=archive)
+    done = await replay_all(journal, archive=archive)
+    replayed, count, replayed_queues, schedules = (done.tasks, done.count, done.queues,
+                                                   done.schedules)  # fmt: skip
     live_queues = await journal.queue_settings()
-    schedules = await replay_schedules(journal, archive=archive)
     live_schedules = {s.name: s for s in await journal.schedules()}
     live = {t.id: t async for t in journal.tasks()}
     different = [
@@ -177,12 +192,11 @@ async def verify_projection(journal: Journal, archive: Segments | None = None) -
 
 async def rebuild(journal: Journal, archive: Segments | None = None) -> int:
     """Replace the live projections with the replayed ones; returns the number of tasks."""
-    replayed, _ = await replay(journal, archive=archive)
-    replayed_queues = await replay_queues(journal, archive=archive)
+    done = await replay_all(journal, archive=archive)
+    replayed, replayed_queues, schedules = done.tasks, done.queues, done.schedules
     head = await journal.head()
     await journal.replace_projection(list(replayed.values()), head.journal_seq)
     await journal.replace_queues(list(replayed_queues.values()))
-    schedules = await replay_schedules(journal, archive=archive)
     head = await journal.head()
     await journal.replace_projection(list(replayed.values()), head.journal_seq)
     await journal.replace_schedules(list(schedules.values()))
