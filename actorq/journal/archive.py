@@ -130,7 +130,7 @@ def _check(seal: Seal, rows: list[Any], key: bytes | None) -> None:
     if seal.keyed and key is None:
         raise InvalidInput("the seals are keyed: set ACTORQ_JOURNAL_KEY to archive")
     layout = Layout(seal.fields, EVENT_COLUMNS)
-    encoded = [layout.encode(r) for r in rows]
+    encoded = [layout.encode(r)[0] for r in rows]
     if seal_hash(seal.prev, seal.first_seq, seal.last_seq, seal.fields, encoded,
                  key if seal.keyed else None) != seal.hash:  # fmt: skip
         raise InvalidInput(f"seqs {seal.first_seq}-{seal.last_seq} do not match their seal: "

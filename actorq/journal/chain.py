@@ -168,7 +168,7 @@ async def check_chain(
                 )
             )
             break
-        encoded = [layout.encode(r) for r in got]
+        encoded = [layout.encode(r)[0] for r in got]
         if seal_hash(seal.prev, seal.first_seq, seal.last_seq, seal.fields, encoded,
                      key) != seal.hash:  # fmt: skip
             problem = locate(seal, got, layout, seq_at)

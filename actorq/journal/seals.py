@@ -110,14 +110,20 @@ class Layout:
         if unknown or "seq" not in names:
             raise ValueError(f"sealed fields {fields!r} do not fit the journal's {columns}")
         self.index = [columns.index(n) for n in names]
-        self.content = [i for n, i in zip(names, self.index, strict=True) if n != "seq"]
+        self._seq = names.index("seq")
+        self._full = b"R" + len(names).to_bytes(2, "big")
+        self._content = b"R" + (len(names) - 1).to_bytes(2, "big")
 
-    def encode(self, row: Sequence[Any]) -> bytes:
-        return encode_row([row[i] for i in self.index])
+    def encode(self, row: Sequence[Any]) -> tuple[bytes, bytes]:
+        """The row's canonical encoding, and its digest (its encoding without the seq)."""
+        values = [encode_value(row[i]) for i in self.index]
+        full = self._full + b"".join(values)
+        del values[self._seq]
+        content = self._content + b"".join(values)
+        return full, hashlib.sha256(content).digest()[:DIGEST_BYTES]
 
     def digest(self, row: Sequence[Any]) -> bytes:
-        content = encode_row([row[i] for i in self.content])
-        return hashlib.sha256(content).digest()[:DIGEST_BYTES]
+        return self.encode(row)[1]
 
 
 def _hasher(key: bytes | None) -> Any:
@@ -152,8 +158,9 @@ def make_seal(
     first = 1 if prev is None else prev.last_seq + 1
     prev_hash = "" if prev is None else prev.hash
     seq_at = columns.index("seq")
-    digests = b"".join(_ENTRY.pack(int(r[seq_at]), layout.digest(r)) for r in rows)
-    encoded = [layout.encode(r) for r in rows]
+    both = [layout.encode(r) for r in rows]
+    digests = b"".join(_ENTRY.pack(int(r[seq_at]), d) for r, (_, d) in zip(rows, both, strict=True))
+    encoded = [full for full, _ in both]
     return Seal(
         first, last_seq, len(rows), fields, prev_hash,
         seal_hash(prev_hash, first, last_seq, fields, encoded, key), key is not None, at, node,
