@@ -131,3 +131,65 @@ async def test_two_nodes_writing_one_postgres_at_once_leave_a_journal_that_verif
     assert report["verified"] is True
     assert report["seals"]["unsealed_rows"] == 0
     assert report["seals"]["seals"] > 1
+
+
+@pytest.mark.slow
+async def test_a_worker_sealing_while_an_app_enqueues_into_the_same_sqlite_file(
+    tmp_path: Path,
+    servers: list[Server],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two processes append to one SQLite file; the worker seals every 50 ms between them."""
+    import actorq
+
+    monkeypatch.setenv("ACTORQ_SEAL_SECONDS", "0.05")
+    url = f"sqlite:///{tmp_path}/shared.db"
+    worker = Server.command(tmp_path, "worker", "w1", "--database-url", url)
+    servers.append(worker)
+
+    def registered() -> bool:
+        import sqlite3
+
+        db = sqlite3.connect(f"{tmp_path}/shared.db")
+        try:
+            return bool(db.execute("SELECT count(*) FROM nodes WHERE node = 'w1'").fetchone()[0])
+        except sqlite3.OperationalError:  # no schema yet
+            return False
+        finally:
+            db.close()
+
+    async def worker_up() -> bool:
+        return await asyncio.to_thread(registered)
+
+    await until(worker_up, 30)  # the App enqueues only types some node serves
+    async with actorq.App(database_url=url) as app:
+        tasks = []
+        for i in range(30):
+            tasks += await app.enqueue_many([{"type": "echo", "payload": {"i": i, "j": j}}
+                                             for j in range(5)])  # fmt: skip
+            await asyncio.sleep(0.01)  # interleave with the worker's own commits
+        ids = [t.id for t in tasks]
+
+    def finished() -> int:
+        import sqlite3
+
+        db = sqlite3.connect(f"{tmp_path}/shared.db")
+        try:
+            marks = ",".join("?" * len(ids))
+            sql = f"SELECT count(*) FROM tasks WHERE state = 'succeeded' AND id IN ({marks})"
+            return int(db.execute(sql, ids).fetchone()[0])
+        finally:
+            db.close()
+
+    async def all_done() -> bool:
+        return await asyncio.to_thread(finished) == len(ids)
+
+    await until(all_done, 60)
+    worker.proc.send_signal(signal.SIGTERM)
+    assert worker.proc.wait(30) == 0, worker.log.read_text()
+    capsys.readouterr()
+    assert await asyncio.to_thread(main, ["journal", "verify", "--database-url", url]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["seals"]["unsealed_rows"] == 0
+    assert report["seals"]["seals"] > 1
