@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import time
 from typing import Any
 
@@ -12,13 +13,15 @@ from actorq import audit
 from actorq.actors.sealer import seal_all
 from actorq.cli.base import FAILED, OK, UsageError
 from actorq.config import Config
-from actorq.errors import InvalidTransition
+from actorq.errors import ActorqError, InvalidTransition
 from actorq.journal.archive import Segments, archive
 from actorq.journal.base import Journal
 from actorq.journal.chain import parse_expect
 from actorq.journal.seals import key_bytes
 from actorq.submission import parse_time
 from actorq.wire import iso
+
+log = logging.getLogger("actorq.cli")
 
 ARCHIVE_HELP = "a directory of archive segments (`actorq journal archive`): the archived history"
 
@@ -74,7 +77,10 @@ async def verify(args: argparse.Namespace, config: Config, journal: Journal) -> 
     out = {"verified": ok, **out, "seals": chain.as_json()}
     text = json.dumps(out, indent=2)
     head = chain.head.last_seq if chain.head is not None else 0
-    await journal.record_verification(time.time(), ok, head, json.dumps(out))
+    try:  # kept for the dashboard; a database that cannot take it is verified all the same
+        await journal.record_verification(time.time(), ok, head, json.dumps(out))
+    except ActorqError as exc:
+        log.warning("could not record this verify's outcome: %s", exc)
     print(text)
     return OK if ok else FAILED
 
