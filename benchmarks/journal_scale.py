@@ -189,6 +189,12 @@ async def step(url: str, name: str) -> dict[str, Any]:
 
 
 def _rss() -> float:
+    """This process's peak RSS in MiB: VmHWM, which starts afresh at exec (ru_maxrss would
+    carry the parent's peak, the bulk build, into the child)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
