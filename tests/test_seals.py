@@ -333,3 +333,46 @@ def test_seal_storage_errors_are_domain_errors(tmp_path: Path) -> None:
     journal = journal_from_url(url)
     with pytest.raises(StorageError):
         asyncio.run(journal.seal_head())
+
+
+def test_every_column_of_a_journal_row_is_sealed(
+    database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Whatever columns the journal has (rows.EVENT_COLUMNS), a change to any is caught."""
+    from actorq.journal.rows import EVENT_COLUMNS
+
+    ids = build(database_url)
+    target = seq_of(database_url, ids[6])
+    sql(database_url, *drop_triggers(database_url))
+    for column in EVENT_COLUMNS:
+        if column == "seq":
+            continue
+        (before,) = sql(database_url, f"SELECT {column} FROM journal WHERE seq = {target}")
+        forged = f"{column} + 1" if column == "at" else "'forged'"
+        sql(database_url, f"UPDATE journal SET {column} = {forged} WHERE seq = {target}")
+        code, report = verify(capsys, database_url)
+        assert code == 1, column
+        assert (report["seals"]["problem"]["kind"], report["seals"]["problem"]["seq"]) == (
+            "altered", target), column  # fmt: skip
+        _set(database_url, column, before[0], target)
+        assert verify(capsys, database_url)[0] == 0, column
+
+
+def _set(url: str, column: str, value: Any, seq: int) -> None:
+    if not _is_pg(url):
+        db = sqlite3.connect(path_from_url(url), isolation_level=None)
+        try:
+            db.execute(f"UPDATE journal SET {column} = ? WHERE seq = ?", (value, seq))
+        finally:
+            db.close()
+        return
+
+    async def run() -> None:
+        dsn, schema = split_url(url)
+        conn = await asyncpg.connect(dsn, server_settings={"search_path": str(schema)})
+        try:
+            await conn.execute(f"UPDATE journal SET {column} = $1 WHERE seq = $2", value, seq)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())

@@ -70,7 +70,8 @@ async def verify(args: argparse.Namespace, config: Config, journal: Journal) -> 
         try:
             report = await audit.verify_projection(journal, found)
             out, matches = report.as_json(), report.matches
-        except InvalidTransition as exc:  # rows out of order, a history cut short
+        # rows out of order, a history cut short, a row that is no event at all
+        except (InvalidTransition, KeyError, ValueError, TypeError) as exc:
             out, matches = {"matches": False, "projection": f"the journal does not replay: "
                             f"{exc}"}, False  # fmt: skip
     ok = matches and chain.ok
