@@ -376,3 +376,46 @@ def _set(url: str, column: str, value: Any, seq: int) -> None:
             await conn.close()
 
     asyncio.run(run())
+
+
+@pytest.mark.postgres
+async def test_no_seal_covers_a_seq_whose_transaction_is_still_in_flight(
+    postgres_url: str,
+) -> None:
+    """A writer that drew a seq and has not committed yet holds sealing back: its xid may be
+    the newest of all (at or past a snapshot's xmax), and a seal over its seq would find the
+    row 'inserted' once it commits."""
+    from actorq.journal.chain import check_chain
+    from actorq.journal.rows import EVENT_COLUMNS
+
+    journal = journal_from_url(postgres_url)
+    await journal.open()
+    dsn, schema = split_url(postgres_url)
+    writer = await asyncpg.connect(dsn, server_settings={"search_path": str(schema)})
+    try:
+        (out,) = await journal.run([Submit([NewTask("echo", {})], time.time(), "test")])
+        out.unwrap()
+        async with writer.transaction():
+            seq = await writer.fetchval(  # the journal's own way of drawing a seq
+                "SELECT nextval('journal_seq') FROM generate_series(1, 1) "
+                "WHERE pg_current_xact_id() IS NOT NULL"
+            )
+            mark = await journal.seal_mark()
+            assert mark.seq >= seq
+            assert not await journal.mark_final(mark)
+            assert await seal_all(journal, None, "test", wait=0.2) == []  # not final: no seal
+            await writer.execute(
+                "INSERT INTO journal (seq, at, task_id, kind, node, data) "
+                "SELECT $1, at, task_id, 'cancelled', node, '{}' FROM journal WHERE seq = 1",
+                seq,
+            )
+        assert await journal.mark_final(mark)
+        (seal,) = await seal_all(journal, None, "test")
+        assert seal.last_seq >= seq
+        report = await check_chain(journal.seal_list(), journal.journal_rows(), EVENT_COLUMNS,
+                                   None)  # fmt: skip
+        assert report.ok, report
+        assert report.sealed_rows == 2
+    finally:
+        await writer.close()
+        await journal.close()

@@ -945,10 +945,10 @@ class PostgresJournal:
     # -- seals and archives ----------------------------------------------------------------
 
     async def seal_mark(self) -> SealMark:
-        """The last seq drawn, then (in a later snapshot) the next xid. A writer takes its
-        xid before its first seq (see the ``allocate`` query), so every seq up to the mark
-        belongs to a transaction with an xid below it: once they have all ended, no seq up
-        to the mark can still commit."""
+        """The last seq drawn, then a fresh xid (taken by a statement of its own, after). A
+        writer takes its xid before its first seq (see the ``allocate`` query), so every seq
+        up to the mark belongs to a transaction with an xid below it: once they have all
+        ended, no seq up to the mark can still commit."""
         (drawn,) = await self._fetch(_S["seq_drawn"])
         (xid,) = await self._fetch(_S["next_xid"])
         return SealMark(int(drawn[0]), int(xid[0]))

@@ -22,8 +22,10 @@ SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))
 SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM journal_seq
 
 -- name: next_xid
--- Every transaction that holds an xid now has one below this.
-SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint
+-- Every transaction that holds an xid now has one below this: this statement's own, taken
+-- now. (A snapshot's xmax will not do: it is the last *completed* xid + 1, and a transaction
+-- still running may hold an xid at or past it.)
+SELECT pg_current_xact_id()::text::bigint
 
 -- name: oldest_xid
 -- Every transaction with an xid below this has ended.
