@@ -131,6 +131,10 @@ class Config:
     cors_origins: tuple[str, ...] | None = None
     # "0": ``serve`` without ``--app`` loads no example task types (``--no-example-types``).
     example_types: str = attrs.field(default="1", validator=_switch)
+    # The journal's seals: HMAC-SHA256 with this key when set (README "Audit trail"), and
+    # written this often while events arrive.
+    journal_key: str | None = attrs.field(default=None, repr=False)
+    seal_seconds: float = attrs.field(default=1.0, validator=_positive)
 
     @property
     def retry_policy(self) -> RetryPolicy:

@@ -41,12 +41,13 @@ from actorq.actors.queue_watch import QueuesChanged
 from actorq.actors.retention import Overrides, RetentionSweeper
 from actorq.actors.retry_timer import RetryTimer
 from actorq.actors.scheduler import Rearm, Scheduler
+from actorq.actors.sealer import Sealer, seal_all
 from actorq.actors.stats import Metrics, QueueFigures, Snapshot, StatsAggregator
 from actorq.actors.worker import WorkerDeps, worker_supervisor
 from actorq.auth import stamped
 from actorq.config import Config
 from actorq.dead_letters import settle
-from actorq.errors import InvalidTransition, Overloaded, QueueNotFound
+from actorq.errors import ActorqError, InvalidTransition, Overloaded, QueueNotFound
 from actorq.journal import journal_from_url, redact_url
 from actorq.journal.base import (
     Append,
@@ -61,6 +62,7 @@ from actorq.journal.base import (
     SharedJournal,
     Submit,
 )
+from actorq.journal.seals import key_bytes
 from actorq.model import (
     HELD_STATES,
     Event,
@@ -95,6 +97,7 @@ PRESENCE = "presence"
 FEED = "feed"
 SCHEDULER = "scheduler"
 SWEEPER = "retention"
+SEALER = "sealer"
 # The actors whose ``Health()`` answer decides readiness: they claim and write for the node.
 HEALTH_CHECKED = (WRITER, DISPATCHER)
 
@@ -243,6 +246,12 @@ class Runtime:
                 ),
             ),
             *self._sweeper_spec(),
+            ChildSpec(
+                SEALER,
+                lambda: Sealer(
+                    self.journal, c.node, self.clock, c.seal_seconds, key_bytes(c.journal_key)
+                ),
+            ),
             # Last: it tells the cluster we serve only once everything that serves is up, and
             # stops first, so a stopping node stops being offered new types of work first.
             ChildSpec(
@@ -352,6 +361,11 @@ class Runtime:
             except TimeoutError:
                 log.warning("grace period over: releasing tasks still running")
         await self.system.stop()
+        # Every actor has stopped writing: seal what they wrote last, so a stopped journal
+        # is fully sealed.
+        with contextlib.suppress(ActorqError):
+            await seal_all(self.journal, key_bytes(self.config.journal_key), self.config.node,
+                           self.clock)  # fmt: skip
         await self.journal.close()
         log.info("node %s stopped", self.config.node)
 

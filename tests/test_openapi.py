@@ -353,3 +353,11 @@ async def test_queue_answers_match_the_document(node: Runtime, client: TestClien
     full = await client.post(TASKS, json={"type": "echo", "queue": "mail"})
     body = await check(full, TASKS, 503, "queue_full")
     assert (body["error"]["max_depth"], full.headers["Retry-After"]) == (1, "1")
+
+
+async def test_journal_head_answers_match_the_document(node: Runtime, client: TestClient) -> None:
+    body = await check(await client.post(TASKS, json={"type": "echo"}), TASKS, 201)
+    await node.wait_for(body["id"], timeout=15)
+    head = await check(await client.get("/api/v1/journal/head"), "/api/v1/journal/head", 200)
+    assert head["journal_seq"] >= 1
+    assert head["verification"] is None

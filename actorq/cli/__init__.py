@@ -1,6 +1,6 @@
 """The ``actorq`` command line.
 
-serve | worker | submit | migrate | journal {replay,verify,export,rebuild}. Every flag of a
+serve | worker | submit | migrate | journal {replay,verify,export,rebuild,...}. Every flag of a
 node also reads from an ``ACTORQ_*`` environment variable and from a configuration file
 (``--config FILE``, ``ACTORQ_CONFIG`` or ``./actorq.toml``); flags win, then variables.
 """
@@ -22,7 +22,7 @@ from typing import Any
 
 from actorq import audit, logs
 from actorq.builtin import builtin_registry
-from actorq.cli import dead_letters, nodes, queues, schedules, stats, tasks, tokens
+from actorq.cli import dead_letters, nodes, queues, schedules, seals, stats, tasks, tokens
 from actorq.cli.base import (
     CONFIG_HELP,
     DESCRIPTION,
@@ -138,11 +138,17 @@ def build_parser() -> argparse.ArgumentParser:
     jsub = j.add_subparsers(dest="journal_cmd", required=True)
     for name, text in (
         ("replay", "replay into a fresh projection and compare, or show the state at --until"),
-        ("verify", "replay and compare with the live projection (exit 1 on mismatch)"),
+        (
+            "verify",
+            "check the seals and compare a replay with the live projection (exit 1 "
+            "on an altered, missing, inserted or reordered row, or a mismatch)",
+        ),
         ("export", "write the journal as JSON Lines"),
         ("rebuild", "replace the live projection with the replayed one"),
+        *seals.SUBCOMMANDS,
     ):
         jp = subcommand(jsub, name, text, database_args)
+        seals.add_args(name, jp)
         if name in ("replay", "export"):
             jp.add_argument("--until", help="ISO 8601 time: only events up to then")
         if name == "replay":
@@ -266,13 +272,22 @@ def _cmd_journal(args: argparse.Namespace, config: Config) -> int:
     until = parse_time(args.until, "--until") if getattr(args, "until", None) else None
 
     async def body(journal: Journal) -> int:
+        archive = seals.segments(args)
         match args.journal_cmd:
-            case "replay" | "verify" if until is None:
-                report = await audit.verify_projection(journal)
+            case "verify":
+                return await seals.verify(args, config, journal)
+            case "head":
+                return await seals.head(journal)
+            case "seal":
+                return await seals.seal(config, journal)
+            case "archive":
+                return await seals.move(args, config, journal)
+            case "replay" if until is None:
+                report = await audit.verify_projection(journal, archive)
                 print(json.dumps(report.as_json(), indent=2))
                 return OK if report.matches else FAILED
             case "replay":
-                tasks, count = await audit.replay(journal, until)
+                tasks, count = await audit.replay(journal, until, archive)
                 if args.task:
                     from actorq.render import task_json
 
@@ -282,8 +297,8 @@ def _cmd_journal(args: argparse.Namespace, config: Config) -> int:
                 from actorq.wire import schedule_json
 
                 states = audit.summarize(tasks.values())
-                settings = await audit.replay_queues(journal, until)
-                schedules = await audit.replay_schedules(journal, until)
+                settings = await audit.replay_queues(journal, until, archive)
+                schedules = await audit.replay_schedules(journal, until, archive)
                 summary = {"until": args.until, "events": count, "states": states}
                 print(json.dumps({**summary, "queues": [q.as_json() for q in settings.values()],
                                   "schedules": [schedule_json(s) for _, s in
@@ -292,15 +307,15 @@ def _cmd_journal(args: argparse.Namespace, config: Config) -> int:
                 return OK
             case "export":
                 if args.output == "-":
-                    n = await audit.export(journal, sys.stdout, until, args.by)
+                    n = await audit.export(journal, sys.stdout, until, args.by, archive)
                     sys.stdout.flush()  # a closed pipe shows here, before the count is told
                 else:
                     with open(args.output, "w") as f:  # noqa: ASYNC230 - a CLI writing its output
-                        n = await audit.export(journal, f, until, args.by)
+                        n = await audit.export(journal, f, until, args.by, archive)
                 print(f"exported {n} events", file=sys.stderr)
                 return OK
             case "rebuild":
-                n = await audit.rebuild(journal)
+                n = await audit.rebuild(journal, archive)
                 kept = len(await journal.schedules())
                 print(json.dumps({"rebuilt_tasks": n, "rebuilt_schedules": kept}))
                 return OK

@@ -26,7 +26,8 @@ PIPE_CLOSED = 141  # 128 + SIGPIPE: what `head` leaves a writer that a shell wou
 EXIT_CODES = f"""\
 exit codes:
   {OK}    success
-  {FAILED}    the operation failed: journal verify/replay found a mismatch, replay --task
+  {FAILED}    the operation failed: journal verify/replay found a mismatch (verify: or an
+       altered, missing, inserted or reordered row, a broken chain of seals), replay --task
        found no such task, a node could not listen or stopped after a failure,
        a submission was refused (e.g. its idempotency key is taken), a schedule named
        does not exist or its name is taken

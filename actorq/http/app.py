@@ -47,6 +47,7 @@ from actorq.http import auth, cors
 from actorq.http.dead_letters import routes as dead_letter_routes
 from actorq.http.keys import KEYRING, RUNTIME, SHUTDOWN, TICKETS
 from actorq.http.nodes import routes as node_routes
+from actorq.http.journal import routes as journal_routes
 from actorq.http.queues import routes as queue_routes
 from actorq.http.rate_limit import RateLimiter, middleware
 from actorq.http.schedules import routes as schedule_routes
@@ -217,4 +218,5 @@ def make_app(runtime: Runtime) -> web.Application:
     app.add_routes(token_routes)
     app.add_routes(node_routes)
     app.add_routes(stream_routes)
+    app.add_routes(journal_routes)
     return app

@@ -19,6 +19,7 @@ _STATIC = resources.files("actorq.http").joinpath("static")
 # The dashboard's files besides index.html; nothing else under static/ is served.
 _ASSETS = {
     "app.js": "text/javascript",
+    "audit.js": "text/javascript",
     "dead_letters.js": "text/javascript",
     "queues.js": "text/javascript",
     "nodes.js": "text/javascript",

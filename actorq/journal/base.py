@@ -15,6 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 import attrs
 
 from actorq.auth import Token
+from actorq.journal.seals import MakeSeal, Seal, SealMark
 from actorq.model import Event, EventKind, NewTask, Page, Schedule, Task, TaskFilter, TaskState
 from actorq.nodes import Node, Orders
 from actorq.queues import QueueActivity, QueueSettings, Tier
@@ -459,6 +460,42 @@ class Journal(Protocol):
 
     async def revoke_token(self, name: str, at: float) -> Token:
         """Revoke token ``name`` (again: nothing changes); ``TokenNotFound`` if none."""
+
+
+    # -- seals and archives (actorq.journal.seals, actorq.journal.archive) ------------------
+
+    async def seal_mark(self) -> SealMark:
+        """How far the journal could be sealed once the mark is final."""
+
+    async def mark_final(self, mark: SealMark) -> bool:
+        """Whether no transaction still in flight can commit a seq up to ``mark.seq``."""
+
+    async def write_seal(self, upto: int, limit: int, make: MakeSeal) -> Seal | None:
+        """Seal the rows after the latest seal, up to seq ``upto`` and at most ``limit`` of
+        them, with ``make``; one sealer at a time. None: nothing to seal, or another sealer
+        is at it."""
+
+    async def seal_head(self) -> Seal | None:
+        """The latest seal."""
+
+    def seal_list(self, after_last_seq: int = 0) -> AsyncIterator[Seal]:
+        """Every seal ending after ``after_last_seq``, in seq order."""
+
+    def journal_rows(self, after_seq: int = 0, upto: int | None = None) -> AsyncIterator[Any]:
+        """Journal rows as stored (``rows.EVENT_COLUMNS``) after ``after_seq``, in seq order."""
+
+    async def archived_through(self) -> int:
+        """The last seq of the archived ranges (0: none)."""
+
+    async def record_verification(self, at: float, ok: bool, head: int, report: str) -> None:
+        """Keep the outcome of a verify (``report``: its JSON) for the dashboard."""
+
+    async def last_verification(self) -> tuple[float, bool, int, str] | None:
+        """The latest verify's (at, ok, head seq, report JSON)."""
+
+    async def remove_archived(self, seals: Sequence[Seal], segment: str, at: float) -> int:
+        """Record ``seals`` as archived in ``segment`` and delete their rows, in one
+        transaction: the one delete the append-only rule allows. Returns the rows removed."""
 
 
 @attrs.frozen

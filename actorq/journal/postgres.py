@@ -66,6 +66,17 @@ from actorq.journal.rows import (
     token_to_row,
     update_row,
 )
+from actorq.journal.seals import (
+    ROW_PAGE,
+    SEAL_COLUMNS,
+    SEAL_PAGE,
+    MakeSeal,
+    Seal,
+    SealMark,
+    paged,
+    seal_from_row,
+    seal_to_row,
+)
 from actorq.model import (
     HELD_STATES,
     QUEUE_SUBJECT,
@@ -91,6 +102,11 @@ _Q = {
     )
     for name, sql in queries("postgres").items()
 }
+_S = {
+    name: sql.format(seal_columns=", ".join(SEAL_COLUMNS), event_columns=", ".join(EVENT_COLUMNS))
+    for name, sql in queries("postgres", "seals").items()
+}
+_SEQ_AT = EVENT_COLUMNS.index("seq")
 _SCHEMA = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,55}")  # leaves room in a 63-byte channel name
 _RETRIES = 3  # a batch that lost a deadlock or a key race runs again from the start
 _PREFETCH = 64  # at most this many journal numbers are taken ahead of need
@@ -885,6 +901,84 @@ class PostgresJournal:
                 await _replace_queues(conn, queues)
         except _DRIVER_ERRORS as exc:
             raise _translate(exc) from exc
+
+    # -- seals and archives ----------------------------------------------------------------
+
+    async def seal_mark(self) -> SealMark:
+        """The last seq drawn, then a fresh xid (taken by a statement of its own, after). A
+        writer takes its xid before its first seq (see the ``allocate`` query), so every seq
+        up to the mark belongs to a transaction with an xid below it: once they have all
+        ended, no seq up to the mark can still commit."""
+        (drawn,) = await self._fetch(_S["seq_drawn"])
+        (xid,) = await self._fetch(_S["next_xid"])
+        return SealMark(int(drawn[0]), int(xid[0]))
+
+    async def mark_final(self, mark: SealMark) -> bool:
+        (row,) = await self._fetch(_S["oldest_xid"])
+        return int(row[0]) >= mark.xid
+
+    async def write_seal(self, upto: int, limit: int, make: MakeSeal) -> Seal | None:
+        try:
+            async with self._acquire() as conn, conn.transaction():
+                key = self.schema or await conn.fetchval("SELECT current_schema()")
+                if not await conn.fetchval(_S["seal_lock"], f"actorq.seal:{key}"):
+                    return None
+                found = await conn.fetchrow(_S["seal_head"])
+                head = None if found is None else seal_from_row(found)
+                after = 0 if head is None else head.last_seq
+                rows = [tuple(r) for r in await conn.fetch(_S["rows_after"], after, upto, limit)]
+                if not rows:
+                    return None
+                last = upto if len(rows) < limit else int(rows[-1][_SEQ_AT])
+                seal = await asyncio.to_thread(make, head, rows, last)
+                await conn.execute(_S["insert_seal"], *seal_to_row(seal))
+        except _DRIVER_ERRORS as exc:
+            raise _translate(exc) from exc
+        return seal
+
+    async def seal_head(self) -> Seal | None:
+        rows = await self._fetch(_S["seal_head"])
+        return seal_from_row(rows[0]) if rows else None
+
+    def seal_list(self, after_last_seq: int = 0) -> AsyncIterator[Seal]:
+        async def page(after: int, size: int) -> list[Seal]:
+            return [seal_from_row(r) for r in await self._fetch(_S["seals_after"], after, size)]
+
+        return paged(page, lambda s: s.last_seq, after_last_seq, SEAL_PAGE)
+
+    def journal_rows(self, after_seq: int = 0, upto: int | None = None) -> AsyncIterator[Any]:
+        top = (1 << 63) - 1 if upto is None else upto
+
+        async def page(after: int, size: int) -> list[Any]:
+            return [tuple(r) for r in await self._fetch(_S["rows_after"], after, top, size)]
+
+        return paged(page, lambda r: int(r[_SEQ_AT]), after_seq, ROW_PAGE)
+
+    async def archived_through(self) -> int:
+        (row,) = await self._fetch(_S["archived_through"])
+        return int(row[0])
+
+    async def record_verification(self, at: float, ok: bool, head: int, report: str) -> None:
+        await self._fetch(_S["record_verification"], at, ok, head, report)
+
+    async def last_verification(self) -> tuple[float, bool, int, str] | None:
+        rows = await self._fetch(_S["last_verification"])
+        return None if not rows else (float(rows[0][0]), bool(rows[0][1]), int(rows[0][2]),
+                                      str(rows[0][3]))  # fmt: skip
+
+    async def remove_archived(self, seals: Sequence[Seal], segment: str, at: float) -> int:
+        removed = 0
+        try:
+            async with self._acquire() as conn, conn.transaction():
+                for seal in seals:
+                    await conn.execute(_S["record_archived"], seal.last_seq, seal.first_seq,
+                                       segment, at)  # fmt: skip
+                    status = await conn.execute(_S["delete_archived"], seal.first_seq,
+                                                seal.last_seq)  # fmt: skip
+                    removed += int(status.rsplit(" ", 1)[1])
+        except _DRIVER_ERRORS as exc:
+            raise _translate(exc) from exc
+        return removed
 
 
 async def _replace_queues(conn: asyncpg.Connection, queues: Sequence[QueueSettings]) -> None:

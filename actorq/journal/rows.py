@@ -125,9 +125,9 @@ _KINDS = {k.value: k for k in EventKind}
 
 
 @functools.cache
-def queries(dialect: str) -> dict[str, str]:
-    """The ``-- name: x`` blocks of ``sql/<dialect>/queries.sql``."""
-    text = resources.files("actorq.journal").joinpath(f"sql/{dialect}/queries.sql").read_text()
+def queries(dialect: str, file: str = "queries") -> dict[str, str]:
+    """The ``-- name: x`` blocks of ``sql/<dialect>/<file>.sql``."""
+    text = resources.files("actorq.journal").joinpath(f"sql/{dialect}/{file}.sql").read_text()
     blocks: dict[str, str] = {}
     name = None
     for line in text.splitlines():

@@ -33,6 +33,7 @@ from actorq.errors import (
 from actorq.journal.base import Head, Notice, Op, Outcome, Selection, needs_flush
 from actorq.journal.batch import BatchRun, ScheduleRow, refold
 from actorq.journal.rows import (
+    EVENT_COLUMNS,
     QUEUE_COLUMNS,
     REFOLD_BELOW,
     SCHEDULE_COLUMNS,
@@ -58,6 +59,17 @@ from actorq.journal.rows import (
     token_to_row,
     update_row,
 )
+from actorq.journal.seals import (
+    ROW_PAGE,
+    SEAL_COLUMNS,
+    SEAL_PAGE,
+    MakeSeal,
+    Seal,
+    SealMark,
+    paged,
+    seal_from_row,
+    seal_to_row,
+)
 from actorq.journal.sqlite_watch import ForeignCommits
 from actorq.model import Event, Page, Schedule, Task, TaskFilter, TaskState
 from actorq.nodes import Node, Orders
@@ -77,6 +89,11 @@ _Q = {
     )
     for name, sql in queries("sqlite").items()
 }
+_S = {
+    name: sql.format(seal_columns=", ".join(SEAL_COLUMNS), event_columns=", ".join(EVENT_COLUMNS))
+    for name, sql in queries("sqlite", "seals").items()
+}
+_SEQ_AT = EVENT_COLUMNS.index("seq")
 
 
 def path_from_url(url: str) -> str:
@@ -696,6 +713,77 @@ class SqliteJournal:
         if not rows:
             raise TokenNotFound(name)
         return token_from_row(rows[0])
+
+    # -- seals and archives ----------------------------------------------------------------
+
+    async def seal_mark(self) -> SealMark:
+        return SealMark(int(await self._scalar(_S["journal_top"]) or 0))
+
+    async def mark_final(self, mark: SealMark) -> bool:
+        # Seqs are taken under the write lock, max + 1: a committed seq is never joined by a
+        # lower one, whichever process writes next.
+        return True
+
+    async def write_seal(self, upto: int, limit: int, make: MakeSeal) -> Seal | None:
+        # In a write transaction: the lock orders sealers (and writers) of every process.
+        def body(db: sqlite3.Connection) -> Seal | None:
+            found = db.execute(_S["seal_head"]).fetchone()
+            head = None if found is None else seal_from_row(found)
+            after = 0 if head is None else head.last_seq
+            rows = db.execute(_S["rows_after"], (after, upto, limit)).fetchall()
+            if not rows:
+                return None
+            seal = make(head, rows, upto if len(rows) < limit else int(rows[-1][_SEQ_AT]))
+            db.execute(_S["insert_seal"], seal_to_row(seal))
+            return seal
+
+        async with self._write_lock:
+            return await _guard(self._on_writer(lambda: self._in_transaction(body)))
+
+    async def seal_head(self) -> Seal | None:
+        rows = await self._rows(_S["seal_head"])
+        return seal_from_row(rows[0]) if rows else None
+
+    def seal_list(self, after_last_seq: int = 0) -> AsyncIterator[Seal]:
+        async def page(after: int, size: int) -> list[Seal]:
+            return [seal_from_row(r) for r in await self._rows(_S["seals_after"], after, size)]
+
+        return paged(page, lambda s: s.last_seq, after_last_seq, SEAL_PAGE)
+
+    def journal_rows(self, after_seq: int = 0, upto: int | None = None) -> AsyncIterator[Any]:
+        top = (1 << 63) - 1 if upto is None else upto
+
+        async def page(after: int, size: int) -> list[Any]:
+            return await self._rows(_S["rows_after"], after, top, size)
+
+        return paged(page, lambda r: int(r[_SEQ_AT]), after_seq, ROW_PAGE)
+
+    async def archived_through(self) -> int:
+        return int(await self._scalar(_S["archived_through"]) or 0)
+
+    async def record_verification(self, at: float, ok: bool, head: int, report: str) -> None:
+        def body(db: sqlite3.Connection) -> None:
+            db.execute(_S["record_verification"], (at, ok, head, report))
+
+        async with self._write_lock:
+            await _guard(self._on_writer(lambda: self._in_transaction(body)))
+
+    async def last_verification(self) -> tuple[float, bool, int, str] | None:
+        rows = await self._rows(_S["last_verification"])
+        return None if not rows else (float(rows[0][0]), bool(rows[0][1]), int(rows[0][2]),
+                                      str(rows[0][3]))  # fmt: skip
+
+    async def remove_archived(self, seals: Sequence[Seal], segment: str, at: float) -> int:
+        def body(db: sqlite3.Connection) -> int:
+            removed = 0
+            for seal in seals:
+                db.execute(_S["record_archived"], (seal.last_seq, seal.first_seq, segment, at))
+                removed += db.execute(_S["delete_archived"],
+                                      (seal.first_seq, seal.last_seq)).rowcount  # fmt: skip
+            return removed
+
+        async with self._write_lock:
+            return await _guard(self._on_writer(lambda: self._in_transaction(body)))
 
 
 def _json_list(values: Sequence[str] | None) -> str | None:

@@ -40,7 +40,10 @@ WHERE id IN (
 )
 
 -- name: allocate
-SELECT nextval('journal_seq') FROM generate_series(1, $1)
+-- The transaction takes its xid before its first number (the one-time filter runs first), so a
+-- sealer that waits for every xid it saw to end knows no number it saw drawn is still in flight
+-- (see PostgresJournal.seal_mark).
+SELECT nextval('journal_seq') FROM generate_series(1, $1) WHERE pg_current_xact_id() IS NOT NULL
 
 -- name: write
 -- A whole flush in one statement (one round trip): the new events, the changed tasks, then
