@@ -45,9 +45,9 @@ from actorq.errors import (
 )
 from actorq.http import auth, cors
 from actorq.http.dead_letters import routes as dead_letter_routes
+from actorq.http.journal import routes as journal_routes
 from actorq.http.keys import KEYRING, RUNTIME, SHUTDOWN, TICKETS
 from actorq.http.nodes import routes as node_routes
-from actorq.http.journal import routes as journal_routes
 from actorq.http.queues import routes as queue_routes
 from actorq.http.rate_limit import RateLimiter, middleware
 from actorq.http.schedules import routes as schedule_routes

@@ -461,7 +461,6 @@ class Journal(Protocol):
     async def revoke_token(self, name: str, at: float) -> Token:
         """Revoke token ``name`` (again: nothing changes); ``TokenNotFound`` if none."""
 
-
     # -- seals and archives (actorq.journal.seals, actorq.journal.archive) ------------------
 
     async def seal_mark(self) -> SealMark:
