@@ -138,6 +138,7 @@ class Runtime:
         # this node hears of (its own, another node's notice, another process's commit).
         self._queue_retry: dict[str, RetryPolicy] | None = None
         self._queue_changes = 0
+        self._queue_retry_read: dict[str, RetryPolicy] = {}  # the last read, kept or not
         self.metrics_view = Metrics()  # the node's Prometheus registry, kept across restarts
         self._root = self._build_tree()
         self.system = ActorSystem(self._root, name=f"actorq:{config.node}")
@@ -477,7 +478,14 @@ class Runtime:
         policies = self._queue_retry
         if policies is None:
             changes = self._queue_changes
-            policies = queue_policies(await self.journal.queue_settings())
+            try:
+                policies = queue_policies(await self.journal.queue_settings())
+            except ActorqError as exc:
+                # The database is away: the last policies read will do, for the submission
+                # goes through the writer, which tells the outage (and reports it).
+                log.info("queue retry policies unreadable, taking the last known: %s", exc)
+                return RetryDefaults(node=self.config.retry_policy, queues=self._queue_retry_read)
+            self._queue_retry_read = policies
             if changes == self._queue_changes:  # no change was heard while reading
                 self._queue_retry = policies
         return RetryDefaults(node=self.config.retry_policy, queues=policies)
