@@ -286,3 +286,29 @@ async def test_a_cancelled_error_escaping_receive_is_a_crash_not_a_stop() -> Non
     await log.wait_for("start", count=2)  # restarted: a transient child is, after a crash
     assert await root.child("c").ask("still here", timeout=1) == "still here"
     await system.stop()
+
+
+async def test_a_job_refused_by_a_closed_scheduler_leaves_no_unawaited_coroutine() -> None:
+    """A child restarting while the system stops: its cell's coroutine is closed, not left to
+    warn 'never awaited' (which the test suite turns into a failure elsewhere)."""
+    import gc
+    import warnings
+
+    import aiojobs
+
+    from actorq.actors.core import _spawn
+
+    scheduler = aiojobs.Scheduler()
+    await scheduler.close()
+    ran: list[bool] = []
+
+    async def body() -> None:
+        ran.append(True)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(RuntimeError):
+            await _spawn(scheduler, body())
+        gc.collect()
+    assert ran == []
+    assert not [w for w in caught if "never awaited" in str(w.message)]

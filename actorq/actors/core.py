@@ -10,7 +10,7 @@ import contextlib
 import enum
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, ClassVar
 
 import aiojobs
@@ -260,7 +260,7 @@ class Supervisor(Actor):
         ref = self._refs[name]
         cell = _Cell(spec, ref, self._child_exited)
         self._cells[name] = cell
-        cell.job = await self._scheduler.spawn(cell.run())
+        cell.job = await _spawn(self._scheduler, cell.run())
         await cell.started.wait()  # children start in order: each on_start done before the next
 
     async def _stop_child(self, name: str, *, final: bool) -> None:
@@ -367,7 +367,7 @@ class ActorSystem:
         self._scheduler = aiojobs.Scheduler(limit=None, pending_limit=0)
         spec = ChildSpec(self.name, lambda: self.root, Restart.TEMPORARY)
         self._cell = _Cell(spec, self._root_ref, self._root_exited)
-        await self._scheduler.spawn(self._cell.run())
+        await _spawn(self._scheduler, self._cell.run())
         await self._cell.started.wait()
         if self._failed is not None:
             raise ActorError(f"{self.name} failed to start: {self._failed!r}")
@@ -397,3 +397,15 @@ class ActorSystem:
 
     async def wait(self) -> None:
         await self._done.wait()
+
+
+async def _spawn(
+    scheduler: aiojobs.Scheduler, coro: Coroutine[Any, Any, None]
+) -> aiojobs.Job[None]:
+    """Run ``coro`` as a job of ``scheduler``. A scheduler closed meanwhile (a restart racing
+    the system's stop) refuses it: the coroutine is closed then, never left unawaited."""
+    try:
+        return await scheduler.spawn(coro)
+    except BaseException:
+        coro.close()
+        raise
