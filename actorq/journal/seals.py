@@ -34,6 +34,8 @@ from typing import Any, TypeVar
 
 import attrs
 
+from actorq.journal.rows import EVENT_COLUMNS
+
 T = TypeVar("T")
 
 SCHEME = b"actorq-seal-1\n"
@@ -203,3 +205,33 @@ async def paged(
         if len(page) < size:
             return
         after = key(page[-1])
+
+
+# -- the reads both journals share, over their own SQL -------------------------------------
+
+Query = Callable[..., Awaitable[Sequence[Sequence[Any]]]]
+"""A journal's read: SQL text and its arguments, to the rows found."""
+
+
+async def read_head(query: Query, sql: dict[str, str]) -> Seal | None:
+    rows = await query(sql["seal_head"])
+    return seal_from_row(rows[0]) if rows else None
+
+
+def read_seals(query: Query, sql: dict[str, str], after_last_seq: int) -> AsyncIterator[Seal]:
+    async def page(after: int, size: int) -> list[Seal]:
+        return [seal_from_row(r) for r in await query(sql["seals_after"], after, size)]
+
+    return paged(page, lambda s: s.last_seq, after_last_seq, SEAL_PAGE)
+
+
+def read_rows(
+    query: Query, sql: dict[str, str], after_seq: int, upto: int | None
+) -> AsyncIterator[tuple[Any, ...]]:
+    top = (1 << 63) - 1 if upto is None else upto
+    seq_at = EVENT_COLUMNS.index("seq")
+
+    async def page(after: int, size: int) -> list[tuple[Any, ...]]:
+        return [tuple(r) for r in await query(sql["rows_after"], after, top, size)]
+
+    return paged(page, lambda r: int(r[seq_at]), after_seq, ROW_PAGE)

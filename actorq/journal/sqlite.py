@@ -60,13 +60,13 @@ from actorq.journal.rows import (
     update_row,
 )
 from actorq.journal.seals import (
-    ROW_PAGE,
     SEAL_COLUMNS,
-    SEAL_PAGE,
     MakeSeal,
     Seal,
     SealMark,
-    paged,
+    read_head,
+    read_rows,
+    read_seals,
     seal_from_row,
     seal_to_row,
 )
@@ -741,22 +741,13 @@ class SqliteJournal:
             return await _guard(self._on_writer(lambda: self._in_transaction(body)))
 
     async def seal_head(self) -> Seal | None:
-        rows = await self._rows(_S["seal_head"])
-        return seal_from_row(rows[0]) if rows else None
+        return await read_head(self._rows, _S)
 
     def seal_list(self, after_last_seq: int = 0) -> AsyncIterator[Seal]:
-        async def page(after: int, size: int) -> list[Seal]:
-            return [seal_from_row(r) for r in await self._rows(_S["seals_after"], after, size)]
-
-        return paged(page, lambda s: s.last_seq, after_last_seq, SEAL_PAGE)
+        return read_seals(self._rows, _S, after_last_seq)
 
     def journal_rows(self, after_seq: int = 0, upto: int | None = None) -> AsyncIterator[Any]:
-        top = (1 << 63) - 1 if upto is None else upto
-
-        async def page(after: int, size: int) -> list[Any]:
-            return await self._rows(_S["rows_after"], after, top, size)
-
-        return paged(page, lambda r: int(r[_SEQ_AT]), after_seq, ROW_PAGE)
+        return read_rows(self._rows, _S, after_seq, upto)
 
     async def archived_through(self) -> int:
         return int(await self._scalar(_S["archived_through"]) or 0)
