@@ -24,6 +24,7 @@ from procs import Server
 from actorq.http.app import make_app
 from actorq.journal import journal_from_url
 from actorq.journal.base import Journal
+from actorq.journal.postgres import split_url
 from actorq.runtime import Runtime
 
 T = TypeVar("T")
@@ -77,6 +78,15 @@ def postgres_url() -> Iterator[str]:
         pytest.skip(reason)
     yield with_schema(PG_DSN, schema)
     run_aside(_pg_execute(f'DROP SCHEMA "{schema}" CASCADE'))
+
+
+@pytest.fixture
+async def db(postgres_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A plain connection to the test's PostgreSQL schema, to look past the journal."""
+    dsn, schema = split_url(postgres_url)
+    conn = await asyncpg.connect(dsn, server_settings={"search_path": str(schema)})
+    yield conn
+    await conn.close()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,19 +17,9 @@ import asyncpg
 import pytest
 from procs import Server, api, until
 
-from actorq.journal.postgres import split_url
-
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 LEASE = 3.0  # seconds: a heartbeat a second, a silent node gone after 3
-
-
-@pytest.fixture
-async def db(postgres_url: str) -> AsyncIterator[asyncpg.Connection]:
-    dsn, schema = split_url(postgres_url)
-    conn = await asyncpg.connect(dsn, server_settings={"search_path": str(schema)})
-    yield conn
-    await conn.close()
 
 
 @pytest.fixture

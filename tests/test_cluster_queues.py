@@ -5,7 +5,6 @@ limit holds for the cluster, and a pause stops every node (the figures print wit
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -13,17 +12,7 @@ import asyncpg
 import pytest
 from procs import Server, api, until
 
-from actorq.journal.postgres import split_url
-
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
-
-
-@pytest.fixture
-async def db(postgres_url: str) -> AsyncIterator[asyncpg.Connection]:
-    dsn, schema = split_url(postgres_url)
-    conn = await asyncpg.connect(dsn, server_settings={"search_path": str(schema)})
-    yield conn
-    await conn.close()
 
 
 @pytest.fixture
