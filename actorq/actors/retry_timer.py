@@ -13,9 +13,9 @@ from collections.abc import Callable
 
 import attrs
 
-from actorq.actors.core import Actor, ActorRef
+from actorq.actors.core import ActorRef
 from actorq.actors.journal_writer import Committed, write
-from actorq.actors.ticker import Alarm, Ticker
+from actorq.actors.ticker import DueWork
 from actorq.errors import ActorqError
 from actorq.journal.base import Journal, PromoteDue
 from actorq.model import TaskState
@@ -33,7 +33,7 @@ class Refresh:
     pass
 
 
-class RetryTimer(Actor):
+class RetryTimer(DueWork):
     def __init__(
         self,
         journal: Journal,
@@ -43,26 +43,8 @@ class RetryTimer(Actor):
         refresh_seconds: float,
         write_timeout: float,
     ) -> None:
-        self._journal = journal
-        self._write_timeout = write_timeout
-        self._writer = writer
-        self._node = node
-        self._clock = clock
-        self._refresh = refresh_seconds
-        self._alarm: Alarm | None = None
-        self._ticker: Ticker | None = None
-
-    async def on_start(self) -> None:
-        self._alarm = Alarm(self.ref, Fire(), self._clock)
-        self._ticker = Ticker(self.ref, Refresh(), self._refresh)
-        self._ticker.start()
-        await self._rearm()
-
-    async def on_stop(self) -> None:
-        if self._ticker is not None:
-            await self._ticker.stop()
-        if self._alarm is not None:
-            self._alarm.cancel()
+        super().__init__(journal, writer, node, clock, refresh_seconds, write_timeout,
+                         fire=Fire(), refresh=Refresh())  # fmt: skip
 
     async def receive(self, message: object) -> object:
         match message:
@@ -71,8 +53,7 @@ class RetryTimer(Actor):
                 if due:
                     self._arm(min(due))
             case Fire():
-                assert self._alarm is not None
-                self._alarm.rang()
+                self._rang()
                 await self._promote()
             case Refresh():
                 await self._rearm()
@@ -96,7 +77,3 @@ class RetryTimer(Actor):
             return
         if due is not None:
             self._arm(due)
-
-    def _arm(self, at: float) -> None:
-        assert self._alarm is not None
-        self._alarm.set(at)

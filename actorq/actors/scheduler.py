@@ -15,9 +15,9 @@ from collections.abc import Callable
 
 import attrs
 
-from actorq.actors.core import Actor, ActorError, ActorRef
+from actorq.actors.core import ActorError, ActorRef
 from actorq.actors.journal_writer import write
-from actorq.actors.ticker import Alarm, Ticker
+from actorq.actors.ticker import DueWork
 from actorq.errors import ActorqError
 from actorq.journal.base import FireSchedules, Journal
 
@@ -41,7 +41,7 @@ class Rearm:
     """Read the next tick again (a schedule was saved here, or the refresh came round)."""
 
 
-class Scheduler(Actor):
+class Scheduler(DueWork):
     def __init__(
         self,
         journal: Journal,
@@ -52,33 +52,14 @@ class Scheduler(Actor):
         write_timeout: float,
         limit: int = 100,
     ) -> None:
-        self._journal = journal
-        self._writer = writer
-        self._node = node
-        self._clock = clock
-        self._refresh = refresh_seconds
-        self._write_timeout = write_timeout
+        super().__init__(journal, writer, node, clock, refresh_seconds, write_timeout,
+                         fire=Fire(), refresh=Rearm(), late=_LATE)  # fmt: skip
         self._limit = limit
-        self._alarm: Alarm | None = None
-        self._ticker: Ticker | None = None
-
-    async def on_start(self) -> None:
-        self._alarm = Alarm(self.ref, Fire(), self._clock, late=_LATE)
-        self._ticker = Ticker(self.ref, Rearm(), self._refresh)
-        self._ticker.start()
-        await self._rearm()
-
-    async def on_stop(self) -> None:
-        if self._ticker is not None:
-            await self._ticker.stop()
-        if self._alarm is not None:
-            self._alarm.cancel()
 
     async def receive(self, message: object) -> object:
         match message:
             case Fire():
-                assert self._alarm is not None
-                self._alarm.rang()
+                self._rang()
                 await self._fire()
             case Rearm():
                 await self._rearm()
@@ -107,7 +88,3 @@ class Scheduler(Actor):
             return
         if due is not None:
             self._arm(due if not_before is None else max(due, not_before))
-
-    def _arm(self, at: float) -> None:
-        assert self._alarm is not None
-        self._alarm.set(at)

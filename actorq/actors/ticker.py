@@ -10,8 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from actorq.actors.core import ActorRef, ActorStopped, MailboxFull
+if TYPE_CHECKING:
+    from actorq.journal.base import Journal
+
+from actorq.actors.core import Actor, ActorRef, ActorStopped, MailboxFull
 
 
 class Ticker:
@@ -84,3 +88,58 @@ class Alarm:
             self._ref.tell_nowait(self._message)
         except (MailboxFull, ActorStopped):
             self._due = None
+
+
+class DueWork(Actor):
+    """An actor with work that comes due (RetryTimer, Scheduler): an ``Alarm`` sends it
+    ``fire`` at the earliest due time it knows, and a ``Ticker`` sends ``refresh`` every
+    ``refresh_seconds`` (another process may add due work unseen). A subclass reads the next
+    due time in ``_rearm`` and handles both messages; on ``fire`` it calls ``_rang`` first."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        writer: ActorRef,
+        node: str,
+        clock: Callable[[], float],
+        refresh_seconds: float,
+        write_timeout: float,
+        *,
+        fire: object,
+        refresh: object,
+        late: float = 0.0,
+    ) -> None:
+        self._journal = journal
+        self._writer = writer
+        self._node = node
+        self._clock = clock
+        self._refresh = refresh_seconds
+        self._write_timeout = write_timeout
+        self._fire_message = fire
+        self._refresh_message = refresh
+        self._late = late
+        self._alarm: Alarm | None = None
+        self._ticker: Ticker | None = None
+
+    async def on_start(self) -> None:
+        self._alarm = Alarm(self.ref, self._fire_message, self._clock, late=self._late)
+        self._ticker = Ticker(self.ref, self._refresh_message, self._refresh)
+        self._ticker.start()
+        await self._rearm()
+
+    async def on_stop(self) -> None:
+        if self._ticker is not None:
+            await self._ticker.stop()
+        if self._alarm is not None:
+            self._alarm.cancel()
+
+    async def _rearm(self) -> None:
+        raise NotImplementedError
+
+    def _arm(self, at: float) -> None:
+        assert self._alarm is not None
+        self._alarm.set(at)
+
+    def _rang(self) -> None:
+        assert self._alarm is not None
+        self._alarm.rang()
