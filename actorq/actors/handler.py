@@ -28,6 +28,9 @@ from actorq.tasks import Registry, TaskContext
 
 _MAX_TRACEBACK = 4000
 _MAX_REASON = 4000
+# A result is journaled, so NaN and infinities are refused. One encoder for every call:
+# ``json.dumps`` with a non-default option builds a new one each time.
+_STRICT_JSON = json.JSONEncoder(allow_nan=False)
 
 
 @attrs.frozen
@@ -90,7 +93,7 @@ async def call(
         ctx = TaskContext(task, node, report)
         async with asyncio.timeout(task.timeout):
             result = await task_type.call(task.payload, ctx)
-        text = json.dumps(result, allow_nan=False)  # journaled: refuse what JSON cannot carry
+        text = _STRICT_JSON.encode(result)  # journaled: refuse what JSON cannot carry
         size = len(text) if len(text) * 4 <= (max_result_bytes or 0) else len(text.encode())
         if max_result_bytes is not None and size > max_result_bytes:
             error = (f"result too large: its JSON is {size} bytes, more than "
@@ -116,23 +119,26 @@ def outcome_event(
     worker: str,
     policy: RetryPolicy,
     rng: random.Random,
+    started_at: float | None = None,
 ) -> Event | None:
     """The journal event for how a run ended; None for a cancelled one (the cancellation
-    itself was journaled)."""
+    itself was journaled). With ``started_at``, the run's start was not written: the event
+    carries it (``lifecycle.carries_start``)."""
+    start = {} if started_at is None else {"started_at": started_at}
     match outcome:
         case Succeeded(result):
-            return Event(EventKind.SUCCEEDED, task.id, at, node, {"result": result}, worker)
+            data = {"result": result, **start}
+            return Event(EventKind.SUCCEEDED, task.id, at, node, data, worker)
         case Failed(error, tb, timed_out, permanent):
             event = lifecycle.decide_failure(
                 task, error=error, timed_out=timed_out, at=at, node=node, policy=policy,
                 rng=rng, permanent=permanent,
             )  # fmt: skip
-            if tb:
-                event = attrs.evolve(event, data={**event.data, "traceback": tb})
-            return attrs.evolve(event, worker=worker)
+            extra = {"traceback": tb} if tb else {}
+            return attrs.evolve(event, data={**event.data, **extra, **start}, worker=worker)
         case Steered(how):
             event = steered_event(how, task, outcome.reason, at=at, node=node)
-            return attrs.evolve(event, worker=worker)
+            return attrs.evolve(event, data={**event.data, **start}, worker=worker)
     return None
 
 

@@ -193,18 +193,17 @@ class StatsAggregator(Actor):
 
     def _committed(self, changes: Sequence[Change]) -> None:
         """This node's own commits: its metrics, and on its own journal everything else."""
+        own = not self._shared  # else the feed's follower brings them with the other nodes'
         for change in changes:
-            self._observe(change)
-        if self._shared:
-            return  # the feed's follower brings them with the other nodes' events
-        for change in changes:
-            self._fold(change.event, change.after)
-            if lifecycle.removes(change.event):
-                self._count(change.after.queue, change.before, None)
-            else:
-                self._count(change.after.queue, change.before, change.after.state)
+            e, after = change.event, change.after
+            removed = lifecycle.removes(e)
+            pickup = _pickup(e, after)
+            self._observe(change, removed, pickup)
+            if own:
+                self._fold(e, pickup)
+                self._count(after.queue, change.before, None if removed else after.state)
 
-    def _observe(self, change: Change) -> None:
+    def _observe(self, change: Change, removed: bool, pickup: float | None) -> None:
         """This node's Prometheus metrics, from one of its own commits."""
         e, after = change.event, change.after
         counter = self._kind_counters.get(e.kind)
@@ -213,20 +212,19 @@ class StatsAggregator(Actor):
         counter.inc()
         if e.kind is EventKind.SUBMITTED and "tick" in after.metadata:  # a schedule's task
             self.metrics.firings.labels(str(after.metadata.get("schedule"))).inc()
-        if lifecycle.removes(e):
+        if removed:
             self.metrics.removed.labels(_REMOVED[e.kind]).inc()
-        pickup = _pickup(e, after)
         if pickup is not None:
             self.metrics.pickup.observe(max(0.0, pickup))
-        ends = change.before is TaskState.RUNNING or lifecycle.carries_start(e)
-        if ends and after.state is not TaskState.RUNNING and after.started_at is not None:
+        if after.state is TaskState.RUNNING or after.started_at is None:
+            return
+        if change.before is TaskState.RUNNING or lifecycle.carries_start(e):  # a run ended
             self.metrics.runtime.observe(max(0.0, e.at - after.started_at))
 
-    def _fold(self, e: Event, after: Task | None) -> None:
-        """The statistics of ``/stats``, from an event; ``after`` is its task if known."""
+    def _fold(self, e: Event, pickup: float | None) -> None:
+        """The statistics of ``/stats``, from an event and its pickup time (``_pickup``)."""
         self._last_seq = max(self._last_seq, e.seq)
         self._kinds[e.kind] += 1
-        pickup = None if after is None else _pickup(e, after)
         if pickup is not None and pickup >= 0:  # else rescheduled since: no longer known
             self._pickups.append(pickup)
         if e.kind in _FINAL:
@@ -239,7 +237,7 @@ class StatsAggregator(Actor):
             if is_control(e.task_id):
                 continue  # a queue's or a schedule's event: no task counts move
             task = tasks.get(e.task_id)
-            self._fold(e, task)
+            self._fold(e, None if task is None else _pickup(e, task))
             queue = None
             if task is not None:
                 queue = task.queue

@@ -90,7 +90,8 @@ class _Run:
     it, if it did."""
 
     start: Append | None = None
-    timer: asyncio.TimerHandle | None = None
+    began: float = 0.0  # loop time its handler started
+    timer: asyncio.TimerHandle | None = None  # a retry of a start the writer had no room for
     refused: str | None = None
     progress: ProgressWriter | None = None
 
@@ -144,6 +145,9 @@ class Worker(Actor):
         self._moved: collections.OrderedDict[str, ActorRef] = collections.OrderedDict()
         self._done_later: list[TaskDone] = []
         self._run: _Run | None = None  # the handler run of ``_task``, once it began
+        # One timer a worker, not one a run: it looks at whichever run is current when it
+        # fires (most runs end well within START_WINDOW, and a timer each costs the loop).
+        self._start_due: asyncio.TimerHandle | None = None
         self._ceiling = Ceiling()  # the best ready task, as the dispatcher last told it
         self._paused: frozenset[str] = frozenset()  # as the dispatcher last told it
 
@@ -229,10 +233,25 @@ class Worker(Actor):
         data = {"lease_expires_at": now + d.lease_seconds}
         event = Event(EventKind.STARTED, held.id, now, d.node, data, self.worker_id)
         task = self._task = lifecycle.apply(held, event)  # its attempt and worker fence the outcome
-        run = self._run = _Run(Append(event, held.worker, held.attempt))
-        job = self._job = asyncio.create_task(self._execute(task, run), name=f"task:{task.id}")
-        run.timer = asyncio.get_running_loop().call_later(START_WINDOW, self._write_start, run, job)
+        loop = asyncio.get_running_loop()
+        run = self._run = _Run(Append(event, held.worker, held.attempt), loop.time())
+        self._job = asyncio.create_task(self._execute(task, run), name=f"task:{task.id}")
+        if self._start_due is None:
+            self._start_due = loop.call_later(START_WINDOW, self._check_start)
         await self._report_done()
+
+    def _check_start(self) -> None:
+        """The start timer: journal the current run's start once it has run START_WINDOW."""
+        self._start_due = None
+        run, job = self._run, self._job
+        if run is None or job is None or run.start is None:
+            return
+        loop = asyncio.get_running_loop()
+        left = run.began + START_WINDOW - loop.time()
+        if left > 0:  # a run that began after the timer was set
+            self._start_due = loop.call_later(left, self._check_start)
+            return
+        self._write_start(run, job)
 
     def _write_start(self, run: _Run, job: asyncio.Task[None]) -> None:
         """The handler runs on: journal its start now (a loop callback of this worker's)."""
@@ -376,11 +395,12 @@ class Worker(Actor):
             return
         d = self._d
         policy = task.retry or self._fallback_retry(task)
-        event = outcome_event(task, outcome, d.clock(), d.node, self.worker_id, policy, d.rng)
+        # Its start not written yet: the outcome carries it (one event for both), fenced as
+        # the start is.
+        started_at = None if start is None else start.event.at
+        event = outcome_event(task, outcome, d.clock(), d.node, self.worker_id, policy, d.rng,
+                              started_at)  # fmt: skip
         if event is not None and start is not None:
-            # Its start was not written yet: the outcome carries it (one event for both),
-            # fenced as the start is.
-            event = attrs.evolve(event, data={**event.data, "started_at": start.event.at})
             await self._d.writer.tell(Write(Append(event, start.worker, start.attempt)))
         elif event is not None:
             # Fenced by the start (its worker and attempt).

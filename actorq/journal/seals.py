@@ -84,15 +84,29 @@ def seal_from_row(r: Sequence[Any]) -> Seal:
                 r[8], bytes(r[9]))  # fmt: skip
 
 
+_DOUBLE = struct.Struct(">d")
+
+
 def encode_value(value: Any) -> bytes:
+    # Exact types first, most common first (sealing encodes every journal value); then the
+    # general rules: bool is refused rather than taken for an int.
+    kind = type(value)
+    if kind is str:
+        raw: bytes = value.encode("utf-8", "surrogatepass")
+        return b"S" + len(raw).to_bytes(4, "big") + raw
+    if kind is int:
+        whole: int = value
+        return b"I" + whole.to_bytes(8, "big", signed=True)
+    if kind is float:
+        return b"F" + _DOUBLE.pack(value)
     if value is None:
         return b"N"
-    if isinstance(value, bool):  # never in the journal; refused rather than taken for an int
+    if isinstance(value, bool):  # never in the journal
         raise TypeError("a journal value cannot be a boolean")
     if isinstance(value, int):
         return b"I" + value.to_bytes(8, "big", signed=True)
     if isinstance(value, float):
-        return b"F" + struct.pack(">d", value)
+        return b"F" + _DOUBLE.pack(value)
     if isinstance(value, str):
         raw = value.encode("utf-8", "surrogatepass")
         return b"S" + len(raw).to_bytes(4, "big") + raw
