@@ -12,9 +12,10 @@ A write to the log comes before its commit is visible (the commit waits for its 
 write starts a short series of checks, 1 ms apart and then further, until ``SETTLE``
 seconds pass with no new write. Checks run on the writer thread. The writer also checks as
 each of its own transactions begins (SQLite lets one connection write at a time, so that
-check sees every commit made before), so while this node writes, the watcher stops reading
-the log's writes, which are then its own, and looks again ``REST`` seconds after the writer
-went quiet. An idle node does nothing at all.
+check sees every commit made before), so while this node writes, the watcher takes the log's
+writes for its own and only looks again once the writer has been quiet for ``REST``
+seconds. It keeps reading the inotify descriptor all along (a read is cheaper than taking
+the descriptor out of the event loop and back). An idle node does nothing at all.
 
 Where inotify is missing (not Linux) the watcher does not start and the runtime's fallback
 poll covers cross-process work, as before.
@@ -25,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable
@@ -115,14 +117,20 @@ class ForeignCommits:
                 self._loop.call_soon_threadsafe(self._on_foreign)
 
     def _written(self) -> None:
-        with contextlib.suppress(OSError):
-            self._inotify.read(timeout=0)  # drain: one series of checks covers them all
+        self._drain()  # one series of checks covers every write read here
         now = self._written_at = time.monotonic()
-        if self._busy(now):  # these writes are the writer's own: rest
-            self._loop.remove_reader(self._inotify.fileno())
-            self._resting = self._loop.call_later(REST, self._wake)
+        if self._busy(now):  # these writes are the writer's own: look again once it rests
+            if self._resting is None:
+                self._resting = self._loop.call_later(REST, self._wake)
             return
         self._settle_soon()
+
+    def _drain(self) -> None:
+        """Read what the descriptor holds; what it says does not matter (one file)."""
+        fd = self._inotify.fileno()
+        with contextlib.suppress(OSError):  # BlockingIOError: nothing (more) to read
+            while len(os.read(fd, 4096)) == 4096:
+                pass
 
     def _busy(self, now: float) -> bool:
         return self._in_transaction or now - self._checked_at < REST
@@ -134,7 +142,6 @@ class ForeignCommits:
             return
         self._resting = None
         if self._inotify is not None:
-            self._loop.add_reader(self._inotify.fileno(), self._written)
             self._written_at = now  # writes may have come while resting: settle as if now
             self._settle_soon()
 
