@@ -70,6 +70,14 @@ def _auth_mode(_inst: object, _attribute: attrs.Attribute[Any], value: str) -> N
         raise InvalidInput(f"auth must be one of {', '.join(_AUTH_MODES)}, got {value!r}")
 
 
+_EVENT_LOOPS = ("uvloop", "asyncio")
+
+
+def _event_loop(_inst: object, _attribute: attrs.Attribute[Any], value: str) -> None:
+    if value not in _EVENT_LOOPS:
+        raise InvalidInput(f"event_loop must be uvloop or asyncio, got {value!r}")
+
+
 def _switch(_inst: object, attribute: attrs.Attribute[Any], value: str) -> None:
     if value.lower() not in _SWITCH:
         raise InvalidInput(f"{attribute.name} must be 1 or 0 (true, false), got {value!r}")
@@ -135,6 +143,9 @@ class Config:
     # written this often while events arrive.
     journal_key: str | None = attrs.field(default=None, repr=False)
     seal_seconds: float = attrs.field(default=1.0, validator=_positive)
+    # The event loop of ``serve`` and ``worker``: uvloop where it is installed (not on
+    # Windows; the standard loop then), or the standard library's asyncio loop.
+    event_loop: str = attrs.field(default="uvloop", validator=_event_loop)
 
     @property
     def retry_policy(self) -> RetryPolicy:

@@ -20,6 +20,7 @@ from typing import Any
 import attrs
 from prometheus_client import generate_latest
 
+import actorq.loop as event_loop
 import actorq.nodes as node_registry
 from actorq.actors.core import ActorError, ActorSystem, ChildSpec, Strategy, Supervisor
 from actorq.actors.dispatcher import (
@@ -341,8 +342,8 @@ class Runtime:
             raise
         self._started = True
         log.info(
-            "node %s started: %d workers on %s", self.config.node, self.config.concurrency,
-            redact_url(self.config.database_url),
+            "node %s started: %d workers on %s, %s event loop", self.config.node,
+            self.config.concurrency, redact_url(self.config.database_url), event_loop.running(),
         )  # fmt: skip
 
     async def stop(self) -> None:

@@ -35,6 +35,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+import actorq.loop as event_loop
 from actorq import App
 from actorq.http.app import make_app
 from actorq.journal import journal_from_url
@@ -280,6 +281,7 @@ async def one_run(args: argparse.Namespace, workdir: str) -> dict[str, Any]:
             "backend": url.split(":", 1)[0],
             "n": args.n,
             "concurrency": args.concurrency,
+            "event_loop": event_loop.running(),
         }
         result.update(await enqueue_phase(url, args.n))
         if args.nodes:
@@ -311,10 +313,13 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=0, help="drain with K worker processes")
     parser.add_argument("--database-url", help="default: a fresh SQLite file per run")
     parser.add_argument("--workdir", default=None, help="where SQLite files go (default: tmp)")
+    parser.add_argument("--event-loop", choices=("uvloop", "asyncio"), default="uvloop",
+                        help="the loop of this process (the nodes' default: uvloop)")  # fmt: skip
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.workdir) as workdir:
         for _ in range(args.runs):
-            print(json.dumps(asyncio.run(one_run(args, workdir))), flush=True)
+            result = event_loop.run(one_run(args, workdir), args.event_loop)
+            print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":

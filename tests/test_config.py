@@ -38,6 +38,7 @@ def test_flags_override_environment_which_overrides_app_settings() -> None:
         ({"ACTORQ_CONCURRENCY": "0"}, "concurrency must be positive"),
         ({"ACTORQ_LEASE_SECONDS": "-1"}, "lease_seconds must be positive"),
         ({"ACTORQ_PREFETCH": "-1"}, "prefetch must not be negative"),
+        ({"ACTORQ_EVENT_LOOP": "trio"}, "event_loop must be uvloop or asyncio"),
     ],
 )
 def test_bad_settings_are_clear_errors(env: dict[str, str], message: str) -> None:

@@ -190,6 +190,7 @@ async def test_executable_serves_the_queue_and_survives_sigkill_with_nothing_los
     assert set((await states(second.url, ids)).values()) == {"succeeded"}
     second.proc.send_signal(signal.SIGTERM)
     assert second.proc.wait(30) == 0, second.log.read_text()
+    assert "uvloop event loop" in second.log.read_text(), "the bundle carries uvloop"
 
     verified = run(box, bare_env, "journal", "verify")
     assert verified.returncode == 0, verified.stdout + verified.stderr

@@ -189,3 +189,24 @@ async def test_a_taken_port_is_a_clear_error_and_a_clean_exit(
     servers.append(second)
     assert second.proc.wait(20) == 1
     assert "cannot listen on 127.0.0.1" in second.log.read_text()
+
+
+@pytest.mark.parametrize("choice", [None, "asyncio"])
+async def test_a_node_runs_on_uvloop_unless_told_otherwise(
+    tmp_path: Path, servers: list[Server], monkeypatch: pytest.MonkeyPatch, choice: str | None
+) -> None:
+    if choice is not None:
+        monkeypatch.setenv("ACTORQ_EVENT_LOOP", choice)
+    server = Server(tmp_path / "loop.db", tmp_path)
+    servers.append(server)
+    await server.ready()
+    created = await api("POST", f"{server.url}/api/v1/tasks", {"type": "echo", "payload": 7})
+    url = f"{server.url}/api/v1/tasks/{created['id']}"
+
+    async def done() -> bool:
+        return (await api("GET", url))["state"] == "succeeded"
+
+    await until(done, 20)
+    assert (await api("GET", url))["result"] == 7
+    expected = choice or "uvloop"
+    assert f"{expected} event loop" in server.log.read_text()

@@ -45,6 +45,7 @@ from actorq.errors import ActorqError, InvalidInput, StorageError, UnknownTaskTy
 from actorq.journal import backend_of, is_memory_url, journal_from_url, probe, redact_url
 from actorq.journal.base import Journal
 from actorq.loader import load_app
+from actorq.loop import run as run_on_loop
 from actorq.retry import PolicyError, RetryDefaults, parse_spec, policy_json
 from actorq.submission import parse_time
 from actorq.tasks import Registry, parse_submission
@@ -393,7 +394,8 @@ def _dispatch(args: argparse.Namespace) -> int:
                     "every task is gone when it stops")  # fmt: skip
     match args.cmd:
         case "serve" | "worker":
-            return asyncio.run(_run_node(config, registry, http=args.cmd == "serve"))
+            return run_on_loop(_run_node(config, registry, http=args.cmd == "serve"),
+                            config.event_loop)  # fmt: skip
         case "submit":
             return _cmd_submit(args, config, registry)
         case "migrate":
