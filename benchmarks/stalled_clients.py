@@ -14,7 +14,10 @@ byte (plain sockets: they cost the machine nothing themselves). Measured each ti
   the wall clock on a loaded machine.
 
 The line gives both, and ``ratio`` = with readers / without (the target: within 1.10), and
-``cpu_ratio`` the same for CPU time.
+``cpu_ratio`` the same for CPU time. A third case, ``reading``, has the same number of readers
+that do read (in a process of their own): delivering the events costs the node that much in
+any case, and ``stalled_vs_reading`` (drain) and ``batch_stalled_vs_reading`` (the slowest
+batch) say what readers that stop reading add to it (1.0: nothing).
 """
 
 from __future__ import annotations
@@ -56,7 +59,30 @@ async def stalled_readers(port: int, n: int) -> list[socket.socket]:
     return socks
 
 
-async def one(url: str, clients: int, concurrency: int) -> dict[str, Any]:
+# Readers that do read, in a process of their own (so their reading costs this one nothing):
+# the same events reach them, and what that costs the node is the price of delivering them at
+# all. ``stalled`` measured against ``reading`` is what a reader that stops reading adds.
+_READERS = """
+import asyncio, sys
+REQUEST = (b"GET /api/v1/events HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\n"
+           b"Accept: text/event-stream\\r\\n\\r\\n")
+async def read(port):
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(REQUEST)
+    while await reader.read(65536):
+        pass
+async def main(port, n):
+    readers = [asyncio.ensure_future(read(port)) for _ in range(n)]
+    await asyncio.gather(*readers, return_exceptions=True)
+asyncio.run(main(int(sys.argv[1]), int(sys.argv[2])))
+"""
+
+
+async def reading_readers(port: int, n: int) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(sys.executable, "-c", _READERS, str(port), str(n))
+
+
+async def one(url: str, clients: int, concurrency: int, reading: bool = False) -> dict[str, Any]:
     app, _ = build_app(url, concurrency)
     async with app:
         runtime = await app.start()
@@ -65,7 +91,8 @@ async def one(url: str, clients: int, concurrency: int) -> dict[str, Any]:
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
         port = runner.addresses[0][1]
-        socks = await stalled_readers(port, clients)
+        socks = [] if reading else await stalled_readers(port, clients)
+        readers = await reading_readers(port, clients) if reading else None
         try:
             async with aiohttp.ClientSession() as session:
                 # Every reader subscribed before the clock starts.
@@ -98,6 +125,9 @@ async def one(url: str, clients: int, concurrency: int) -> dict[str, Any]:
         finally:
             for s in socks:
                 s.close()
+            if readers is not None:
+                readers.kill()
+                await readers.wait()
             await runner.cleanup()
     return {
         "drain_s": round(drain, 3),
@@ -118,10 +148,12 @@ async def main() -> None:
     with tempfile.TemporaryDirectory() as workdir:
         for _ in range(args.runs):
             out: dict[str, Any] = {"tasks": TOTAL, "clients": args.clients}
-            for label, clients in (("none", 0), ("stalled", args.clients)):
+            cases = (("none", 0, False), ("stalled", args.clients, False),
+                     ("reading", args.clients, True))  # fmt: skip
+            for label, clients, reading in cases:
                 url, drop = fresh_url(args.database_url, workdir)
                 try:
-                    out[label] = await one(url, clients, args.concurrency)
+                    out[label] = await one(url, clients, args.concurrency, reading)
                 finally:
                     await drop()
             out["ratio"] = round(out["stalled"]["drain_s"] / out["none"]["drain_s"], 3)
@@ -129,6 +161,10 @@ async def main() -> None:
             out["batch_ratio"] = round(
                 out["stalled"]["batch_submit_ms"] / max(out["none"]["batch_submit_ms"], 0.1), 3
             )
+            # What stopping to read adds over reading: 1.0 = nothing.
+            for key, field in (("stalled_vs_reading", "drain_s"),
+                               ("batch_stalled_vs_reading", "batch_submit_ms")):  # fmt: skip
+                out[key] = round(out["stalled"][field] / max(out["reading"][field], 0.001), 3)
             out["backend"] = url.split(":", 1)[0]
             out["python"] = platform.python_version()
             out["cpus"] = os.cpu_count()
