@@ -2,7 +2,7 @@
 PostgreSQL."""
 
 from actorq.app import App
-from actorq.client import Client, SyncClient, TaskFields
+from actorq.client import Client, TaskFields
 from actorq.config import Config
 from actorq.errors import (
     ActorqError,
@@ -25,6 +25,7 @@ from actorq.errors import (
 from actorq.model import Event, EventKind, Task, TaskState
 from actorq.retry import Backoff, RetryPolicy
 from actorq.steering import Cancel, Permanent, Snooze
+from actorq.sync_client import SyncClient
 from actorq.tasks import TaskContext
 from actorq.wire import LiveEvent, TaskTypeInfo
 
