@@ -29,7 +29,8 @@ max_concurrent_tasks=C)``, its cap on jobs in flight; huey's: C worker threads. 
 their default polling and wake-up settings.
 
 Prints one JSON line per system per run, with the keys of ``common_path.py``, then one line
-of ratios (actorq over its peer on the same backend) per run.
+of ratios (actorq over its peer on the same backend: above 1 is actorq ahead for a rate,
+behind for a pickup latency) per run, and with several runs a last line of each ratio's median.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import importlib.util
 import json
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import threading
@@ -315,6 +317,15 @@ def ratios(lines: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def median_ratios(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each ratio's median over the runs."""
+    out: dict[str, Any] = {"bench": "common_path_ratios_median", "runs": len(runs)}
+    for pair in (key for key in runs[0] if "/" in key):
+        values = [run[pair] for run in runs if pair in run]
+        out[pair] = {key: round(statistics.median(v[key] for v in values), 2) for key in values[0]}
+    return out
+
+
 def available(system: str) -> bool:
     module = {"huey": "huey", "pgqueuer": "pgqueuer"}.get(system)
     if module is None or importlib.util.find_spec(module) is not None:
@@ -341,13 +352,19 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         sys.exit(f"unknown systems {unknown}: choose among {', '.join(SYSTEMS)}")
     systems = [system for system in asked if available(system)]
+    every: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(dir=args.workdir) as workdir:
-        for _ in range(args.runs):
+        for run in range(args.runs):
             lines = {}
-            for system in systems:
+            # Every other run goes in reverse order: a machine whose load drifts during a run
+            # then favours no system over the runs.
+            for system in systems if run % 2 == 0 else systems[::-1]:
                 lines[system] = asyncio.run(one_system(system, args, workdir))
                 print(json.dumps(lines[system]), flush=True)
-            print(json.dumps(ratios(lines)), flush=True)
+            every.append(ratios(lines))
+            print(json.dumps(every[-1]), flush=True)
+    if len(every) > 1:
+        print(json.dumps(median_ratios(every)), flush=True)
 
 
 if __name__ == "__main__":
