@@ -128,13 +128,21 @@ async def pickup_phase(client: App, samples: int, gap: float) -> list[float]:
     return waits
 
 
-def start_worker(url: str, concurrency: int) -> subprocess.Popen[bytes]:
+def forget_settings() -> None:
+    """Drop ``ACTORQ_*`` variables and read no ``actorq.toml``, in this process and so in its
+    worker: they would override the benchmark's settings, the client's database URL too."""
+    for name in [name for name in os.environ if name.startswith("ACTORQ_")]:
+        del os.environ[name]
+    os.environ["ACTORQ_CONFIG"] = os.devnull
+
+
+def start_worker(url: str, concurrency: int, workdir: str) -> subprocess.Popen[bytes]:
     here = os.path.dirname(os.path.abspath(__file__))
     env = {**os.environ, "PYTHONPATH": here}
     argv = [sys.executable, "-m", "actorq", "worker", "--app", "common_path:app",
             "--database-url", url, "--concurrency", str(concurrency),
             "--node", "bench"]  # fmt: skip
-    return subprocess.Popen(argv, env=env, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(argv, env=env, cwd=workdir, stderr=subprocess.DEVNULL)
 
 
 async def durability(url: str) -> str:
@@ -161,7 +169,7 @@ async def one_run(args: argparse.Namespace, workdir: str) -> dict[str, Any]:
     try:
         async with make_app(database_url=url, node="bench-client") as client:
             result.update(await enqueue_phase(client, args.n, args.one_by_one, args.chunk))
-            worker = start_worker(url, args.concurrency)
+            worker = start_worker(url, args.concurrency, workdir)
             result["drain_per_s"] = await drain_rate(url, args.n)
             waits = await pickup_phase(client, args.pickup_samples, args.gap)
             result["pickup_ms"] = percentiles(waits)
@@ -203,6 +211,7 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main() -> None:
     args = arguments()
+    forget_settings()
     with tempfile.TemporaryDirectory(dir=args.workdir) as workdir:
         for _ in range(args.runs):
             print(json.dumps(asyncio.run(one_run(args, workdir))), flush=True)

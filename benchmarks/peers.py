@@ -346,6 +346,7 @@ def main(argv: list[str] | None = None) -> None:
     if not any(arg.startswith("--database-url") for arg in rest):
         rest = [*rest, "--database-url", PG_DEFAULT]
     args = common_path.arguments(rest)
+    common_path.forget_settings()
     args.pg_url = args.database_url
     asked = known.systems.split(",")
     unknown = sorted(set(asked) - set(SYSTEMS))
