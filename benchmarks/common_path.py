@@ -1,4 +1,4 @@
-"""The common path of issue 11, across processes, on durable settings. One JSON line per run.
+"""The common path across processes, on durable settings. One JSON line per run.
 
     python benchmarks/common_path.py [--database-url URL] [--n 20000] [--runs 3]
 
