@@ -182,14 +182,19 @@ async def one_run(args: argparse.Namespace, workdir: str) -> dict[str, Any]:
     for key, value in list(result.items()):
         if isinstance(value, float) and key.endswith("_per_s"):
             result[key] = round(value, 1)
-    result.update(
-        load=[round(x, 2) for x in os.getloadavg()],
-        git=git_rev(),
-        python=platform.python_version(),
-        cpus=os.cpu_count(),
-        at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    )
+    result.update(run_facts())
     return result
+
+
+def run_facts() -> dict[str, Any]:
+    """What each JSON line says about where and when it was measured."""
+    return {
+        "load": [round(x, 2) for x in os.getloadavg()],
+        "git": git_rev(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
 
 
 def arguments(argv: list[str] | None = None) -> argparse.Namespace:

@@ -39,8 +39,6 @@ import argparse
 import asyncio
 import importlib.util
 import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -295,13 +293,7 @@ async def one_system(system: str, args: argparse.Namespace, workdir: str) -> dic
         await drop()
     for key in RATIO_KEYS:
         result[key] = round(result[key], 1)
-    result.update(
-        load=[round(x, 2) for x in os.getloadavg()],
-        git=git_rev(),
-        python=platform.python_version(),
-        cpus=os.cpu_count(),
-        at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    )
+    result.update(common_path.run_facts())
     return result
 
 
