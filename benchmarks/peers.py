@@ -1,4 +1,4 @@
-"""Issue 11's common-path workload on actorq and on two peers, in one run, for ratios.
+"""The common-path workload on actorq and on two peers, in one run, for ratios.
 
     python benchmarks/peers.py [--database-url POSTGRESQL_URL] [--runs 2] [--systems ...]
 
