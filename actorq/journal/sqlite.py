@@ -9,7 +9,6 @@ everything in the batch.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import json
 import logging
 import sqlite3
@@ -71,6 +70,7 @@ from actorq.journal.seals import (
     seal_to_row,
 )
 from actorq.journal.sqlite_watch import ForeignCommits
+from actorq.journal.writer_thread import WriterThread
 from actorq.model import Event, Page, Schedule, Task, TaskFilter, TaskState
 from actorq.nodes import Node, Orders
 from actorq.queues import QueueActivity, QueueSettings
@@ -338,7 +338,7 @@ class SqliteJournal:
         )
         self._busy_ms = int(busy_timeout * 1000)
         self._writer: sqlite3.Connection | None = None
-        self._thread: concurrent.futures.ThreadPoolExecutor | None = None
+        self._thread: WriterThread | None = None
         self._reader: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
         self._durable = True  # the writer connection's synchronous mode: FULL or NORMAL
@@ -363,7 +363,7 @@ class SqliteJournal:
 
     async def open(self) -> None:
         try:
-            self._thread = concurrent.futures.ThreadPoolExecutor(1, "actorq-sqlite-writer")
+            self._thread = WriterThread("actorq-sqlite-writer")
             self._writer = await self._on_writer(self._open_writer)
             upgraded_from = await self._on_writer(self._migrate)
             self._reader = await aiosqlite.connect(
@@ -407,13 +407,13 @@ class SqliteJournal:
             await self._on_writer(self._writer.close)
             self._writer = None
         if self._thread is not None:
-            self._thread.shutdown(wait=True)
+            self._thread.close()
             self._thread = None
 
     async def _on_writer(self, fn: Callable[[], T]) -> T:
         if self._thread is None:
             raise StorageUnavailable("the journal is not open")
-        return await asyncio.get_running_loop().run_in_executor(self._thread, fn)
+        return await self._thread.call(fn)
 
     @property
     def _w(self) -> sqlite3.Connection:
