@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from pathlib import Path
 
 import pytest
 
+from actorq.journal.sqlite import SqliteJournal
 from actorq.journal.writer_thread import WriterThread
 
 
@@ -60,3 +62,11 @@ async def test_a_cancelled_caller_leaves_its_call_to_finish_and_later_calls_run(
         assert finished.is_set()
     finally:
         writer.close()
+
+
+async def test_closing_the_sqlite_journal_ends_its_writer_thread(tmp_path: Path) -> None:
+    journal = SqliteJournal(str(tmp_path / "actorq.db"))
+    await journal.open()
+    assert "actorq-sqlite-writer" in {t.name for t in threading.enumerate()}
+    await journal.close()
+    assert "actorq-sqlite-writer" not in {t.name for t in threading.enumerate()}
