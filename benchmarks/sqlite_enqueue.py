@@ -6,6 +6,8 @@
 Phases, each on a fresh file in a temporary directory (synchronous=FULL, as always):
   client_one    ``await app.enqueue`` one at a time from an App that runs no node
   journal_one   ``journal.run([Submit([task])])`` one at a time (the journal alone)
+  client64      64 concurrent callers of ``app.enqueue`` from an App that runs no node
+  journal64     64 concurrent callers of ``journal.run([Submit([task])])``
   node_one      ``await app.enqueue`` one at a time through a node (the JournalWriter)
   node64        64 concurrent callers through a node (group commit)
   client_bulk   ``app.enqueue_many`` of 1,000 from an App that runs no node
@@ -67,6 +69,37 @@ async def journal_one(url: str, n: int) -> float:
         await journal.close()
 
 
+async def client64(url: str, n: int) -> float:
+    async with make_app(url) as app:
+        await app.enqueue("noop")
+        sem = asyncio.Semaphore(64)
+
+        async def one() -> None:
+            async with sem:
+                await app.enqueue("noop")
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(one() for _ in range(n * 2)))
+        return n * 2 / (time.perf_counter() - t0)
+
+
+async def journal64(url: str, n: int) -> float:
+    journal = journal_from_url(url)
+    await journal.open()
+    sem = asyncio.Semaphore(64)
+
+    async def one() -> None:
+        async with sem:
+            await journal.run([Submit([NewTask("noop")], time.time(), "client:bench")])
+
+    try:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(one() for _ in range(n * 2)))
+        return n * 2 / (time.perf_counter() - t0)
+    finally:
+        await journal.close()
+
+
 async def _node(url: str, n: int, callers: int) -> float:
     async with make_app(url, concurrency=1, queues=("nothing",)) as app:
         await app.start()
@@ -121,6 +154,8 @@ async def journal_bulk(url: str, n: int) -> float:
 PHASES: dict[str, Callable[[str, int], Awaitable[float]]] = {
     "client_one": client_one,
     "journal_one": journal_one,
+    "client64": client64,
+    "journal64": journal64,
     "node_one": node_one,
     "node64": node64,
     "client_bulk": client_bulk,

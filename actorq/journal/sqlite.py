@@ -69,6 +69,7 @@ from actorq.journal.seals import (
     seal_from_row,
     seal_to_row,
 )
+from actorq.journal.shared_commits import SharedCommits
 from actorq.journal.sqlite_watch import ForeignCommits
 from actorq.journal.writer_thread import WriterThread
 from actorq.model import Event, Page, Schedule, Task, TaskFilter, TaskState
@@ -343,6 +344,7 @@ class SqliteJournal:
         self._write_lock = asyncio.Lock()
         self._durable = True  # the writer connection's synchronous mode: FULL or NORMAL
         self._watch: ForeignCommits | None = None
+        self._shared = SharedCommits(self._run_now)  # concurrent callers share a commit
 
     def _pragmas(self) -> list[str]:
         return [
@@ -397,6 +399,7 @@ class SqliteJournal:
             self._watch = watch
 
     async def close(self) -> None:
+        await self._shared.wait_closed()
         if self._watch is not None:
             await self._watch.stop()
             self._watch = None
@@ -471,6 +474,9 @@ class SqliteJournal:
 
     async def run(self, ops: Sequence[Op]) -> list[Outcome]:
         ops = [stamped(op) for op in ops]  # here, in the caller's context (see auth.ACTOR)
+        return await self._shared.run(ops)
+
+    async def _run_now(self, ops: list[Op]) -> list[Outcome]:
         return await self._transaction(lambda tx: drive(BatchRun(tx).run(ops)), needs_flush(ops))
 
     async def run_in(self, connection: Any, ops: Sequence[Op]) -> list[Outcome]:
