@@ -324,8 +324,9 @@ class SqliteJournal:
     """``Journal`` on a SQLite file.
 
     Writes run on one dedicated thread with its own connection: a whole batch (BEGIN, every
-    statement, COMMIT) is one hop to that thread, instead of one hop per statement. Reads go
-    through aiosqlite on a second connection, which WAL lets run beside the writer.
+    statement, COMMIT) is one hop to that thread, instead of one hop per statement; concurrent
+    ``run`` calls share one transaction (``shared_commits``). Reads go through aiosqlite on a
+    second connection, which WAL lets run beside the writer.
     """
 
     def __init__(self, path: str, *, busy_timeout: float = 10.0) -> None:
