@@ -57,6 +57,9 @@ class SharedCommits:
             async with self._turn:
                 if not call.done.done():  # no one took it along: run what waits, this first
                     batch, self._waiting = self._waiting, []
+                    if len(batch) == 1:  # alone: run here, no task to start
+                        await self._run_all(batch)
+                        return await call.done
                     # Its own task, shielded: this caller's cancellation must not leave the
                     # others it took along without their answer.
                     task = asyncio.ensure_future(self._run(batch))
