@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -106,3 +107,44 @@ async def test_a_caller_cancelled_before_its_turn_writes_nothing(
     assert (await journal.get(third.id)).state is TaskState.QUEUED
     with pytest.raises(TaskNotFound):
         await journal.get(second.id)
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    for _ in range(5000):
+        if condition():
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError("the condition never held")
+
+
+async def test_a_leader_cancelled_mid_commit_leaves_the_others_their_answers(
+    journal: SqliteJournal,
+) -> None:
+    # Gates on the writer thread hold transactions back at chosen points: the first call
+    # waits behind gate one; the batch of the two that waited for it, behind gate two.
+    gate_one, gate_two = threading.Event(), threading.Event()
+    held = [asyncio.ensure_future(journal._on_writer(lambda: gate_one.wait(10)))]
+    first, leader, other = NewTask("echo"), NewTask("echo"), NewTask("echo")
+    try:
+        running = asyncio.ensure_future(journal.run([submit(first)]))
+        await until(journal._shared._turn.locked)
+        lead = asyncio.ensure_future(journal.run([submit(leader)]))
+        follow = asyncio.ensure_future(journal.run([submit(other)]))
+        await until(lambda: len(journal._shared._waiting) == 2)
+        held.append(asyncio.ensure_future(journal._on_writer(lambda: gate_two.wait(10))))
+        await asyncio.sleep(0)  # gate two is queued behind the first call's transaction
+        gate_one.set()
+        await running
+        await until(lambda: bool(journal._shared._running))  # the leader runs the batch
+        lead.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await lead
+    finally:
+        gate_one.set()
+        gate_two.set()
+        await asyncio.gather(*held)
+    (outcome,) = await follow
+    assert outcome.unwrap()[0].id == other.id
+    # The batch was taken before the cancel: both committed, and the leader's task exists.
+    assert (await journal.get(other.id)).state is TaskState.QUEUED
+    assert (await journal.get(leader.id)).state is TaskState.QUEUED
