@@ -9,7 +9,6 @@ everything in the batch.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import json
 import logging
 import sqlite3
@@ -70,7 +69,9 @@ from actorq.journal.seals import (
     seal_from_row,
     seal_to_row,
 )
+from actorq.journal.shared_commits import SharedCommits
 from actorq.journal.sqlite_watch import ForeignCommits
+from actorq.journal.writer_thread import WriterThread
 from actorq.model import Event, Page, Schedule, Task, TaskFilter, TaskState
 from actorq.nodes import Node, Orders
 from actorq.queues import QueueActivity, QueueSettings
@@ -323,8 +324,9 @@ class SqliteJournal:
     """``Journal`` on a SQLite file.
 
     Writes run on one dedicated thread with its own connection: a whole batch (BEGIN, every
-    statement, COMMIT) is one hop to that thread, instead of one hop per statement. Reads go
-    through aiosqlite on a second connection, which WAL lets run beside the writer.
+    statement, COMMIT) is one hop to that thread, instead of one hop per statement; concurrent
+    ``run`` calls share one transaction (``shared_commits``). Reads go through aiosqlite on a
+    second connection, which WAL lets run beside the writer.
     """
 
     def __init__(self, path: str, *, busy_timeout: float = 10.0) -> None:
@@ -338,11 +340,12 @@ class SqliteJournal:
         )
         self._busy_ms = int(busy_timeout * 1000)
         self._writer: sqlite3.Connection | None = None
-        self._thread: concurrent.futures.ThreadPoolExecutor | None = None
+        self._thread: WriterThread | None = None
         self._reader: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
         self._durable = True  # the writer connection's synchronous mode: FULL or NORMAL
         self._watch: ForeignCommits | None = None
+        self._shared = SharedCommits(self._run_now)  # concurrent callers share a commit
 
     def _pragmas(self) -> list[str]:
         return [
@@ -363,7 +366,7 @@ class SqliteJournal:
 
     async def open(self) -> None:
         try:
-            self._thread = concurrent.futures.ThreadPoolExecutor(1, "actorq-sqlite-writer")
+            self._thread = WriterThread("actorq-sqlite-writer")
             self._writer = await self._on_writer(self._open_writer)
             upgraded_from = await self._on_writer(self._migrate)
             self._reader = await aiosqlite.connect(
@@ -397,6 +400,7 @@ class SqliteJournal:
             self._watch = watch
 
     async def close(self) -> None:
+        await self._shared.wait_closed()
         if self._watch is not None:
             await self._watch.stop()
             self._watch = None
@@ -407,13 +411,13 @@ class SqliteJournal:
             await self._on_writer(self._writer.close)
             self._writer = None
         if self._thread is not None:
-            self._thread.shutdown(wait=True)
+            self._thread.close()
             self._thread = None
 
     async def _on_writer(self, fn: Callable[[], T]) -> T:
         if self._thread is None:
             raise StorageUnavailable("the journal is not open")
-        return await asyncio.get_running_loop().run_in_executor(self._thread, fn)
+        return await self._thread.call(fn)
 
     @property
     def _w(self) -> sqlite3.Connection:
@@ -471,6 +475,9 @@ class SqliteJournal:
 
     async def run(self, ops: Sequence[Op]) -> list[Outcome]:
         ops = [stamped(op) for op in ops]  # here, in the caller's context (see auth.ACTOR)
+        return await self._shared.run(ops)
+
+    async def _run_now(self, ops: list[Op]) -> list[Outcome]:
         return await self._transaction(lambda tx: drive(BatchRun(tx).run(ops)), needs_flush(ops))
 
     async def run_in(self, connection: Any, ops: Sequence[Op]) -> list[Outcome]:
