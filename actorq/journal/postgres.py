@@ -36,6 +36,7 @@ from actorq.errors import (
 from actorq.journal.base import Head, Notice, Op, Outcome, Selection, Since, needs_flush
 from actorq.journal.batch import BatchRun, ScheduleRow, refold
 from actorq.journal.pg_listen import Listener
+from actorq.journal.pg_submit import submissions_only, submit_at_once
 from actorq.journal.pg_tail import read_tail
 from actorq.journal.rows import (
     EVENT_COLUMNS,
@@ -567,6 +568,10 @@ class PostgresJournal:
                     async with caller.transaction():  # a savepoint: theirs survives our errors
                         return await self._batch(caller, ops, borrowed=True)
                 async with self._acquire() as conn:
+                    if submissions_only(ops):
+                        done = await self._submit_at_once(conn, ops)
+                        if done is not None:
+                            return done
                     return await self._run_on(conn, ops)
             except _Unsent as unsent:
                 # A pooled connection the server dropped while it sat idle: nothing of this
@@ -588,6 +593,22 @@ class PostgresJournal:
                 raise _translate(exc) from exc
             log.debug("batch of %d operations lost a race with another node; again", len(ops))
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _submit_at_once(
+        self, conn: asyncpg.Connection, ops: Sequence[Op]
+    ) -> list[Outcome] | None:
+        """Submissions alone in one statement (see ``pg_submit``), or None for the general
+        path. A connection found closed before the statement is sent is ``_Unsent``: another
+        connection may run it. Once sent, a lost answer is as unknown as a lost COMMIT."""
+        if conn.is_closed():
+            _discard(conn)
+            raise _Unsent(StorageUnavailable("a pooled connection was closed"))
+        try:
+            return await submit_at_once(conn, _Q["submit"], ops, self.channel, self._origin)
+        except BaseException as exc:
+            if not isinstance(exc, Exception) or not _healthy_after(exc):
+                _discard(conn)  # cancelled mid-query or broken: its state is unknown
+            raise
 
     async def _run_on(self, conn: asyncpg.Connection, ops: Sequence[Op]) -> list[Outcome]:
         """One batch in its own transaction on a pooled connection."""
