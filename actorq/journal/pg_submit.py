@@ -1,7 +1,7 @@
 """Submissions on PostgreSQL in one round trip: the common case of a client's enqueue.
 
 A batch of nothing but submissions needs no lock and no read the database cannot do in the
-same statement: the ``submit`` query numbers the events, writes the journal and the
+same call: ``submit_tasks`` (migration 013) numbers the events, writes the journal and the
 projection and notifies the nodes, in one implicit transaction. It writes only when the
 general path (``BatchRun``) would decide the same without a lock (no queue of the batch has
 a max_depth, no live task holds one of its idempotency keys); otherwise it writes nothing
@@ -72,8 +72,7 @@ async def submit_at_once(
             c_data.append(dumps(data))
             c_actor.append(actor)
     notices = [dumps({"kind": "ready", "queue": q, "origin": origin}) for q in ready]
-    row = await conn.fetchrow(sql, *columns[:13], list(keys), *columns[13:], channel, notices)
-    seqs = row[0]
+    seqs = await conn.fetchval(sql, *columns, channel, notices)
     if seqs is None:
         return None
     outcomes = []

@@ -381,44 +381,10 @@ UPDATE tokens SET revoked_at = coalesce(revoked_at, $2) WHERE name = $1
 RETURNING name, scope, hash, created_at, created_by, revoked_at
 
 -- name: submit
--- Submissions alone, in one statement run outside an explicit transaction (one round trip;
--- it commits with the session's synchronous_commit, on: durable when answered). Events and
--- task rows take their seqs in the order given. The gate lets it write only when the general
--- path (BatchRun) would decide the same without a lock: none of the submitted queues has a
--- max_depth, and no live task holds one of the idempotency keys ($14). Otherwise nothing is
--- written, the first column is NULL, and the caller runs the general path. A key taken
--- between the gate and the insert fails on tasks_live_key, which the caller retries.
--- The xid comes before the first seq (the one-time filter, as in allocate): see seal_mark.
-WITH gate AS (
-    SELECT NOT EXISTS (
-        SELECT 1 FROM queues WHERE max_depth IS NOT NULL AND name = ANY($3::text[])
-    ) AND (cardinality($14::text[]) = 0 OR NOT EXISTS (
-        SELECT 1 FROM tasks WHERE idempotency_key = ANY($14::text[])
-        AND idempotency_key IS NOT NULL AND state IN ('scheduled', 'queued', 'claimed', 'running')
-    )) AS free
-), numbered AS MATERIALIZED (
-    SELECT n, nextval('journal_seq') AS seq
-    FROM generate_series(1::bigint, cardinality($1::text[])) AS n
-    WHERE pg_current_xact_id() IS NOT NULL AND (SELECT free FROM gate)
-), new_rows AS MATERIALIZED (
-    SELECT s.seq, r.* FROM unnest(
-        $1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::int[],
-        $8::float8[], $9::float8[], $10::float8[], $11::text[], $12::text[], $13::text[],
-        $15::text[], $16::text[], $17::text[]
-    ) WITH ORDINALITY AS r (id, type, queue, payload, priority, state, max_attempts,
-                            timeout, run_at, at, metadata, idempotency_key, retry,
-                            node, data, actor, n)
-    JOIN numbered AS s USING (n)
-), new_events AS (
-    INSERT INTO journal (seq, at, task_id, kind, node, worker, data, actor)
-    SELECT seq, at, id, 'submitted', node, NULL, data, actor FROM new_rows
-), new_tasks AS (
-    INSERT INTO tasks ({columns})
-    SELECT id, type, queue, payload, priority, state, 0, max_attempts, timeout, run_at, at,
-           at, seq, metadata, idempotency_key, 'null', NULL, NULL, NULL, NULL, NULL, retry,
-           NULL
-    FROM new_rows
-), notified AS (
-    SELECT pg_notify($18, m) FROM unnest($19::text[]) AS m WHERE (SELECT free FROM gate)
+-- Submissions alone (see migration 013): one round trip, run outside an explicit transaction,
+-- so it commits with the session's synchronous_commit (on): durable when answered.
+SELECT submit_tasks(
+    $1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::int[],
+    $8::float8[], $9::float8[], $10::float8[], $11::text[], $12::text[], $13::text[],
+    $14::text[], $15::text[], $16::text[], $17::text, $18::text[]
 )
-SELECT (SELECT array_agg(seq ORDER BY n) FROM numbered), (SELECT count(*) FROM notified)
