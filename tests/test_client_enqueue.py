@@ -1,0 +1,111 @@
+"""A client App (no node in its process): what it reads before it writes, and how long it
+trusts what it read; on PostgreSQL, a lone enqueue is one statement."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+import actorq
+import actorq.app
+from actorq.errors import QueueFull
+from actorq.journal import journal_from_url
+from actorq.journal.base import ConfigureQueue, Submit
+from actorq.model import NewTask, TaskState
+from actorq.queues import parse_patch
+from actorq.retry import policy_from_json
+
+FIXED = {"backoff": "fixed", "base": 7, "jitter": 0}
+
+
+def worker(database_url: str, *types: str) -> actorq.App:
+    app = actorq.App(database_url=database_url, concurrency=1, node=f"node-{'-'.join(types)}")
+    for name in types:
+
+        @app.task(name)
+        async def handler(payload: Any) -> None:
+            return None
+
+    return app
+
+
+async def test_a_type_a_new_node_serves_is_usable_at_once_and_an_unknown_one_refused(
+    database_url: str,
+) -> None:
+    first, second = worker(database_url, "a"), worker(database_url, "b")
+    async with first, second, actorq.App(database_url=database_url) as client:
+        await first.start()
+        await client.enqueue("a")  # the catalog is read now, and kept
+        await second.start()
+        task = await client.enqueue("b")  # unknown to what was kept: read again
+        assert task.type == "b"
+        with pytest.raises(actorq.UnknownTaskType):
+            await client.enqueue("nobody-serves-this")
+
+
+async def test_a_queues_new_policy_reaches_a_client_once_what_it_kept_is_stale(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(actorq.app, "CLIENT_CACHE_SECONDS", 3600.0)
+    node = worker(database_url, "a")
+    async with node, actorq.App(database_url=database_url) as client:
+        runtime = await node.start()
+        before = await client.enqueue("a", queue="slow")
+        change = ConfigureQueue("slow", parse_patch({"retry": FIXED}), time.time(), "test")
+        (outcome,) = await runtime.journal.run([change])
+        outcome.unwrap()
+        kept = await client.enqueue("a", queue="slow")
+        assert kept.retry == before.retry != policy_from_json(FIXED)  # still what it read
+        monkeypatch.setattr(actorq.app, "CLIENT_CACHE_SECONDS", 0.0)
+        fresh = await client.enqueue("a", queue="slow")
+        assert fresh.retry == policy_from_json(FIXED)
+
+
+async def test_a_lone_client_enqueue_is_one_statement_on_postgresql(postgres_url: str) -> None:
+    node = worker(postgres_url, "a")
+    async with node, actorq.App(database_url=postgres_url) as client:
+        await node.start()
+        await client.enqueue("a")  # opens the pool, reads the catalog and the policies
+        sent: list[str] = []
+        pool = client._journal._pool  # type: ignore[union-attr]
+        # Enqueues one after another take the connection released last (the pool is LIFO).
+        async with pool.acquire() as conn:
+            conn.add_query_logger(lambda record: sent.append(record.query))
+        tasks = [await client.enqueue("a", {"i": i}) for i in range(5)]
+        assert len(sent) == 5, sent
+        assert all("submit_tasks" in query for query in sent)
+        got = await node.runtime.journal.get_many([t.id for t in tasks])  # type: ignore[union-attr]
+        assert [got[t.id].seq for t in tasks] == sorted(t.seq for t in tasks)
+        assert all(got[t.id] == t for t in tasks)
+
+
+async def test_submissions_that_a_limit_or_a_key_concerns_take_the_general_path(
+    postgres_url: str,
+) -> None:
+    """The one-statement path writes nothing when a queue has a max_depth or a live task holds
+    a key: the general path then decides, and says why."""
+    journal = journal_from_url(postgres_url)
+    await journal.open()
+    try:
+        at = time.time()
+
+        async def submit(*tasks: NewTask) -> Any:
+            (outcome,) = await journal.run([Submit(tasks, at, "test")])
+            return outcome.unwrap()
+
+        (held,) = await submit(NewTask("job", idempotency_key="k"))
+        with pytest.raises(actorq.DuplicateTask) as raised:
+            await submit(NewTask("job", idempotency_key="k"), NewTask("job"))
+        assert raised.value.existing_id == held.id
+        change = ConfigureQueue("small", parse_patch({"max_depth": 1}), at, "test")
+        (outcome,) = await journal.run([change])
+        outcome.unwrap()
+        await submit(NewTask("job", queue="small"))
+        with pytest.raises(QueueFull):
+            await submit(NewTask("job", queue="small"))
+        counts = await journal.counts()
+        assert counts == {("default", TaskState.QUEUED): 1, ("small", TaskState.QUEUED): 1}
+    finally:
+        await journal.close()
