@@ -9,6 +9,7 @@ keeps what it read of the cluster (the live nodes' task types, the queues' retry
 submissions at most that long after the change, and a node that stopped serving a type is
 still trusted that much longer than its liveness allows anyway. A type it does not know
 sends it to the journal again at once, so a node's new type is usable as soon as it is live.
+Concurrent enqueues of a client share their commits (``journal.shared_commits``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from actorq.config import Config
 from actorq.errors import ActorqError, UnknownTaskType
 from actorq.journal import journal_from_url
 from actorq.journal.base import Journal, Submit
+from actorq.journal.shared_commits import SharedCommits
 from actorq.model import NewTask, Task, TaskState
 from actorq.nodes import Catalog, catalog_from_journal, names_in
 from actorq.queues import queue_policies
@@ -44,6 +46,7 @@ class App:
         self.registry = Registry()
         self.runtime: Runtime | None = None
         self._journal: Journal | None = None
+        self._commits: SharedCommits | None = None  # the client's writes, grouped
         self._config: Config | None = None  # the client's, loaded with its journal
         self._catalog: tuple[float, Catalog] | None = None  # (monotonic time read, catalog)
         self._retry: tuple[float, RetryDefaults] | None = None
@@ -120,6 +123,9 @@ class App:
         if runtime is not None:
             await runtime.stop()
         journal, self._journal = self._journal, None
+        commits, self._commits = self._commits, None
+        if commits is not None:
+            await commits.close()
         self._config = self._catalog = self._retry = None
         if journal is not None:
             await journal.close()
@@ -212,7 +218,9 @@ class App:
             (outcome,) = await journal.run_in(connection, [op])
             in_transaction: list[Task] = outcome.unwrap()
             return in_transaction
-        (outcome,) = await (await self._client_journal()).run([op])
+        await self._client_journal()
+        assert self._commits is not None
+        outcome = await self._commits.run(op)  # with other callers' waiting meanwhile
         created: list[Task] = outcome.unwrap()
         return created
 
@@ -233,4 +241,5 @@ class App:
             journal = journal_from_url(self._client_config().database_url)
             await journal.open()
             self._journal = journal
+            self._commits = SharedCommits(journal)
         return self._journal

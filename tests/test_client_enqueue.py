@@ -3,9 +3,11 @@ trusts what it read; on PostgreSQL, a lone enqueue is one statement."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
+import asyncpg
 import pytest
 
 import actorq
@@ -13,7 +15,7 @@ import actorq.app
 from actorq.errors import QueueFull
 from actorq.journal import journal_from_url
 from actorq.journal.base import ConfigureQueue, Submit
-from actorq.model import NewTask, TaskState
+from actorq.model import NewTask, Task, TaskState
 from actorq.queues import parse_patch
 from actorq.retry import policy_from_json
 
@@ -109,3 +111,38 @@ async def test_submissions_that_a_limit_or_a_key_concerns_take_the_general_path(
         assert counts == {("default", TaskState.QUEUED): 1, ("small", TaskState.QUEUED): 1}
     finally:
         await journal.close()
+
+
+async def test_concurrent_client_enqueues_share_commits_and_a_bad_one_fails_alone(
+    database_url: str,
+) -> None:
+    node = worker(database_url, "a")
+    async with node, actorq.App(database_url=database_url) as client:
+        await node.start()
+        await client.enqueue("a")
+
+        async def bad() -> None:
+            await client.submit([NewTask("a", priority=2**63)])  # no database stores it
+
+        calls = [client.enqueue("a", {"i": i}) for i in range(30)]
+        results = await asyncio.gather(*calls[:15], bad(), *calls[15:], return_exceptions=True)
+        assert isinstance(results[15], actorq.InvalidInput)
+        tasks = [r for r in results if isinstance(r, Task)]
+        assert len(tasks) == 30
+        got = await node.runtime.journal.get_many([t.id for t in tasks])  # type: ignore[union-attr]
+        assert sorted(got) == sorted(t.id for t in tasks)
+
+
+async def test_concurrent_client_enqueues_go_in_fewer_transactions_than_callers(
+    postgres_url: str, db: asyncpg.Connection
+) -> None:
+    node = worker(postgres_url, "a")
+    async with node, actorq.App(database_url=postgres_url) as client:
+        await node.start()
+        await client.enqueue("a")
+        tasks = await asyncio.gather(*(client.enqueue("a", {"i": i}) for i in range(40)))
+    xids = await db.fetchval(
+        "SELECT count(DISTINCT xid::text) FROM journal WHERE task_id = ANY($1::text[])",
+        [t.id for t in tasks],
+    )
+    assert 1 <= xids < 40
