@@ -12,6 +12,7 @@ import pytest
 
 import actorq
 import actorq.app
+import actorq.lifecycle as lifecycle
 from actorq.errors import QueueFull
 from actorq.journal import journal_from_url
 from actorq.journal.base import ConfigureQueue, Submit
@@ -146,3 +147,31 @@ async def test_concurrent_client_enqueues_go_in_fewer_transactions_than_callers(
         [t.id for t in tasks],
     )
     assert 1 <= xids < 40
+
+
+async def test_one_statement_submissions_store_what_they_answer_and_replay_to_it(
+    postgres_url: str,
+) -> None:
+    """Every column of the one-statement path, checked against the answer and a replay: a
+    task with all its fields, one scheduled later, one named by a token (its actor)."""
+    journal = journal_from_url(postgres_url)
+    await journal.open()
+    try:
+        at = time.time()
+        full = NewTask("job", {"é": [1, 2.5, None]}, queue="q", priority=-7, max_attempts=9,
+                       timeout=2.5, metadata={"m": "x"}, idempotency_key="key-1",
+                       retry=policy_from_json(FIXED))  # fmt: skip
+        later = NewTask("job", run_at=at + 3600)
+        ops = [Submit([full, later], at, "node-1"), Submit([NewTask("job")], at, "n", "tok")]
+        outcomes = await journal.run(ops)
+        answered = [t for o in outcomes for t in o.unwrap()]
+        assert [t.state for t in answered] == [TaskState.QUEUED, TaskState.SCHEDULED,
+                                               TaskState.QUEUED]  # fmt: skip
+        events = [e for t in answered for e in await journal.history(t.id)]
+        assert [e.actor for e in events] == ["node-1", "node-1", "tok"]
+        assert events == [c.event for o in outcomes for c in o.changes]
+        stored = await journal.get_many([t.id for t in answered])
+        assert [stored[t.id] for t in answered] == answered
+        assert lifecycle.fold(events) == {t.id: t for t in answered}
+    finally:
+        await journal.close()
