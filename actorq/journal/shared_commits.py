@@ -46,7 +46,7 @@ class SharedCommits:
     async def close(self) -> None:
         """Wait for the batches already handed over."""
         while self._task is not None:
-            await asyncio.shield(self._task)
+            await asyncio.wait([self._task])  # its callers hear of its errors, not this one
 
     def _next(self) -> None:
         if not self._waiting:
