@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from typing import Any
 
 import asyncpg
 import pytest
+from conftest import PG_DSN
 
 import actorq
 import actorq.app
@@ -177,3 +179,42 @@ async def test_one_statement_submissions_store_what_they_answer_and_replay_to_it
         assert lifecycle.fold(events) == {t.id: t for t in answered}
     finally:
         await journal.close()
+
+
+async def test_a_client_enqueue_survives_its_connections_being_killed(
+    postgres_url: str, db: asyncpg.Connection
+) -> None:
+    """Killed while idle or while its statement runs, a connection's enqueue runs again on
+    another, or is found committed: each enqueue answers once, and its task exists once."""
+    name = f"actorq-test-{uuid.uuid4().hex[:12]}"
+    client = actorq.App(database_url=f"{postgres_url}&application_name={name}")
+
+    @client.task("a")
+    async def handler(payload: Any) -> None:
+        return None
+
+    async with client:
+        await client.enqueue("a")
+        admin = await asyncpg.connect(PG_DSN)
+        tasks = []
+        try:
+            for i in range(12):
+                killing = admin.fetchval(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE application_name = $1",
+                    name,
+                )
+                if i % 2:  # while the enqueue is on its way
+                    _, task = await asyncio.gather(killing, client.enqueue("a", {"i": i}))
+                else:  # before it
+                    await killing
+                    task = await client.enqueue("a", {"i": i})
+                tasks.append(task)
+        finally:
+            await admin.close()
+    rows = await db.fetch(
+        "SELECT task_id, count(*) FROM journal WHERE kind = 'submitted' GROUP BY task_id"
+    )
+    counts = dict(rows)
+    assert all(counts[t.id] == 1 for t in tasks)
+    assert len(counts) == 13

@@ -14,8 +14,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
+import attrs
 
 import actorq.lifecycle as lifecycle
+from actorq.errors import StorageError
 from actorq.journal.base import Change, Op, Outcome, Submit
 from actorq.journal.rows import dumps
 from actorq.model import Event, EventKind, TaskState
@@ -25,11 +27,19 @@ def submissions_only(ops: Sequence[Op]) -> bool:
     return bool(ops) and all(isinstance(op, Submit) and op.tasks for op in ops)
 
 
-async def submit_at_once(
-    conn: asyncpg.Connection, sql: str, ops: Sequence[Op], channel: str, origin: str
-) -> list[Outcome] | None:
-    """Run ``ops`` (all ``Submit``) as one statement; None: the general path must run them
-    (the gate found a limit or a key to check, or the batch repeats an id or a key)."""
+@attrs.frozen
+class Prepared:
+    """A batch of submissions as the ``submit`` query takes it, and what it answers from."""
+
+    ops: Sequence[Submit]
+    events: list[Event]  # numbered 0: the seqs come from the database
+    actors: list[str]
+    arguments: tuple[Any, ...]
+
+
+def prepare(ops: Sequence[Op], channel: str, origin: str) -> Prepared | None:
+    """``ops`` (all ``Submit``) as the query's arguments; None: the general path must run them
+    (the batch repeats an id or an idempotency key, which it refuses by name)."""
     events: list[Event] = []
     ids: set[str] = set()
     keys: set[str] = set()
@@ -37,12 +47,12 @@ async def submit_at_once(
     (c_id, c_type, c_queue, c_payload, c_priority, c_state, c_attempts, c_timeout, c_run_at,
      c_at, c_metadata, c_key, c_retry, c_node, c_data, c_actor) = columns  # fmt: skip
     ready: dict[str, None] = {}
-    for op in ops:
-        assert isinstance(op, Submit)
+    submits = [op for op in ops if isinstance(op, Submit)]
+    for op in submits:
         actor = op.actor or op.node
         for new in op.tasks:
             if new.id in ids:
-                return None  # the general path says which
+                return None
             ids.add(new.id)
             key = new.idempotency_key
             if key is not None:
@@ -72,13 +82,33 @@ async def submit_at_once(
             c_data.append(dumps(data))
             c_actor.append(actor)
     notices = [dumps({"kind": "ready", "queue": q, "origin": origin}) for q in ready]
-    seqs = await conn.fetchval(sql, *columns, channel, notices)
-    if seqs is None:
+    return Prepared(submits, events, c_actor, (*columns, channel, notices))
+
+
+async def send(conn: asyncpg.Connection, sql: str, prepared: Prepared) -> list[Outcome] | None:
+    """Run the batch; None: it wrote nothing, and the general path must decide (the gate
+    found a max_depth or a live key to check)."""
+    seqs = await conn.fetchval(sql, *prepared.arguments)
+    return None if seqs is None else settle(prepared, seqs)
+
+
+async def written(conn: asyncpg.Connection, sql: str, prepared: Prepared) -> list[int] | None:
+    """The seqs of the batch's submitted events, if the batch committed; None if it did not
+    (a batch commits whole). For a batch whose connection was lost before its answer came."""
+    ids = [e.task_id for e in prepared.events]
+    found = dict(await conn.fetch(sql, ids))
+    if not found:
         return None
+    if len(found) != len(ids):
+        raise StorageError("part of a batch of submissions is in the journal")
+    return [found[task_id] for task_id in ids]
+
+
+def settle(prepared: Prepared, seqs: Sequence[int]) -> list[Outcome]:
+    """The outcomes of a committed batch whose events took ``seqs``, in order."""
     outcomes = []
-    numbered = iter(zip(events, seqs, c_actor, strict=True))
-    for op in ops:
-        assert isinstance(op, Submit)
+    numbered = iter(zip(prepared.events, seqs, prepared.actors, strict=True))
+    for op in prepared.ops:
         changes = []
         for _, (event, seq, actor) in zip(op.tasks, numbered, strict=False):
             final = Event(EventKind.SUBMITTED, event.task_id, event.at, event.node, event.data,

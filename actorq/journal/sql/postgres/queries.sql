@@ -388,3 +388,8 @@ SELECT submit_tasks(
     $8::float8[], $9::float8[], $10::float8[], $11::text[], $12::text[], $13::text[],
     $14::text[], $15::text[], $16::text[], $17::text, $18::text[]
 )
+
+-- name: submitted_seqs
+-- Which of these tasks have their submitted event, and its seq: whether a batch of
+-- submissions whose answer was lost with its connection committed.
+SELECT task_id, seq FROM journal WHERE kind = 'submitted' AND task_id = ANY($1::text[])
