@@ -3,7 +3,14 @@
 
 In a process that runs the node, enqueue goes through the node's journal writer (shared
 commits, instant pickup). Elsewhere (a web app that only submits) it writes to the journal
-directly; the node finds the work through its wake-ups or its fallback poll.
+directly; the node finds the work through its wake-ups or its fallback poll. Such a client
+keeps what it read of the cluster (the live nodes' task types, the queues' retry policies) for
+``CLIENT_CACHE_SECONDS``, so a lone enqueue is one write: a queue's new policy applies to its
+submissions at most that long after the change, and a node that stopped serving a type is
+still trusted that much longer than its liveness allows anyway. A type it does not know
+sends it to the journal again at once, so a node's new type is usable as soon as it is live.
+Concurrent enqueues of a client share their commits (the journal's ``run``, see
+``journal.shared_commits``).
 """
 
 from __future__ import annotations
@@ -13,16 +20,20 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from actorq.config import Config
-from actorq.errors import ActorqError
+from actorq.errors import ActorqError, UnknownTaskType
 from actorq.journal import journal_from_url
 from actorq.journal.base import Journal, Submit
 from actorq.model import NewTask, Task, TaskState
-from actorq.nodes import catalog_from_journal, names_in
+from actorq.nodes import Catalog, catalog_from_journal, names_in
 from actorq.queues import queue_policies
 from actorq.retry import RetryDefaults, RetryPolicy
 from actorq.runtime import Runtime
 from actorq.schedules import parse_schedule
 from actorq.tasks import Handler, Registry, parse_submission, task_decorator
+
+CLIENT_CACHE_SECONDS = 1.0
+"""How long a client App (no node in its process) reuses the catalog and retry policies it
+read from the journal."""
 
 
 class App:
@@ -35,6 +46,9 @@ class App:
         self.registry = Registry()
         self.runtime: Runtime | None = None
         self._journal: Journal | None = None
+        self._config: Config | None = None  # the client's, loaded with its journal
+        self._catalog: tuple[float, Catalog] | None = None  # (monotonic time read, catalog)
+        self._retry: tuple[float, RetryDefaults] | None = None
 
     def task(
         self,
@@ -108,6 +122,7 @@ class App:
         if runtime is not None:
             await runtime.stop()
         journal, self._journal = self._journal, None
+        self._config = self._catalog = self._retry = None
         if journal is not None:
             await journal.close()
 
@@ -142,17 +157,48 @@ class App:
         names = names_in(items)
         if self.runtime is not None:
             catalog = await self.runtime.catalog(names)
-        else:  # no node here: the live nodes' types straight from the journal
-            interval = self.config().heartbeat_interval
-            journal = await self._client_journal()
-            catalog = await catalog_from_journal(journal, self.registry, names, interval, now)
-        if self.runtime is not None:
             retry = await self.runtime.retry_defaults()
-        else:  # the queues' policies, then the node's default as this process is configured
-            policies = queue_policies(await (await self._client_journal()).queue_settings())
-            retry = RetryDefaults(node=self.config().retry_policy, queues=policies)
+        else:  # no node here: what the journal says, read at most CLIENT_CACHE_SECONDS ago
+            catalog = await self._client_catalog(names, now)
+            retry = await self._client_retry()
         tasks = [parse_submission(dict(item), catalog, now, retry) for item in items]
         return await self.submit(tasks, connection=connection)
+
+    async def _client_catalog(self, names: Sequence[str], now: float) -> Catalog:
+        """The live nodes' types (after this App's own), read again once stale or when one of
+        ``names`` is unknown to the last read."""
+        cached = self._catalog
+        if cached is not None and time.monotonic() - cached[0] < CLIENT_CACHE_SECONDS:
+            try:
+                for name in set(names):
+                    cached[1].get(name)
+            except UnknownTaskType:
+                pass
+            else:
+                return cached[1]
+        journal = await self._client_journal()
+        read_at = time.monotonic()
+        interval = self._client_config().heartbeat_interval
+        catalog = await catalog_from_journal(journal, self.registry, names, interval, now)
+        self._catalog = (read_at, catalog)
+        return catalog
+
+    async def _client_retry(self) -> RetryDefaults:
+        """The queues' policies, then the node's default as this process is configured."""
+        cached = self._retry
+        if cached is not None and time.monotonic() - cached[0] < CLIENT_CACHE_SECONDS:
+            return cached[1]
+        journal = await self._client_journal()
+        read_at = time.monotonic()
+        policies = queue_policies(await journal.queue_settings())
+        retry = RetryDefaults(node=self._client_config().retry_policy, queues=policies)
+        self._retry = (read_at, retry)
+        return retry
+
+    def _client_config(self) -> Config:
+        if self._config is None:
+            self._config = self.config()
+        return self._config
 
     async def submit(self, tasks: Sequence[NewTask], *, connection: Any = None) -> list[Task]:
         if connection is None and self.runtime is not None:
@@ -168,6 +214,7 @@ class App:
             (outcome,) = await journal.run_in(connection, [op])
             in_transaction: list[Task] = outcome.unwrap()
             return in_transaction
+        # With other callers' writes waiting meanwhile, in one commit (shared_commits).
         (outcome,) = await (await self._client_journal()).run([op])
         created: list[Task] = outcome.unwrap()
         return created
@@ -186,7 +233,7 @@ class App:
 
     async def _client_journal(self) -> Journal:
         if self._journal is None:
-            journal = journal_from_url(self.config().database_url)
+            journal = journal_from_url(self._client_config().database_url)
             await journal.open()
             self._journal = journal
         return self._journal

@@ -1,6 +1,7 @@
-"""Concurrent callers of one SQLite journal (a process without a node) share a transaction,
-and each still gets its own answer: a bad submission fails alone, a caller cancelled before
-its turn writes nothing."""
+"""Concurrent callers of one journal (a process without a node) share a transaction, and each
+still gets its own answer: a bad submission fails alone (both backends); a caller cancelled
+before its turn writes nothing, a leader cancelled mid-commit leaves the others their answers
+(SQLite, where the writer thread can be held at chosen points)."""
 
 from __future__ import annotations
 
@@ -14,13 +15,13 @@ from pathlib import Path
 import pytest
 
 from actorq.errors import InvalidInput, TaskNotFound
-from actorq.journal.base import Op, Outcome, Submit
+from actorq.journal.base import Journal, Op, Outcome, Submit
 from actorq.journal.sqlite import SqliteJournal
 from actorq.model import NewTask, TaskState
 
 
 @pytest.fixture
-async def journal(tmp_path: Path) -> AsyncIterator[SqliteJournal]:
+async def sqlite_journal(tmp_path: Path) -> AsyncIterator[SqliteJournal]:
     journal = SqliteJournal(str(tmp_path / "actorq.db"))
     await journal.open()
     yield journal
@@ -31,21 +32,22 @@ def submit(task: NewTask) -> Submit:
     return Submit([task], time.time(), "client:test")
 
 
-def count_transactions(journal: SqliteJournal) -> list[int]:
+def count_transactions(journal: Journal) -> list[int]:
     """How many operations each transaction of ``journal.run`` callers carried, from now on."""
     sizes: list[int] = []
-    run_ops = journal._shared._run_ops
+    shared = journal._shared  # type: ignore[attr-defined]
+    run_ops = shared._run_ops
 
     async def counted(ops: list[Op]) -> list[Outcome]:
         sizes.append(len(ops))
         return await run_ops(ops)
 
-    journal._shared._run_ops = counted
+    shared._run_ops = counted
     return sizes
 
 
 async def test_concurrent_submissions_share_transactions_and_each_gets_its_task(
-    journal: SqliteJournal,
+    journal: Journal,
 ) -> None:
     sizes = count_transactions(journal)
     tasks = [NewTask("echo", payload={"n": i}) for i in range(30)]
@@ -59,11 +61,11 @@ async def test_concurrent_submissions_share_transactions_and_each_gets_its_task(
 
 
 async def test_an_unstorable_submission_fails_alone_beside_twenty_concurrent_ones(
-    journal: SqliteJournal,
+    journal: Journal,
 ) -> None:
     sizes = count_transactions(journal)
     valid = [NewTask("echo", payload={"n": i}) for i in range(20)]
-    bad = NewTask("echo", priority=2**63)  # beyond what SQLite's integers hold
+    bad = NewTask("echo", priority=2**63)  # beyond what either database's integers hold
     results = await asyncio.gather(
         *(journal.run([submit(t)]) for t in valid[:10]),
         journal.run([submit(bad)]),
@@ -81,8 +83,9 @@ async def test_an_unstorable_submission_fails_alone_beside_twenty_concurrent_one
 
 
 async def test_a_caller_cancelled_before_its_turn_writes_nothing(
-    journal: SqliteJournal, tmp_path: Path
+    sqlite_journal: SqliteJournal, tmp_path: Path
 ) -> None:
+    journal = sqlite_journal
     # Another connection holds the write lock: the first caller's transaction waits for it.
     other = sqlite3.connect(tmp_path / "actorq.db", isolation_level=None)
     other.execute("BEGIN IMMEDIATE")
@@ -118,8 +121,9 @@ async def until(condition: Callable[[], bool]) -> None:
 
 
 async def test_a_leader_cancelled_mid_commit_leaves_the_others_their_answers(
-    journal: SqliteJournal,
+    sqlite_journal: SqliteJournal,
 ) -> None:
+    journal = sqlite_journal
     # Gates on the writer thread hold transactions back at chosen points: the first call
     # waits behind gate one; the batch of the two that waited for it, behind gate two.
     gate_one, gate_two = threading.Event(), threading.Event()

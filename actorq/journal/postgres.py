@@ -36,6 +36,7 @@ from actorq.errors import (
 from actorq.journal.base import Head, Notice, Op, Outcome, Selection, Since, needs_flush
 from actorq.journal.batch import BatchRun, ScheduleRow, refold
 from actorq.journal.pg_listen import Listener
+from actorq.journal.pg_submit import Prepared, prepare, send, settle, submissions_only, written
 from actorq.journal.pg_tail import read_tail
 from actorq.journal.rows import (
     EVENT_COLUMNS,
@@ -77,6 +78,7 @@ from actorq.journal.seals import (
     seal_from_row,
     seal_to_row,
 )
+from actorq.journal.shared_commits import SharedCommits
 from actorq.model import (
     HELD_STATES,
     QUEUE_SUBJECT,
@@ -197,6 +199,10 @@ class _Unsent(Exception):
     def __init__(self, cause: Exception) -> None:
         super().__init__(str(cause))
         self.cause = cause
+
+
+class _Lost(_Unsent):
+    """A batch of submissions was sent, and its connection lost before the answer came."""
 
 
 def _discard(conn: asyncpg.Connection) -> None:
@@ -469,6 +475,7 @@ class PostgresJournal:
         self._origin = uuid.uuid4().hex  # tells our own notices apart from other nodes'
         self._pool: asyncpg.Pool | None = None
         self._listener: Listener | None = None
+        self._shared = SharedCommits(self._run_alone)  # concurrent callers share a commit
 
     # -- connections ---------------------------------------------------------------------
 
@@ -502,6 +509,7 @@ class PostgresJournal:
             raise
 
     async def close(self) -> None:
+        await self._shared.wait_closed()
         listener, self._listener = self._listener, None
         if listener is not None:
             await listener.close()
@@ -547,7 +555,11 @@ class PostgresJournal:
     # -- writes --------------------------------------------------------------------------
 
     async def run(self, ops: Sequence[Op]) -> list[Outcome]:
-        return await self._run([stamped(op) for op in ops], None)
+        ops = [stamped(op) for op in ops]  # here, in the caller's context (see auth.ACTOR)
+        return await self._shared.run(ops)
+
+    async def _run_alone(self, ops: list[Op]) -> list[Outcome]:
+        return await self._run(ops, None)
 
     async def run_in(self, connection: Any, ops: Sequence[Op]) -> list[Outcome]:
         """Run ``ops`` inside the caller's open transaction on ``connection`` (asyncpg).
@@ -561,13 +573,15 @@ class PostgresJournal:
         return await self._run(ops, connection)
 
     async def _run(self, ops: Sequence[Op], caller: asyncpg.Connection | None) -> list[Outcome]:
+        at_once = None  # submissions alone: one statement (see pg_submit)
+        if caller is None and submissions_only(ops):
+            at_once = prepare(ops, self.channel, self._origin)
         for attempt in range(1, _RETRIES + 1):
             try:
                 if caller is not None:
                     async with caller.transaction():  # a savepoint: theirs survives our errors
                         return await self._batch(caller, ops, borrowed=True)
-                async with self._acquire() as conn:
-                    return await self._run_on(conn, ops)
+                return await self._on_pool(ops, at_once)
             except _Unsent as unsent:
                 # A pooled connection the server dropped while it sat idle: nothing of this
                 # batch reached the server, so another connection may run it.
@@ -587,6 +601,63 @@ class PostgresJournal:
             except _DRIVER_ERRORS as exc:
                 raise _translate(exc) from exc
             log.debug("batch of %d operations lost a race with another node; again", len(ops))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _on_pool(self, ops: Sequence[Op], at_once: Prepared | None) -> list[Outcome]:
+        """One attempt at a batch on a pooled connection."""
+        try:
+            async with self._acquire() as conn:
+                if at_once is not None:
+                    done = await self._submit_at_once(conn, at_once)
+                    if done is not None:
+                        return done
+                return await self._run_on(conn, ops)
+        except _Lost as lost:
+            # The answer was lost with the connection: the journal says whether the batch
+            # committed (all of it, or none). If not, it is as if it was never sent.
+            assert at_once is not None
+            seqs = await self._written(at_once)
+            if seqs is None:
+                raise _Unsent(lost.cause) from lost.cause
+            return settle(at_once, seqs)
+
+    async def _submit_at_once(
+        self, conn: asyncpg.Connection, prepared: Prepared
+    ) -> list[Outcome] | None:
+        """Submissions alone in one statement (see ``pg_submit``), or None for the general
+        path. A connection found closed before the statement is sent is ``_Unsent``; one lost
+        on the way is ``_Lost``. A timeout stays a timeout: the statement may still run."""
+        if conn.is_closed():
+            _discard(conn)
+            raise _Unsent(StorageUnavailable("a pooled connection was closed"))
+        try:
+            return await send(conn, _Q["submit"], prepared)
+        except Exception as exc:
+            if _healthy_after(exc):
+                raise
+            _discard(conn)
+            if isinstance(exc, TimeoutError):
+                raise
+            raise _Lost(exc) from exc
+        except BaseException:
+            _discard(conn)  # cancelled mid-query: its state is unknown
+            raise
+
+    async def _written(self, prepared: Prepared) -> list[int] | None:
+        """Whether ``prepared`` committed (see ``pg_submit.written``), asked on another
+        connection; the pool's other connections may be as dead as the one just lost."""
+        for attempt in range(1, _RETRIES + 1):
+            try:
+                async with self._acquire() as conn:
+                    try:
+                        return await written(conn, _Q["submitted_seqs"], prepared)
+                    except Exception as exc:
+                        if not _healthy_after(exc):
+                            _discard(conn)
+                        raise
+            except _DRIVER_ERRORS as exc:
+                if attempt == _RETRIES or _healthy_after(exc):
+                    raise _translate(exc) from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _run_on(self, conn: asyncpg.Connection, ops: Sequence[Op]) -> list[Outcome]:

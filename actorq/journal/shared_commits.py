@@ -1,12 +1,12 @@
-"""Concurrent callers of one SQLite journal share a transaction, and so its fsync.
+"""Concurrent callers of one journal share a transaction, and so its commit and fsync.
 
 A process without a node (a web app that enqueues with ``App.enqueue``) writes the journal
-itself, and SQLite takes one write transaction at a time. Callers that arrive while one runs
-wait for their turn; the first to get it runs the operations of every caller then waiting in
-one transaction (in arrival order, so each still sees the ones before it), and each caller
-gets its own outcomes once that commit is durable. A lone caller runs alone, without delay:
-nothing waits to fill a batch. (A node does the same in its JournalWriter, whose calls come one
-at a time.)
+itself. Callers that arrive while one write runs wait for their turn; the first to get it runs
+the operations of every caller then waiting in one transaction (in arrival order, so each still
+sees the ones before it; on PostgreSQL a batch of submissions alone is one statement), and each
+caller gets its own outcomes once that commit is durable. A lone caller runs alone, without
+delay: nothing waits to fill a batch. (A node does the same in its JournalWriter, whose calls
+come one at a time.) Both journals' ``run`` go through it.
 
 If a shared transaction fails for what one caller's operations carry, each caller's operations
 run again alone, so only the one at fault gets the error. If the database cannot be used, all

@@ -379,3 +379,17 @@ SELECT name, scope, hash, created_at, created_by, revoked_at FROM tokens ORDER B
 -- Revoking twice keeps the first time.
 UPDATE tokens SET revoked_at = coalesce(revoked_at, $2) WHERE name = $1
 RETURNING name, scope, hash, created_at, created_by, revoked_at
+
+-- name: submit
+-- Submissions alone (see migration 013): one round trip, run outside an explicit transaction,
+-- so it commits with the session's synchronous_commit (on): durable when answered.
+SELECT submit_tasks(
+    $1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::int[],
+    $8::float8[], $9::float8[], $10::float8[], $11::text[], $12::text[], $13::text[],
+    $14::text[], $15::text[], $16::text[], $17::text, $18::text[]
+)
+
+-- name: submitted_seqs
+-- Which of these tasks have their submitted event, and its seq: whether a batch of
+-- submissions whose answer was lost with its connection committed.
+SELECT task_id, seq FROM journal WHERE kind = 'submitted' AND task_id = ANY($1::text[])

@@ -1,0 +1,118 @@
+"""Submissions on PostgreSQL in one round trip: the common case of a client's enqueue.
+
+A batch of nothing but submissions needs no lock and no read the database cannot do in the
+same call: ``submit_tasks`` (migration 013) numbers the events, writes the journal and the
+projection and notifies the nodes, in one implicit transaction. It writes only when the
+general path (``BatchRun``) would decide the same without a lock (no queue of the batch has
+a max_depth, no live task holds one of its idempotency keys); otherwise it writes nothing
+and answers None, and the caller runs the general path, which locks, counts and says why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+import attrs
+
+import actorq.lifecycle as lifecycle
+from actorq.errors import StorageError
+from actorq.journal.base import Change, Op, Outcome, Submit
+from actorq.journal.rows import dumps
+from actorq.model import Event, EventKind, TaskState
+
+
+def submissions_only(ops: Sequence[Op]) -> bool:
+    return bool(ops) and all(isinstance(op, Submit) and op.tasks for op in ops)
+
+
+@attrs.frozen
+class Prepared:
+    """A batch of submissions as the ``submit`` query takes it, and what it answers from."""
+
+    ops: Sequence[Submit]
+    events: list[Event]  # numbered 0: the seqs come from the database
+    actors: list[str]
+    arguments: tuple[Any, ...]
+
+
+def prepare(ops: Sequence[Op], channel: str, origin: str) -> Prepared | None:
+    """``ops`` (all ``Submit``) as the query's arguments; None: the general path must run them
+    (the batch repeats an id or an idempotency key, which it refuses by name)."""
+    events: list[Event] = []
+    ids: set[str] = set()
+    keys: set[str] = set()
+    columns: tuple[list[Any], ...] = tuple([] for _ in range(16))
+    (c_id, c_type, c_queue, c_payload, c_priority, c_state, c_attempts, c_timeout, c_run_at,
+     c_at, c_metadata, c_key, c_retry, c_node, c_data, c_actor) = columns  # fmt: skip
+    ready: dict[str, None] = {}
+    submits = [op for op in ops if isinstance(op, Submit)]
+    for op in submits:
+        actor = op.actor or op.node
+        for new in op.tasks:
+            if new.id in ids:
+                return None
+            ids.add(new.id)
+            key = new.idempotency_key
+            if key is not None:
+                if key in keys:
+                    return None
+                keys.add(key)
+            event = lifecycle.submitted_event(new, at=op.at, node=op.node)
+            data = event.data
+            state = lifecycle.state_after(event)
+            if state is TaskState.QUEUED:
+                ready[new.queue] = None
+            events.append(event)
+            c_id.append(new.id)
+            c_type.append(new.type)
+            c_queue.append(new.queue)
+            c_payload.append(dumps(new.payload))
+            c_priority.append(new.priority)
+            c_state.append(state.value)
+            c_attempts.append(new.max_attempts)
+            c_timeout.append(new.timeout)
+            c_run_at.append(float(data["run_at"]))
+            c_at.append(op.at)
+            c_metadata.append(dumps(new.metadata))
+            c_key.append(key)
+            c_retry.append(None if new.retry is None else dumps(data["retry"]))  # as task_to_row
+            c_node.append(op.node)
+            c_data.append(dumps(data))
+            c_actor.append(actor)
+    notices = [dumps({"kind": "ready", "queue": q, "origin": origin}) for q in ready]
+    return Prepared(submits, events, c_actor, (*columns, channel, notices))
+
+
+async def send(conn: asyncpg.Connection, sql: str, prepared: Prepared) -> list[Outcome] | None:
+    """Run the batch; None: it wrote nothing, and the general path must decide (the gate
+    found a max_depth or a live key to check)."""
+    seqs = await conn.fetchval(sql, *prepared.arguments)
+    return None if seqs is None else settle(prepared, seqs)
+
+
+async def written(conn: asyncpg.Connection, sql: str, prepared: Prepared) -> list[int] | None:
+    """The seqs of the batch's submitted events, if the batch committed; None if it did not
+    (a batch commits whole). For a batch whose connection was lost before its answer came."""
+    ids = [e.task_id for e in prepared.events]
+    found = dict(await conn.fetch(sql, ids))
+    if not found:
+        return None
+    if len(found) != len(ids):
+        raise StorageError("part of a batch of submissions is in the journal")
+    return [found[task_id] for task_id in ids]
+
+
+def settle(prepared: Prepared, seqs: Sequence[int]) -> list[Outcome]:
+    """The outcomes of a committed batch whose events took ``seqs``, in order."""
+    outcomes = []
+    numbered = iter(zip(prepared.events, seqs, prepared.actors, strict=True))
+    for op in prepared.ops:
+        changes = []
+        for _, (event, seq, actor) in zip(op.tasks, numbered, strict=False):
+            final = Event(EventKind.SUBMITTED, event.task_id, event.at, event.node, event.data,
+                          None, seq, actor)  # fmt: skip
+            changes.append(Change(final, None, lifecycle.apply(None, final)))
+        outcomes.append(Outcome([c.after for c in changes], changes=changes))
+    return outcomes

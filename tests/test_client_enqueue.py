@@ -1,0 +1,220 @@
+"""A client App (no node in its process): what it reads before it writes, and how long it
+trusts what it read; on PostgreSQL, a lone enqueue is one statement."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+import asyncpg
+import pytest
+from conftest import PG_DSN
+
+import actorq
+import actorq.app
+import actorq.lifecycle as lifecycle
+from actorq.errors import QueueFull
+from actorq.journal import journal_from_url
+from actorq.journal.base import ConfigureQueue, Submit
+from actorq.model import EventKind, NewTask, Task, TaskState
+from actorq.queues import parse_patch
+from actorq.retry import policy_from_json
+
+FIXED = {"backoff": "fixed", "base": 7, "jitter": 0}
+
+
+def worker(database_url: str, *types: str) -> actorq.App:
+    app = actorq.App(database_url=database_url, concurrency=1, node=f"node-{'-'.join(types)}")
+    for name in types:
+
+        @app.task(name)
+        async def handler(payload: Any) -> None:
+            return None
+
+    return app
+
+
+async def test_a_type_a_new_node_serves_is_usable_at_once_and_an_unknown_one_refused(
+    database_url: str,
+) -> None:
+    first, second = worker(database_url, "a"), worker(database_url, "b")
+    async with first, second, actorq.App(database_url=database_url) as client:
+        await first.start()
+        await client.enqueue("a")  # the catalog is read now, and kept
+        await second.start()
+        task = await client.enqueue("b")  # unknown to what was kept: read again
+        assert task.type == "b"
+        with pytest.raises(actorq.UnknownTaskType):
+            await client.enqueue("nobody-serves-this")
+
+
+async def test_a_queues_new_policy_reaches_a_client_once_what_it_kept_is_stale(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(actorq.app, "CLIENT_CACHE_SECONDS", 3600.0)
+    node = worker(database_url, "a")
+    async with node, actorq.App(database_url=database_url) as client:
+        runtime = await node.start()
+        before = await client.enqueue("a", queue="slow")
+        change = ConfigureQueue("slow", parse_patch({"retry": FIXED}), time.time(), "test")
+        (outcome,) = await runtime.journal.run([change])
+        outcome.unwrap()
+        kept = await client.enqueue("a", queue="slow")
+        assert kept.retry == before.retry != policy_from_json(FIXED)  # still what it read
+        monkeypatch.setattr(actorq.app, "CLIENT_CACHE_SECONDS", 0.0)
+        fresh = await client.enqueue("a", queue="slow")
+        assert fresh.retry == policy_from_json(FIXED)
+
+
+async def test_a_lone_client_enqueue_is_one_statement_on_postgresql(postgres_url: str) -> None:
+    node = worker(postgres_url, "a")
+    async with node, actorq.App(database_url=postgres_url) as client:
+        await node.start()
+        await client.enqueue("a")  # opens the pool, reads the catalog and the policies
+        sent: list[str] = []
+        pool = client._journal._pool  # type: ignore[union-attr]
+        # Enqueues one after another take the connection released last (the pool is LIFO).
+        async with pool.acquire() as conn:
+            conn.add_query_logger(lambda record: sent.append(record.query))
+        tasks = [await client.enqueue("a", {"i": i}) for i in range(5)]
+        assert len(sent) == 5, sent
+        assert all("submit_tasks" in query for query in sent)
+        journal = node.runtime.journal  # type: ignore[union-attr]
+        # The node may have run them by now: their first events are what the enqueue wrote.
+        firsts = [(await journal.history(t.id))[0] for t in tasks]
+        assert [e.kind for e in firsts] == [EventKind.SUBMITTED] * 5
+        assert [e.seq for e in firsts] == [t.seq for t in tasks] == sorted(t.seq for t in tasks)
+
+
+async def test_submissions_that_a_limit_or_a_key_concerns_take_the_general_path(
+    postgres_url: str,
+) -> None:
+    """The one-statement path writes nothing when a queue has a max_depth or a live task holds
+    a key: the general path then decides, and says why."""
+    journal = journal_from_url(postgres_url)
+    await journal.open()
+    try:
+        at = time.time()
+
+        async def submit(*tasks: NewTask) -> Any:
+            (outcome,) = await journal.run([Submit(tasks, at, "test")])
+            return outcome.unwrap()
+
+        (held,) = await submit(NewTask("job", idempotency_key="k"))
+        with pytest.raises(actorq.DuplicateTask) as raised:
+            await submit(NewTask("job", idempotency_key="k"), NewTask("job"))
+        assert raised.value.existing_id == held.id
+        change = ConfigureQueue("small", parse_patch({"max_depth": 1}), at, "test")
+        (outcome,) = await journal.run([change])
+        outcome.unwrap()
+        await submit(NewTask("job", queue="small"))
+        with pytest.raises(QueueFull):
+            await submit(NewTask("job", queue="small"))
+        counts = await journal.counts()
+        assert counts == {("default", TaskState.QUEUED): 1, ("small", TaskState.QUEUED): 1}
+    finally:
+        await journal.close()
+
+
+async def test_concurrent_client_enqueues_share_commits_and_a_bad_one_fails_alone(
+    database_url: str,
+) -> None:
+    node = worker(database_url, "a")
+    async with node, actorq.App(database_url=database_url) as client:
+        await node.start()
+        await client.enqueue("a")
+
+        async def bad() -> None:
+            await client.submit([NewTask("a", priority=2**63)])  # no database stores it
+
+        calls = [client.enqueue("a", {"i": i}) for i in range(30)]
+        results = await asyncio.gather(*calls[:15], bad(), *calls[15:], return_exceptions=True)
+        assert isinstance(results[15], actorq.InvalidInput)
+        tasks = [r for r in results if isinstance(r, Task)]
+        assert len(tasks) == 30
+        got = await node.runtime.journal.get_many([t.id for t in tasks])  # type: ignore[union-attr]
+        assert sorted(got) == sorted(t.id for t in tasks)
+
+
+async def test_concurrent_client_enqueues_go_in_fewer_transactions_than_callers(
+    postgres_url: str, db: asyncpg.Connection
+) -> None:
+    node = worker(postgres_url, "a")
+    async with node, actorq.App(database_url=postgres_url) as client:
+        await node.start()
+        await client.enqueue("a")
+        tasks = await asyncio.gather(*(client.enqueue("a", {"i": i}) for i in range(40)))
+    xids = await db.fetchval(
+        "SELECT count(DISTINCT xid::text) FROM journal WHERE task_id = ANY($1::text[])",
+        [t.id for t in tasks],
+    )
+    assert 1 <= xids < 40
+
+
+async def test_one_statement_submissions_store_what_they_answer_and_replay_to_it(
+    postgres_url: str,
+) -> None:
+    """Every column of the one-statement path, checked against the answer and a replay: a
+    task with all its fields, one scheduled later, one named by a token (its actor)."""
+    journal = journal_from_url(postgres_url)
+    await journal.open()
+    try:
+        at = time.time()
+        full = NewTask("job", {"é": [1, 2.5, None]}, queue="q", priority=-7, max_attempts=9,
+                       timeout=2.5, metadata={"m": "x"}, idempotency_key="key-1",
+                       retry=policy_from_json(FIXED))  # fmt: skip
+        later = NewTask("job", run_at=at + 3600)
+        ops = [Submit([full, later], at, "node-1"), Submit([NewTask("job")], at, "n", "tok")]
+        outcomes = await journal.run(ops)
+        answered = [t for o in outcomes for t in o.unwrap()]
+        assert [t.state for t in answered] == [TaskState.QUEUED, TaskState.SCHEDULED,
+                                               TaskState.QUEUED]  # fmt: skip
+        events = [e for t in answered for e in await journal.history(t.id)]
+        assert [e.actor for e in events] == ["node-1", "node-1", "tok"]
+        assert events == [c.event for o in outcomes for c in o.changes]
+        stored = await journal.get_many([t.id for t in answered])
+        assert [stored[t.id] for t in answered] == answered
+        assert lifecycle.fold(events) == {t.id: t for t in answered}
+    finally:
+        await journal.close()
+
+
+async def test_a_client_enqueue_survives_its_connections_being_killed(
+    postgres_url: str, db: asyncpg.Connection
+) -> None:
+    """Killed while idle or while its statement runs, a connection's enqueue runs again on
+    another, or is found committed: each enqueue answers once, and its task exists once."""
+    name = f"actorq-test-{uuid.uuid4().hex[:12]}"
+    client = actorq.App(database_url=f"{postgres_url}&application_name={name}")
+
+    @client.task("a")
+    async def handler(payload: Any) -> None:
+        return None
+
+    async with client:
+        await client.enqueue("a")
+        admin = await asyncpg.connect(PG_DSN)
+        tasks = []
+        try:
+            for i in range(12):
+                killing = admin.fetchval(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE application_name = $1",
+                    name,
+                )
+                if i % 2:  # while the enqueue is on its way
+                    _, task = await asyncio.gather(killing, client.enqueue("a", {"i": i}))
+                else:  # before it
+                    await killing
+                    task = await client.enqueue("a", {"i": i})
+                tasks.append(task)
+        finally:
+            await admin.close()
+    rows = await db.fetch(
+        "SELECT task_id, count(*) FROM journal WHERE kind = 'submitted' GROUP BY task_id"
+    )
+    counts = dict(rows)
+    assert all(counts[t.id] == 1 for t in tasks)
+    assert len(counts) == 13
