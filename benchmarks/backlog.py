@@ -4,15 +4,15 @@
 
 Each run fills two fresh databases with queued ``echo`` tasks, ``--small`` and ``--n`` of them
 (straight through the journal, in bulk, then sealed as the nodes that wrote them would have
-sealed them as they went, and on PostgreSQL analyzed as autovacuum would have), then for each:
-starts an ``actorq serve`` process (concurrency 10) and times its start to ``/ready`` (the
-projection is there: a restart must not read the whole journal), lets it drain ``--drain``
-tasks and times the dequeue rate from the ``--warmup``-th task's end to the ``--drain``-th's
-(from the tasks table: process start-up and the node's first moments, which read counts over
-the whole table once, are not counted), and reads its peak resident memory (VmHWM) from /proc.
-The figures to compare: ``drain_ratio`` (deep over shallow dequeue rate, 1.0 = no slower) and
-the deep backlog's ``ready_s`` and ``rss_mb``; ``drain_from_start_per_s`` is the rate from the
-first task's start, start-up included.
+sealed them as they went, and on PostgreSQL vacuumed, analyzed and checkpointed as a grown one
+would have been), then for each: starts an ``actorq serve`` process (concurrency 10) and times
+its start to ``/ready`` (the projection is there: a restart must not read the whole journal),
+lets it drain ``--drain`` tasks and times the dequeue rate from the ``--warmup``-th task's end
+to the ``--drain``-th's (from the tasks table: process start-up and the node's first moments,
+which read counts over the whole table once, are not counted), and reads its peak resident
+memory (VmHWM) from /proc. The figures to compare: ``drain_ratio`` (deep over shallow dequeue
+rate, 1.0 = no slower) and the deep backlog's ``ready_s`` and ``rss_mb``;
+``drain_from_start_per_s`` is the rate from the first task's start, start-up included.
 """
 
 from __future__ import annotations
@@ -54,19 +54,23 @@ async def fill(url: str, n: int) -> float:
     finally:
         await journal.close()
     if url.startswith("postgresql"):
-        await analyze(url)
+        await settle(url)
     return filled
 
 
-async def analyze(url: str) -> None:
-    """What autovacuum does to a table that grew over time, done now for one filled at once:
-    without statistics the planner's first plans on a million fresh rows are guesses."""
+async def settle(url: str) -> None:
+    """What autovacuum and the checkpointer do while a backlog grows over time, done now for
+    tables filled at once: without statistics the planner's first plans on a million fresh
+    rows are guesses; autovacuum would start on both big tables (an insert-triggered vacuum)
+    just as the node starts draining; and the fill's dirty pages, still in shared buffers,
+    would be written out by the node's own connections as they need buffers."""
     import asyncpg
 
     base, _, schema = url.partition("?schema=")
     conn = await asyncpg.connect(base)
     try:
-        await conn.execute(f"ANALYZE {schema}.tasks, {schema}.journal")
+        await conn.execute(f"VACUUM (ANALYZE) {schema}.tasks, {schema}.journal")
+        await conn.execute("CHECKPOINT")
     finally:
         await conn.close()
 
