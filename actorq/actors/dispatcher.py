@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 
 import attrs
 
-from actorq.actors.core import Actor, ActorError, ActorRef, MailboxFull
+from actorq.actors.core import Actor, ActorError, ActorRef, ActorStopped, MailboxFull
 from actorq.actors.health import Health, HealthReport
 from actorq.actors.journal_writer import Committed, Write, write
 from actorq.actors.prefetch import Prefetch
@@ -243,7 +243,7 @@ class Dispatcher(Actor):
             case CancelRunning(task_id):
                 holder = self._running.get(task_id)
                 if holder is not None:
-                    await self._workers[holder].tell(CancelTask(task_id))
+                    await _tell(self._workers[holder], CancelTask(task_id))
             case Drain() | PauseNode() | HeldTasks():
                 return await self._control(message)
             case Health():
@@ -272,7 +272,7 @@ class Dispatcher(Actor):
         paused_changed, changed = watch.update(message)
         if paused_changed:
             for ref in self._workers.values():
-                await ref.tell(PausedQueues(watch.paused))
+                await _tell(ref, PausedQueues(watch.paused))
         if changed:  # a resume or a raised limit: claim again now
             self._maybe_work = True
             self._dispatch()
@@ -291,7 +291,7 @@ class Dispatcher(Actor):
         if ceiling != self._ceiling:
             self._ceiling = ceiling
             for ref in self._workers.values():
-                await ref.tell(ceiling)
+                await _tell(ref, ceiling)
 
     def _health(self) -> HealthReport:
         if self._claim_failures:
@@ -391,7 +391,7 @@ class Dispatcher(Actor):
         log.info("node %s %s by an operator", self._s.node, "paused" if paused else "resumed")
         if paused:
             for ref in self._workers.values():
-                await ref.tell(ReleaseHeld())
+                await _tell(ref, ReleaseHeld())
         else:
             self._maybe_work = True
             self._dispatch()
@@ -460,9 +460,11 @@ class Dispatcher(Actor):
             if self._paused:  # paused while the claim was in flight: give it back
                 self._release(task)
                 continue
+            if not await _tell(ref, RunTask(task, ceiling)):
+                self._release(task)  # its worker stopped meanwhile (the node is stopping)
+                continue
             self._held[task.worker] += 1
             self._running[task.id] = task.worker
-            await ref.tell(RunTask(task, ceiling))
         # A full claim means more may be waiting; a short one means the queue is empty for now,
         # or that a limit held it back: then look again soon.
         self._maybe_work = len(claimed.tasks) == len(claimed.workers)
@@ -489,3 +491,13 @@ class Dispatcher(Actor):
         self._drained = asyncio.get_running_loop().create_future()
         self._check_drained()
         return self._drained
+
+
+async def _tell(worker: ActorRef, message: object) -> bool:
+    """Tell a worker; False if it has stopped. Workers stop before the dispatcher as the node
+    stops, each giving back what it held: a word meant for one then is nobody's loss."""
+    try:
+        await worker.tell(message)
+    except ActorStopped:
+        return False
+    return True
