@@ -15,6 +15,7 @@ Concurrent enqueues of a client share their commits (the journal's ``run``, see
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
@@ -46,6 +47,7 @@ class App:
         self.registry = Registry()
         self.runtime: Runtime | None = None
         self._journal: Journal | None = None
+        self._opening = asyncio.Lock()  # concurrent first calls open one journal, not one each
         self._config: Config | None = None  # the client's, loaded with its journal
         self._catalog: tuple[float, Catalog] | None = None  # (monotonic time read, catalog)
         self._retry: tuple[float, RetryDefaults] | None = None
@@ -232,8 +234,11 @@ class App:
         return await self.runtime.wait_for(task_id, states, timeout=timeout)
 
     async def _client_journal(self) -> Journal:
-        if self._journal is None:
-            journal = journal_from_url(self._client_config().database_url)
-            await journal.open()
-            self._journal = journal
-        return self._journal
+        if self._journal is not None:
+            return self._journal
+        async with self._opening:
+            if self._journal is None:
+                journal = journal_from_url(self._client_config().database_url)
+                await journal.open()
+                self._journal = journal
+            return self._journal

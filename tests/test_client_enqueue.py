@@ -4,8 +4,10 @@ trusts what it read; on PostgreSQL, a lone enqueue is one statement."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -218,3 +220,20 @@ async def test_a_client_enqueue_survives_its_connections_being_killed(
     counts = dict(rows)
     assert all(counts[t.id] == 1 for t in tasks)
     assert len(counts) == 13
+
+
+async def test_concurrent_first_enqueues_open_one_journal(tmp_path: Path) -> None:
+    """A client App's first calls, all at once, share the journal the first one opens: each
+    opened its own, and on SQLite each leaked a writer thread that kept the process alive."""
+    url = f"sqlite:///{tmp_path / 'actorq.db'}"
+    node = worker(url, "a")
+    async with node:
+        await node.start()
+        before = {t for t in threading.enumerate() if t.name == "actorq-sqlite-writer"}
+        client = actorq.App(database_url=url)
+        tasks = await asyncio.gather(*(client.enqueue("a", {"n": i}) for i in range(20)))
+        assert [t.payload for t in tasks] == [{"n": i} for i in range(20)]
+        opened = {t for t in threading.enumerate() if t.name == "actorq-sqlite-writer"} - before
+        assert len(opened) == 1
+        await client.stop()
+        assert not [t for t in opened if t.is_alive()]
