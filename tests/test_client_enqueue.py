@@ -4,6 +4,9 @@ trusts what it read; on PostgreSQL, a lone enqueue is one statement."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 import uuid
@@ -237,3 +240,25 @@ async def test_concurrent_first_enqueues_open_one_journal(tmp_path: Path) -> Non
         assert len(opened) == 1
         await client.stop()
         assert not [t for t in opened if t.is_alive()]
+
+
+def test_a_program_that_never_stops_its_client_app_still_exits(tmp_path: Path) -> None:
+    """Enqueueing is all a script does: it forgets ``app.stop()`` and must still exit (the
+    reading connection's thread kept it alive, a known aiosqlite 0.22 change)."""
+    url = f"sqlite:///{tmp_path / 'actorq.db'}"
+    script = textwrap.dedent(f"""
+        import asyncio, actorq
+        async def main():
+            node = actorq.App(database_url={url!r})
+            node.task("a")(lambda payload: None)
+            await node.start()
+            client = actorq.App(database_url={url!r})
+            task = await client.enqueue("a")
+            print(task.state.value)
+            await node.stop()  # the client App is left open
+        asyncio.run(main())
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=30)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["queued"]

@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import sqlite3
+import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar, cast
@@ -369,8 +370,8 @@ class SqliteJournal:
             self._thread = WriterThread("actorq-sqlite-writer")
             self._writer = await self._on_writer(self._open_writer)
             upgraded_from = await self._on_writer(self._migrate)
-            self._reader = await aiosqlite.connect(
-                self._target, uri=self._uri, isolation_level=None
+            self._reader = await _daemonic(
+                aiosqlite.connect(self._target, uri=self._uri, isolation_level=None)
             )
             for pragma in [*self._pragmas()[1:], "PRAGMA query_only = ON"]:
                 await self._reader.execute(pragma)
@@ -801,3 +802,14 @@ def _statements(script: str) -> list[str]:
     if buf.strip():
         out.append(buf.strip())
     return out
+
+
+def _daemonic(pending: aiosqlite.Connection) -> aiosqlite.Connection:
+    """The reading connection, its thread a daemon. Since aiosqlite 0.22 that thread keeps a
+    process alive until the connection is closed: a program that enqueues and forgets to stop
+    its App would never exit. This connection only reads (``query_only``), and the writer's
+    thread is a daemon too, so nothing is lost at exit that a commit had not made durable."""
+    thread = getattr(pending, "_thread", None)  # not started until the connection is awaited
+    if isinstance(thread, threading.Thread) and not thread.is_alive():
+        thread.daemon = True
+    return pending
