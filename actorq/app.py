@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from actorq.config import Config
 from actorq.errors import ActorqError, UnknownTaskType
@@ -31,6 +31,8 @@ from actorq.retry import RetryDefaults, RetryPolicy
 from actorq.runtime import Runtime
 from actorq.schedules import parse_schedule
 from actorq.tasks import Handler, Registry, parse_submission, task_decorator
+
+T = TypeVar("T")
 
 CLIENT_CACHE_SECONDS = 1.0
 """How long a client App (no node in its process) reuses the catalog and retry policies it
@@ -169,15 +171,15 @@ class App:
     async def _client_catalog(self, names: Sequence[str], now: float) -> Catalog:
         """The live nodes' types (after this App's own), read again once stale or when one of
         ``names`` is unknown to the last read."""
-        cached = self._catalog
-        if cached is not None and time.monotonic() - cached[0] < CLIENT_CACHE_SECONDS:
+        kept = _fresh(self._catalog)
+        if kept is not None:
             try:
                 for name in set(names):
-                    cached[1].get(name)
+                    kept.get(name)
             except UnknownTaskType:
                 pass
             else:
-                return cached[1]
+                return kept
         journal = await self._client_journal()
         read_at = time.monotonic()
         interval = self._client_config().heartbeat_interval
@@ -187,9 +189,9 @@ class App:
 
     async def _client_retry(self) -> RetryDefaults:
         """The queues' policies, then the node's default as this process is configured."""
-        cached = self._retry
-        if cached is not None and time.monotonic() - cached[0] < CLIENT_CACHE_SECONDS:
-            return cached[1]
+        kept = _fresh(self._retry)
+        if kept is not None:
+            return kept
         journal = await self._client_journal()
         read_at = time.monotonic()
         policies = queue_policies(await journal.queue_settings())
@@ -242,3 +244,10 @@ class App:
                 await journal.open()
                 self._journal = journal
             return self._journal
+
+
+def _fresh(kept: tuple[float, T] | None) -> T | None:
+    """A value a client App read (``(monotonic time read, value)``), unless it is stale."""
+    if kept is not None and time.monotonic() - kept[0] < CLIENT_CACHE_SECONDS:
+        return kept[1]
+    return None
