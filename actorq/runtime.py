@@ -43,7 +43,7 @@ from actorq.actors.retention import Overrides, RetentionSweeper
 from actorq.actors.retry_timer import RetryTimer
 from actorq.actors.scheduler import Rearm, Scheduler
 from actorq.actors.sealer import Sealer, seal_all
-from actorq.actors.stats import Metrics, QueueFigures, Snapshot, StatsAggregator
+from actorq.actors.stats import ForeignCommitted, Metrics, QueueFigures, Snapshot, StatsAggregator
 from actorq.actors.worker import WorkerDeps, worker_supervisor
 from actorq.auth import stamped
 from actorq.config import Config
@@ -427,8 +427,11 @@ class Runtime:
     def _on_notice(self, notice: Notice) -> None:
         if notice.kind == "ready":
             if not isinstance(self.journal, SharedJournal):
-                # SQLite: another process committed something, maybe a queue's settings
+                # SQLite: another process committed something, maybe a queue's settings, and
+                # tasks the counts do not know of
                 self._queues_changed()
+                with contextlib.suppress(ActorError):
+                    self._ref(STATS).tell_nowait(ForeignCommitted())
             self._ref(DISPATCHER).tell_nowait(WorkAvailable())
         elif notice.kind == "cancel" and notice.task_id:
             self._ref(DISPATCHER).tell_nowait(CancelRunning(notice.task_id))

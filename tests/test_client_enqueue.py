@@ -262,3 +262,19 @@ def test_a_program_that_never_stops_its_client_app_still_exits(tmp_path: Path) -
                           timeout=30)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["queued"]
+
+
+async def test_a_nodes_counts_take_in_tasks_another_process_submitted(tmp_path: Path) -> None:
+    """On SQLite a node's counts follow its own commits; tasks a client App submits beside it
+    are read in again (they showed as -5 queued once the node had run them)."""
+    url = f"sqlite:///{tmp_path / 'actorq.db'}"
+    node = worker(url, "a")
+    async with node, actorq.App(database_url=url) as client:
+        runtime = await node.start()
+        submitted = [await client.enqueue("a", {"n": i}) for i in range(5)]
+        for task in submitted:
+            assert (await runtime.wait_for(task.id, timeout=10)).state is TaskState.SUCCEEDED
+        await asyncio.sleep(1.5)  # a recount waits a second after the one before
+        tasks = (await runtime.stats())["tasks"]
+        assert (tasks["queued"], tasks["succeeded"]) == (0, 5), tasks
+        assert min(tasks.values()) >= 0, tasks

@@ -63,10 +63,18 @@ class Tailed:
 
 
 @attrs.frozen
+class ForeignCommitted:
+    """From the runtime, on a journal of its own (SQLite): another process committed to it
+    (a web app's enqueues beside this worker); the counts are read again soon."""
+
+
+@attrs.frozen
 class Counted:
-    """From the recount: the projection's counts by (queue, state), read just now."""
+    """From the recount: the projection's counts by (queue, state), read just now, and how
+    many of its own changes the aggregator had folded as the read began (``folded``)."""
 
     counts: dict[tuple[str, TaskState], int]
+    folded: int
 
 
 @attrs.frozen
@@ -155,6 +163,7 @@ class StatsAggregator(Actor):
         self._recounter: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()  # tailed events came: the counts are worth reading
         self._recount = False  # counts moved in ways the events alone do not tell
+        self._folded = 0  # own changes folded into the counts so far
 
     async def on_start(self) -> None:
         self._set_counts(await self._journal.counts())
@@ -172,15 +181,16 @@ class StatsAggregator(Actor):
                 self._committed(changes)
             case Following():
                 self._set_counts(await self._journal.counts())
-                if self._recounter is None:
-                    self._recounter = asyncio.create_task(
-                        self._recount_loop(), name=f"stats-recount:{self._node}"
-                    )
+                self._start_recounting()
+            case ForeignCommitted():
+                self._recount_soon()
             case Tailed(events, tasks):
                 self._fold_tailed(events, tasks)
                 self._changed.set()
-            case Counted(counts):
+            case Counted(counts, folded):
                 self._set_counts(counts)
+                if folded != self._folded:  # own changes came between the read and now:
+                    self._recount_soon()  # the read may miss them; the next one will not
             case Snapshot():
                 return self._snapshot()
             case QueueFigures(queues):
@@ -200,6 +210,7 @@ class StatsAggregator(Actor):
             pickup = _pickup(e, after)
             self._observe(change, removed, pickup)
             if own:
+                self._folded += 1
                 self._fold(e, pickup)
                 self._count(after.queue, change.before, None if removed else after.state)
 
@@ -265,6 +276,8 @@ class StatsAggregator(Actor):
         if before is not None:
             self._counts[(queue, before)] -= 1
             self._set((queue, before), self._counts[(queue, before)])
+            if self._counts[(queue, before)] < 0:  # a task these counts never saw: read them
+                self._recount_soon()
         if after is not None:
             self._counts[(queue, after)] += 1
             self._set((queue, after), self._counts[(queue, after)])
@@ -280,7 +293,17 @@ class StatsAggregator(Actor):
             gauge = self._gauges[key] = self.metrics.tasks.labels(key[0], key[1].value)
         return gauge
 
-    # -- reading the counts again (shared journal) -----------------------------------------
+    # -- reading the counts again (shared journal, or another process's commits) ----------
+
+    def _start_recounting(self) -> None:
+        if self._recounter is None:
+            self._recounter = asyncio.create_task(
+                self._recount_loop(), name=f"stats-recount:{self._node}"
+            )
+
+    def _recount_soon(self) -> None:
+        self._changed.set()
+        self._start_recounting()
 
     async def _recount_loop(self) -> None:
         """Read the counts again after tailed events, once the last read is a second old and
@@ -294,11 +317,11 @@ class StatsAggregator(Actor):
                     await asyncio.sleep(wait)
                 self._changed.clear()
                 self._recount = False
-                began = time.monotonic()
+                began, folded = time.monotonic(), self._folded
                 counts = await self._journal.counts()
                 counted_at = time.monotonic()
                 count_cost = counted_at - began
-                await self.ref.tell(Counted(counts))
+                await self.ref.tell(Counted(counts, folded))
             except ActorqError as exc:  # the database is away: the next round tries again
                 log.debug("cannot read the counts: %s", exc)
                 await asyncio.sleep(min(5.0, 4 * self._recount_seconds))
