@@ -39,7 +39,7 @@ from actorq.actors.lock_reaper import LockReaper
 from actorq.actors.presence import ClusterTypes, Presence, WaitingForHandler
 from actorq.actors.presence import Heartbeat as PresenceBeat
 from actorq.actors.queue_watch import QueuesChanged
-from actorq.actors.retention import Overrides, RetentionSweeper
+from actorq.actors.retention import Overrides, RetentionSweeper, Sweep
 from actorq.actors.retry_timer import RetryTimer
 from actorq.actors.scheduler import Rearm, Scheduler
 from actorq.actors.sealer import Sealer, seal_all
@@ -273,10 +273,9 @@ class Runtime:
         return Supervisor(specs, strategy=Strategy.REST_FOR_ONE, max_restarts=5, within=10.0)
 
     def _sweeper_spec(self) -> list[ChildSpec]:
-        """The retention sweeper, unless retention is 0 (finished tasks are kept for ever)."""
+        """The retention sweeper. With a node retention of 0 (finished tasks are kept for
+        ever) it still sweeps the queues that have a period of their own."""
         c = self.config
-        if c.retention <= 0:
-            return []
         return [
             ChildSpec(
                 SWEEPER,
@@ -437,6 +436,7 @@ class Runtime:
             self._ref(DISPATCHER).tell_nowait(CancelRunning(notice.task_id))
         elif notice.kind == "queue":
             self._queues_changed()
+            self._retention_changed()
         elif notice.kind == "node" and notice.node == self.config.node:
             # An operator's wish for this node: its presence reads it now, not at the beat.
             self._ref(PRESENCE).tell_nowait(PresenceBeat())
@@ -444,6 +444,11 @@ class Runtime:
     def _queues_changed(self) -> None:
         self._forget_queue_retry()
         self._ref(DISPATCHER).tell_nowait(QueuesChanged())
+
+    def _retention_changed(self) -> None:
+        """A queue's retention may have changed: the sweeper reads it (and its pace) now."""
+        with contextlib.suppress(ActorError):
+            self._ref(SWEEPER).tell_nowait(Sweep())
 
     def _forget_queue_retry(self) -> None:
         self._queue_retry = None
@@ -574,6 +579,8 @@ class Runtime:
         node hears of it at once (this one through its writer, others by notice)."""
         await self._write(ConfigureQueue(name, changes, self.clock(), self.config.node))
         self._forget_queue_retry()
+        if "retention" in changes:
+            self._retention_changed()
         return await self.queue(name)
 
     async def purge_queue(self, name: str, states: Sequence[TaskState]) -> int:

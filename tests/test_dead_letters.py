@@ -3,6 +3,7 @@ of finished tasks, and a replay that agrees with the live projection on both bac
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -237,3 +238,12 @@ def test_selection_from_json(body: Any, wanted: Selection) -> None:
 def test_selection_refuses_what_it_cannot_mean(body: Any) -> None:
     with pytest.raises(InvalidInput):
         selection_from_json(body)
+
+
+async def test_an_infinite_default_expires_only_the_queues_with_a_period(journal: Journal) -> None:
+    kept = await succeeded(journal, at=100.0)
+    short = await succeeded(journal, at=100.0, queue="scratch")
+    expired = await _one(journal, Expire(1000.0, NODE, math.inf, {"scratch": 10.0}))
+    assert [t.id for t in expired] == [short.id]
+    assert (await journal.get(kept.id)).state is TaskState.SUCCEEDED
+    assert await _one(journal, Expire(1000.0, NODE, math.inf)) == []

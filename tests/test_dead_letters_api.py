@@ -303,3 +303,25 @@ async def test_a_queue_with_a_retention_of_its_own_keeps_its_tasks_longer(
         assert (await node.get(kept["id"])).state is TaskState.SUCCEEDED
     events = await node.history(short["id"])
     assert events[-1].data["retention"] == 0.5
+
+
+async def test_a_queue_period_applies_on_a_node_that_keeps_finished_tasks_for_ever(
+    start_node: Callable[..., Any],
+) -> None:
+    # Retention 0 keeps the node's finished tasks; a queue's own period still expires its own,
+    # and promptly: the sweep follows the shortest period, not the node's minute.
+    node, client = await start_node(retention=0)
+    resp = await client.patch("/api/v1/queues/scratch", json={"retention": 0.3})
+    assert resp.status == 200, await resp.text()
+    async with node.live_events() as feed:
+        kept = await submit(client, {"type": "echo", "payload": 1})
+        short = await submit(client, {"type": "echo", "payload": 2, "queue": "scratch"})
+        async with asyncio.timeout(15):
+            while True:
+                item = await feed.get()
+                if item.get("kind") == "expired" and item.get("task_id") == short["id"]:
+                    break
+    assert (await node.get(kept["id"])).state is TaskState.SUCCEEDED
+    events = await node.history(short["id"])
+    assert events[-1].data["retention"] == 0.3
+    assert (await node.get(kept["id"])).finished_at is not None

@@ -11,6 +11,7 @@ at each sweep so a changed setting applies at the next one.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable, Mapping
 
 import attrs
@@ -31,9 +32,12 @@ async def no_overrides() -> Mapping[str, float]:
     return {}
 
 
+MAX_INTERVAL = 60.0
+
+
 def sweep_interval(retention: float) -> float:
-    """How often to sweep: a tenth of the period, between 50 ms and a minute."""
-    return min(60.0, max(0.05, retention / 10))
+    """How often to sweep: a tenth of the shortest period, between 50 ms and a minute."""
+    return min(MAX_INTERVAL, max(0.05, retention / 10))
 
 
 @attrs.frozen
@@ -63,7 +67,8 @@ class RetentionSweeper(Actor):
         self.expired = 0  # by this node since it started, for tests and logs
 
     async def on_start(self) -> None:
-        self._ticker = Ticker(self.ref, Sweep(), sweep_interval(self._retention))
+        first = self._retention if self._retention > 0 else MAX_INTERVAL * 10
+        self._ticker = Ticker(self.ref, Sweep(), sweep_interval(first))
         self._ticker.start()
         await self.ref.tell(Sweep())
 
@@ -82,8 +87,13 @@ class RetentionSweeper(Actor):
         except Exception as exc:  # noqa: BLE001 - settings unreadable now: keep the default
             log.warning("per-queue retention unavailable, sweeping with the default: %r", exc)
             overrides = {}
+        if self._ticker is not None:
+            # A queue kept for less than the node's period is swept as often as it needs.
+            periods = [p for p in (self._retention, *overrides.values()) if p > 0]
+            self._ticker.retune(sweep_interval(min(periods, default=MAX_INTERVAL * 10)))
         while True:
-            op = Expire(self._clock(), self._node, self._retention, overrides, self._batch)
+            keep = self._retention if self._retention > 0 else math.inf  # 0: keep for ever
+            op = Expire(self._clock(), self._node, keep, overrides, self._batch)
             try:
                 expired = (await write(self._writer, op, timeout=self._write_timeout)).unwrap()
             except (ActorqError, TimeoutError) as exc:

@@ -29,6 +29,13 @@ class Ticker:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name=f"ticker:{self._ref.name}")
 
+    def retune(self, interval: float) -> None:
+        """Tick every ``interval`` seconds from now on (a shorter one starts over at once)."""
+        shorter, self._interval = interval < self._interval, interval
+        if shorter and self._task is not None:
+            self._task.cancel()
+            self._task = asyncio.create_task(self._run(), name=f"ticker:{self._ref.name}")
+
     async def stop(self) -> None:
         task, self._task = self._task, None
         if task is not None:

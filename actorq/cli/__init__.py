@@ -120,8 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     def http(p: argparse.ArgumentParser) -> None:
         p.add_argument("--host", help="HTTP bind address (ACTORQ_HOST, default 127.0.0.1)")
         p.add_argument("--port", type=int, help="HTTP port (ACTORQ_PORT, default 8080)")
-        p.add_argument("--rate-limit", help="requests per client address, e.g. 200/s or "
-                       "1000/m (ACTORQ_RATE_LIMIT, default: no limit)")  # fmt: skip
+        p.add_argument("--rate-limit", help="requests per API token (or per client address, "
+                       "without one), e.g. 200/s or 1000/m (ACTORQ_RATE_LIMIT, default: no "
+                       "limit)")  # fmt: skip
         p.add_argument("--no-auth", action="store_const", const="off", dest="auth",
                        help="check no API token, even on a public address (ACTORQ_AUTH=off; "
                        "default: tokens are checked once one exists)")  # fmt: skip

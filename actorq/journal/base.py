@@ -174,7 +174,8 @@ class Settled:
 class Expire:
     """Remove from the projection up to ``limit`` finished tasks whose ``finished_at`` lies
     more than ``retention`` seconds before ``at`` (``overrides``: another period for these
-    queues), one ``expired`` event each. Rows another node is expiring are passed over.
+    queues; ``math.inf``: only the queues of ``overrides``), one ``expired`` event each.
+    Rows another node is expiring are passed over.
     Result: the tasks expired (as they were)."""
 
     at: float

@@ -8,6 +8,7 @@ cannot drift apart in meaning, only in SQL.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -396,8 +397,10 @@ class BatchRun:
     async def _expire(self, op: Expire) -> Outcome:
         """One chunk of finished tasks past their retention (the queue's own, if it has one)."""
         overridden = sorted(op.overrides)
-        rows = await self._tx.finished(op.at - op.retention, op.limit, None, overridden)
-        pairs = [(t, op.retention) for t in rows]
+        pairs: list[tuple[Task, float]] = []
+        if op.retention < math.inf:  # inf: kept for ever, but in queues with a period
+            rows = await self._tx.finished(op.at - op.retention, op.limit, None, overridden)
+            pairs = [(t, op.retention) for t in rows]
         for queue in overridden:
             room = op.limit - len(pairs)
             if room <= 0:
