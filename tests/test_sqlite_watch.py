@@ -4,6 +4,7 @@ filtered by the writer connection's data_version), and not its own."""
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from procs import Server
 
 import actorq
+from actorq.journal import sqlite_watch
 from actorq.journal.base import Notice, Submit
 from actorq.journal.sqlite import SqliteJournal
 from actorq.model import NewTask, TaskState
@@ -95,3 +97,30 @@ async def test_a_worker_process_picks_up_an_enqueue_from_another_process_without
         assert max(waits) < 2.0, waits  # vs the hour-long poll
     finally:
         worker.stop()
+
+
+async def test_a_commit_rung_on_the_bell_is_heard_without_the_logs_series(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The log's series waits an hour before its first check: only the bell can be heard.
+    monkeypatch.setattr(sqlite_watch, "MIN_INTERVAL", 3600.0)
+    path = str(tmp_path / "b.db")
+    ours, theirs = SqliteJournal(path), SqliteJournal(path)
+    await ours.open()
+    await theirs.open()
+    woke = asyncio.Event()
+    try:
+        await ours.subscribe(lambda notice: woke.set())
+        await asyncio.sleep(0.05)  # past the writer's rest after opening
+        silent = theirs._bell
+        theirs._bell = None  # a writer that does not ring: nothing heard for now
+        await _submit(theirs)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(woke.wait(), 0.5)
+        theirs._bell = silent
+        await _submit(theirs)  # rings after its commit
+        await asyncio.wait_for(woke.wait(), 2)
+        assert os.path.exists(sqlite_watch.bell_path(path))  # noqa: ASYNC240
+    finally:
+        await theirs.close()
+        await ours.close()

@@ -71,7 +71,7 @@ from actorq.journal.seals import (
     seal_to_row,
 )
 from actorq.journal.shared_commits import SharedCommits
-from actorq.journal.sqlite_watch import ForeignCommits
+from actorq.journal.sqlite_watch import Bell, ForeignCommits
 from actorq.journal.writer_thread import WriterThread
 from actorq.model import Event, Page, Schedule, Task, TaskFilter, TaskState
 from actorq.nodes import Node, Orders
@@ -346,6 +346,8 @@ class SqliteJournal:
         self._write_lock = asyncio.Lock()
         self._durable = True  # the writer connection's synchronous mode: FULL or NORMAL
         self._watch: ForeignCommits | None = None
+        # Rung after each durable commit, for other processes' watchers (not in memory).
+        self._bell: Bell | None = None if self._uri else Bell(path)
         self._shared = SharedCommits(self._run_now)  # concurrent callers share a commit
 
     def _pragmas(self) -> list[str]:
@@ -411,6 +413,8 @@ class SqliteJournal:
         if self._writer is not None:
             await self._on_writer(self._writer.close)
             self._writer = None
+        if self._bell is not None:
+            self._bell.close()
         if self._thread is not None:
             self._thread.close()
             self._thread = None
@@ -467,6 +471,8 @@ class SqliteJournal:
         finally:
             if watch is not None:
                 watch.ended()
+        if durable and self._bell is not None:
+            self._bell.ring()
         return result
 
     async def _transaction(self, body: Callable[[_Tx], T], durable: bool = True) -> T:

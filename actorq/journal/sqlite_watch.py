@@ -17,6 +17,12 @@ writes for its own and only looks again once the writer has been quiet for ``RES
 seconds. It keeps reading the inotify descriptor all along (a read is cheaper than taking
 the descriptor out of the event loop and back). An idle node does nothing at all.
 
+A commit is visible the moment its writer returns from it, so every actorq process also
+rings a bell after each durable commit: one byte written to a file beside the database
+(``FILE-bell``, made on first use). The watcher watches the bell too, and a ring is answered
+with one check at once: a commit heard that way reaches the node in a thread hop, not after
+the series' first waits. The log's series stays for writers that do not ring.
+
 Where inotify is missing (not Linux) the watcher does not start and the runtime's fallback
 poll covers cross-process work, as before.
 """
@@ -39,6 +45,36 @@ SETTLE = 0.5  # how long after the last write checks go on: covers a slow fsync
 REST = 0.002  # while the writer is busy, the watcher sleeps in steps of this long
 
 
+def bell_path(path: str) -> str:
+    return f"{path}-bell"
+
+
+class Bell:
+    """Rung on the writer thread after each durable commit (see the module's docstring). A
+    bell that cannot be made (a read-only folder) stays silent: the log's series remains."""
+
+    def __init__(self, path: str) -> None:
+        self._path = bell_path(path)
+        self._fd: int | None = None
+        self._broken = False
+
+    def ring(self) -> None:
+        if self._broken:
+            return
+        try:
+            if self._fd is None:
+                self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT, 0o644)
+            os.pwrite(self._fd, b"1", 0)
+        except OSError as exc:
+            self._broken = True
+            log.debug("cannot ring %s (%s); other processes hear the log", self._path, exc)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
 class ForeignCommits:
     """Calls ``on_foreign`` (on the event loop) soon after another process commits to the
     database at ``path``. ``db`` is the writer connection, ``on_writer`` runs a function on
@@ -52,6 +88,9 @@ class ForeignCommits:
         on_foreign: Callable[[], None],
     ) -> None:
         self._wal = f"{path}-wal"
+        self._bell = bell_path(path)
+        self._bell_inotify: Any = None
+        self._answering: asyncio.Task[None] | None = None  # a check for a ring, on its way
         self._db = db
         self._on_writer = on_writer
         self._on_foreign = on_foreign
@@ -80,20 +119,31 @@ class ForeignCommits:
         await self._on_writer(self.check)
         self._inotify = inotify
         self._loop.add_reader(inotify.fileno(), self._written)
+        try:
+            os.close(os.open(self._bell, os.O_WRONLY | os.O_CREAT, 0o644))
+            bell = INotify(nonblocking=True)
+            bell.add_watch(self._bell, flags.MODIFY)
+        except OSError as exc:  # a read-only folder: the log's series alone
+            log.debug("cannot watch %s (%s)", self._bell, exc.strerror or exc)
+        else:
+            self._bell_inotify = bell
+            self._loop.add_reader(bell.fileno(), self._rung)
         return True
 
     async def stop(self) -> None:
         if self._resting is not None:
             self._resting.cancel()
             self._resting = None
-        if self._inotify is not None:
-            self._loop.remove_reader(self._inotify.fileno())
-            self._inotify.close()
-            self._inotify = None
-        if self._checks is not None:
-            self._checks.cancel()
-            await asyncio.gather(self._checks, return_exceptions=True)
-            self._checks = None
+        for inotify in (self._inotify, self._bell_inotify):
+            if inotify is not None:
+                self._loop.remove_reader(inotify.fileno())
+                inotify.close()
+        self._inotify = self._bell_inotify = None
+        for task in (self._checks, self._answering):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._checks = self._answering = None
 
     def began(self) -> None:
         """On the writer thread, as a transaction begins."""
@@ -125,12 +175,22 @@ class ForeignCommits:
             return
         self._settle_soon()
 
+    def _rung(self) -> None:
+        _drain(self._bell_inotify.fileno())
+        if (self._answering is not None and not self._answering.done()) or self._busy(
+            time.monotonic()
+        ):
+            return  # a check is coming, or the writer's next transaction checks as it begins
+        self._answering = self._loop.create_task(self._answer(), name="actorq-sqlite-bell")
+
+    async def _answer(self) -> None:
+        try:
+            await self._on_writer(self.check)
+        except Exception as exc:  # noqa: BLE001 - the journal closing; the poll remains
+            log.debug("data_version check failed: %r", exc)
+
     def _drain(self) -> None:
-        """Read what the descriptor holds; what it says does not matter (one file)."""
-        fd = self._inotify.fileno()
-        with contextlib.suppress(OSError):  # BlockingIOError: nothing (more) to read
-            while len(os.read(fd, 4096)) == 4096:
-                pass
+        _drain(self._inotify.fileno())
 
     def _busy(self, now: float) -> bool:
         return self._in_transaction or now - self._checked_at < REST
@@ -164,3 +224,10 @@ class ForeignCommits:
             if quiet >= SETTLE:
                 return
             delay = MIN_INTERVAL if quiet < delay else min(delay * 2, SETTLE)
+
+
+def _drain(fd: int) -> None:
+    """Read what an inotify descriptor holds; what it says does not matter (one file)."""
+    with contextlib.suppress(OSError):  # BlockingIOError: nothing (more) to read
+        while len(os.read(fd, 4096)) == 4096:
+            pass
