@@ -285,22 +285,30 @@ async def test_dead_letter_answers_match_the_document(
     await check(resp, DEAD, 429, "rate_limited")
 
 
+async def expire_second(
+    node: Runtime, client: TestClient, first: str, second: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """An echo task in queue ``first``, then one in ``second``; returns both once the second
+    has expired (the first's fate is the test's to check)."""
+    async with node.live_events() as feed:
+        one = await submit(client, {"type": "echo", "payload": 1, "queue": first})
+        two = await submit(client, {"type": "echo", "payload": 2, "queue": second})
+        async with asyncio.timeout(15):
+            while True:
+                item = await feed.get()
+                if item.get("kind") == "expired" and item.get("task_id") == two["id"]:
+                    return one, two
+
+
 async def test_a_queue_with_a_retention_of_its_own_keeps_its_tasks_longer(
     start_node: Callable[..., Any],
 ) -> None:
     node, client = await start_node(retention=0.5)
     resp = await client.patch("/api/v1/queues/keep", json={"retention": 3600})
     assert resp.status == 200, await resp.text()
-    async with node.live_events() as feed:
-        kept = await submit(client, {"type": "echo", "payload": 1, "queue": "keep"})
-        short = await submit(client, {"type": "echo", "payload": 2})
-        async with asyncio.timeout(15):
-            while True:
-                item = await feed.get()
-                if item.get("kind") == "expired" and item.get("task_id") == short["id"]:
-                    break
-        # Both finished together; the default queue's expired after 0.5 s, "keep"'s stays.
-        assert (await node.get(kept["id"])).state is TaskState.SUCCEEDED
+    kept, short = await expire_second(node, client, "keep", "default")
+    # Both finished together; the default queue's expired after 0.5 s, "keep"'s stays.
+    assert (await node.get(kept["id"])).state is TaskState.SUCCEEDED
     events = await node.history(short["id"])
     assert events[-1].data["retention"] == 0.5
 
@@ -313,14 +321,7 @@ async def test_a_queue_period_applies_on_a_node_that_keeps_finished_tasks_for_ev
     node, client = await start_node(retention=0)
     resp = await client.patch("/api/v1/queues/scratch", json={"retention": 0.3})
     assert resp.status == 200, await resp.text()
-    async with node.live_events() as feed:
-        kept = await submit(client, {"type": "echo", "payload": 1})
-        short = await submit(client, {"type": "echo", "payload": 2, "queue": "scratch"})
-        async with asyncio.timeout(15):
-            while True:
-                item = await feed.get()
-                if item.get("kind") == "expired" and item.get("task_id") == short["id"]:
-                    break
+    kept, short = await expire_second(node, client, "default", "scratch")
     assert (await node.get(kept["id"])).state is TaskState.SUCCEEDED
     events = await node.history(short["id"])
     assert events[-1].data["retention"] == 0.3
