@@ -431,6 +431,8 @@ class Runtime:
                 self._queues_changed()
                 with contextlib.suppress(ActorError):
                     self._ref(STATS).tell_nowait(ForeignCommitted())
+                with contextlib.suppress(ActorError):  # live subscribers see their events too
+                    self._ref(FEED).tell_nowait(ForeignCommitted())
             self._ref(DISPATCHER).tell_nowait(WorkAvailable())
         elif notice.kind == "cancel" and notice.task_id:
             self._ref(DISPATCHER).tell_nowait(CancelRunning(notice.task_id))

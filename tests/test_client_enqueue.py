@@ -278,3 +278,30 @@ async def test_a_nodes_counts_take_in_tasks_another_process_submitted(tmp_path: 
         tasks = (await runtime.stats())["tasks"]
         assert (tasks["queued"], tasks["succeeded"]) == (0, 5), tasks
         assert min(tasks.values()) >= 0, tasks
+
+
+async def test_a_sqlite_nodes_live_feed_carries_what_another_process_commits(
+    tmp_path: Path,
+) -> None:
+    """A web app's enqueues into the file of ``actorq serve`` reach the node's live
+    subscribers (SSE, the dashboard) as ``submitted`` items, in seq order with the node's own
+    (they were missing: only the node's claims and outcomes came)."""
+    url = f"sqlite:///{tmp_path / 'actorq.db'}"
+    node = worker(url, "a")
+    async with node, actorq.App(database_url=url) as client:
+        runtime = await node.start()
+        async with runtime.live_events() as feed:
+            submitted = [await client.enqueue("a", {"n": i}) for i in range(5)]
+            ids = {t.id for t in submitted}
+            seen: list[dict[str, Any]] = []
+            async with asyncio.timeout(10):
+                while sum(1 for i in seen if i["kind"] == "succeeded") < 5:
+                    seen.append(await feed.get())
+    assert all(item["kind"] != "lagged" for item in seen), seen
+    kinds = {(i["task_id"], i["kind"]) for i in seen}
+    assert {(tid, "submitted") for tid in ids} <= kinds
+    submitted_items = [i for i in seen if i["kind"] == "submitted"]
+    assert all(i["queue"] == "default" and i["type"] == "a" for i in submitted_items)
+    seqs = [i["seq"] for i in seen]
+    assert seqs == sorted(set(seqs))  # each once, in the journal's order
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # and none skipped

@@ -1,10 +1,14 @@
 """LiveFeed: the one owner of the node's live subscribers (SSE, WebSocket, ``wait_for``).
 
-It hears this node's commits from the journal writer. On a journal of its own (SQLite) those
-are the whole story; on a journal shared by several nodes (PostgreSQL) its follower tails the
-journal for every node's events, from the moment someone first subscribes or asks for the
-statistics (a node nobody asks, ``actorq worker``, spends nothing on it). Everything it hears
-it hands to the StatsAggregator, its first subscriber, and to each live subscriber.
+It hears this node's commits from the journal writer and hands them to the StatsAggregator,
+its first subscriber, and to each live subscriber. On a journal shared by several nodes
+(PostgreSQL) its follower tails the journal for every node's events, from the moment someone
+first subscribes or asks for the statistics (a node nobody asks, ``actorq worker``, spends
+nothing on it). On a journal of its own (SQLite) other processes may commit too (a web app's
+``App.enqueue`` beside ``actorq serve``): while someone listens, the events between the last
+one handed out and this node's next commit, or up to the head once the runtime hears of
+another process's commit, are read and handed out in their place, so a subscriber sees the
+file's history in seq order (the statistics read such tasks in by counting again).
 
 A live subscriber has a bounded buffer (``Subscription``): the feed never waits for one. A
 subscriber whose buffer would overflow gets a last ``lagged`` item naming the seq it can
@@ -31,7 +35,7 @@ import attrs
 import actorq.lifecycle as lifecycle
 from actorq.actors.core import Actor, ActorRef, ActorStopped
 from actorq.actors.journal_writer import Committed
-from actorq.actors.stats import Following, Tailed
+from actorq.actors.stats import Following, ForeignCommitted, Tailed
 from actorq.errors import ActorqError
 from actorq.journal.base import Change, Journal, SharedJournal
 from actorq.model import Event, EventKind, Task, TaskState, is_control
@@ -283,8 +287,15 @@ class LiveFeed(Actor):
                 await self._tailed(events, tasks, start, end)
             case Subscribe(subscription):
                 await self._start_following()
+                if self._shared is None and not self._subs:
+                    # Nobody listened: other processes' commits were not read. They are
+                    # history for this subscriber; live items begin after the head.
+                    self._seq = max(self._seq, (await self._journal.head()).journal_seq)
                 self._subs[subscription] = None
                 return Start(self._seq, self._position)
+            case ForeignCommitted():
+                if self._shared is None and self._subs:
+                    await self._catch_up(None)
             case Where():
                 await self._start_following()
                 return Start(self._seq, self._position)
@@ -304,10 +315,51 @@ class LiveFeed(Actor):
         if self._shared is not None:
             self._kick.set()  # the follower picks them up with the other nodes' events
             return
-        if changes:
-            self._seq = max(self._seq, changes[-1].event.seq)
-            if self._subs:
-                self._fan_out([item_of_change(c) for c in changes])
+        if not changes:
+            return
+        if self._subs:
+            first = changes[0].event.seq
+            if first > self._seq + 1:  # another process committed in between: theirs first
+                await self._catch_up(first)
+            fresh = [item_of_change(c) for c in changes if c.event.seq > self._seq]
+            if fresh:
+                self._fan_out(fresh)
+        self._seq = max(self._seq, changes[-1].event.seq)
+
+    async def _catch_up(self, before: int | None) -> None:
+        """On a journal of its own: hand out the events committed after the last one handed
+        out and before seq ``before`` (None: up to the head), another process's. More than a
+        subscriber can hold lags every subscriber instead (they resume from history)."""
+        events: list[Event] = []
+        try:
+            stream = self._journal.events(self._seq)
+            try:
+                async for e in stream:
+                    if before is not None and e.seq >= before:
+                        break
+                    events.append(e)
+                    if len(events) > BUFFER:
+                        break
+            finally:
+                close = getattr(stream, "aclose", None)  # a generator left early: end it now
+                if close is not None:
+                    await close()
+            tasks = await self._journal.get_many(list({e.task_id for e in events}))
+        except ActorqError as exc:  # the file is busy or away: the next commit tries again
+            log.debug("cannot read other processes' events: %s", exc)
+            return
+        if len(events) > BUFFER:
+            for sub in self._subs:
+                sub.lag()
+            self._subs.clear()
+            self._seq = before - 1 if before is not None else events[-1].seq
+            return
+        if not events:
+            return
+        self._seq = events[-1].seq
+        mine = [e for e in events if not is_control(e.task_id)]
+        if mine:
+            self._fan_out([item_of_tailed(e, tasks.get(e.task_id)) for e in mine])
 
     async def _tailed(
         self, events: list[Event], tasks: dict[str, Task], start: int, end: int
