@@ -77,15 +77,22 @@ async def test_a_lone_client_enqueue_is_one_statement_on_postgresql(postgres_url
     node = worker(postgres_url, "a")
     async with node, actorq.App(database_url=postgres_url) as client:
         await node.start()
-        await client.enqueue("a")  # opens the pool, reads the catalog and the policies
+        await client.enqueue("a")  # opens the journal, reads the catalog and the policies
         sent: list[str] = []
+        # Submissions run on a connection of their own, outside the pool (pg_submit), which
+        # the pool's connections would otherwise see.
+        own = client._journal._submitter._conn  # type: ignore[union-attr]
+        assert own is not None
+        own.add_query_logger(lambda record: sent.append(record.query))
+        pooled: list[str] = []
         pool = client._journal._pool  # type: ignore[union-attr]
-        # Enqueues one after another take the connection released last (the pool is LIFO).
         async with pool.acquire() as conn:
-            conn.add_query_logger(lambda record: sent.append(record.query))
+            conn.add_query_logger(lambda record: pooled.append(record.query))
         tasks = [await client.enqueue("a", {"i": i}) for i in range(5)]
+        await asyncio.sleep(0)  # asyncpg calls query loggers soon after the query, not in it
         assert len(sent) == 5, sent
         assert all("submit_tasks" in query for query in sent)
+        assert pooled == []
         journal = node.runtime.journal  # type: ignore[union-attr]
         # The node may have run them by now: their first events are what the enqueue wrote.
         firsts = [(await journal.history(t.id))[0] for t in tasks]
