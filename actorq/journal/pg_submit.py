@@ -25,7 +25,7 @@ import attrs
 import actorq.lifecycle as lifecycle
 from actorq.errors import StorageError
 from actorq.journal.base import Change, Op, Outcome, Submit
-from actorq.journal.rows import dumps
+from actorq.journal.rows import dumps, dumps_checked, stored_policy
 from actorq.model import Event, EventKind, TaskState
 
 
@@ -74,18 +74,18 @@ def prepare(ops: Sequence[Op], channel: str, origin: str) -> Prepared | None:
             c_id.append(new.id)
             c_type.append(new.type)
             c_queue.append(new.queue)
-            c_payload.append(dumps(new.payload))
+            c_payload.append(dumps_checked(new.payload))
             c_priority.append(new.priority)
             c_state.append(state.value)
             c_attempts.append(new.max_attempts)
             c_timeout.append(new.timeout)
             c_run_at.append(float(data["run_at"]))
             c_at.append(op.at)
-            c_metadata.append(dumps(new.metadata))
+            c_metadata.append(dumps_checked(new.metadata))
             c_key.append(key)
-            c_retry.append(None if new.retry is None else dumps(data["retry"]))  # as task_to_row
+            c_retry.append(None if new.retry is None else stored_policy(new.retry))
             c_node.append(op.node)
-            c_data.append(dumps(data))
+            c_data.append(dumps_checked(data))
             c_actor.append(actor)
     notices = [dumps({"kind": "ready", "queue": q, "origin": origin}) for q in ready]
     return Prepared(submits, events, c_actor, (*columns, channel, notices))
