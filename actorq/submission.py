@@ -299,7 +299,7 @@ class Submission:
         return at if at > now else None
 
 
-_TYPE = Text(_CONTROL, "control characters", required=True)  # Submission.type's rule
+_TYPE: Final[Rule] = attrs.fields(Submission).type.metadata[RULE]
 
 
 def common_shape(
@@ -311,8 +311,8 @@ def common_shape(
     """The task of a submission that gives a type and at most a payload, as the converter
     and ``Submission.new_task`` would make it; None for any other submission, and for one a
     rule refuses, so the converter says why in its words. ``defaults_of`` raises
-    ``UnknownTaskType`` as there. It spares the common case the converter's cost, which is
-    most of the client's work per task in a bulk enqueue."""
+    ``UnknownTaskType`` as there. It spares the common case the converter's generated
+    function and a ``Submission`` (1-2 us of the 7-10 a submission costs here)."""
     if not 1 <= len(data) <= 2 or "type" not in data:
         return None
     payload = data.get("payload")

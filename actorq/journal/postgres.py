@@ -622,7 +622,8 @@ class PostgresJournal:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _on_pool(self, ops: Sequence[Op], at_once: Prepared | None) -> list[Outcome]:
-        """One attempt at a batch on a pooled connection."""
+        """One attempt at a batch: submissions alone on their own connection while it is
+        free (see ``pg_submit``), anything else on a pooled one."""
         try:
             if at_once is not None:
                 async with self._submitter.free() as own:
