@@ -100,6 +100,31 @@ async def test_a_lone_client_enqueue_is_one_statement_on_postgresql(postgres_url
         assert [e.seq for e in firsts] == [t.seq for t in tasks] == sorted(t.seq for t in tasks)
 
 
+async def test_a_client_whose_submitting_connection_was_killed_enqueues_once_on_a_new_one(
+    postgres_url: str,
+) -> None:
+    """The connection submissions run on is the client's own (pg_submit): if the server ends
+    it while idle, the next enqueue opens another, and the task is written exactly once."""
+    node = worker(postgres_url, "a")
+    async with node, actorq.App(database_url=postgres_url) as client:
+        await node.start()
+        await client.enqueue("a")
+        own = client._journal._submitter._conn  # type: ignore[union-attr]
+        assert own is not None
+        conn = await asyncpg.connect(PG_DSN)
+        try:
+            assert await conn.fetchval("SELECT pg_terminate_backend($1)", own.get_server_pid())
+        finally:
+            await conn.close()
+        task = await client.enqueue("a", {"after": "kill"})
+        assert client._journal._submitter._conn is not own  # type: ignore[union-attr]
+        history = await node.runtime.journal.history(task.id)  # type: ignore[union-attr]
+        kinds = [e.kind for e in history]
+        assert kinds[0] is EventKind.SUBMITTED
+        assert kinds.count(EventKind.SUBMITTED) == 1
+        assert (await client.get(task.id)).payload == {"after": "kill"}
+
+
 async def test_submissions_that_a_limit_or_a_key_concerns_take_the_general_path(
     postgres_url: str,
 ) -> None:
