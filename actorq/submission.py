@@ -4,6 +4,8 @@ and openapi.json document, as one rule per field.
 A rule is the cattrs structure hook of its field (``actorq.wire`` builds the converter from
 them): it accepts the field's JSON value and returns it as the model holds it, or raises a
 ``FieldError`` saying what the value must be; the converter's error names the field.
+``common_shape`` takes the submission most callers send (a type and a payload) by the same
+rules without the converter; whatever it does not accept goes the converter's way.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+from collections.abc import Callable
 from typing import Any, Final, Protocol
 
 import attrs
@@ -294,3 +297,42 @@ class Submission:
                 "field 'scheduled_at' must lie between 1970-01-01T00:00:00Z and ten years from now"
             )
         return at if at > now else None
+
+
+_TYPE: Final[Rule] = attrs.fields(Submission).type.metadata[RULE]
+
+
+def common_shape(
+    data: dict[str, Any],
+    defaults_of: Callable[[str], TypeDefaults],
+    now: float,
+    retry: RetryDefaults = NO_OVERRIDES,
+) -> NewTask | None:
+    """The task of a submission that gives a type and at most a payload, as the converter
+    and ``Submission.new_task`` would make it; None for any other submission, and for one a
+    rule refuses, so the converter says why in its words. ``defaults_of`` raises
+    ``UnknownTaskType`` as there. It spares the common case the converter's generated
+    function and a ``Submission`` (1-2 us of the 7-10 a submission costs here)."""
+    if not 1 <= len(data) <= 2 or "type" not in data:
+        return None
+    payload = data.get("payload")
+    if len(data) == 2 and "payload" not in data:
+        return None
+    try:
+        task_type = _TYPE.structure(data["type"])
+        _check_json(payload)
+    except FieldError:
+        return None
+    if task_type is None:  # the rule refuses a missing type: never here
+        return None
+    defaults = defaults_of(task_type)
+    queue = defaults.queue
+    return NewTask(
+        type=task_type,
+        payload=payload,
+        queue=queue,
+        priority=defaults.priority,
+        max_attempts=defaults.max_attempts,
+        timeout=defaults.timeout,
+        retry=retry.choose(None, queue, defaults.retry),
+    )

@@ -20,6 +20,7 @@ from actorq.errors import InvalidInput, UnknownTaskType
 from actorq.model import NewTask, Schedule, Task
 from actorq.nodes import Catalog
 from actorq.retry import NO_OVERRIDES, RetryDefaults, RetryPolicy
+from actorq.submission import common_shape
 
 Handler = Callable[..., Any]
 
@@ -148,6 +149,10 @@ def parse_submission(
     """A validated ``NewTask`` from a JSON object, with the task type's defaults filled in
     (the node's own types, then the cluster's: ``actorq.nodes``) and its retry policy chosen
     (``RetryDefaults.choose``: its own, its queue's, its type's, the node's)."""
+    if type(data) is dict:
+        common = common_shape(data, catalog.get, now, retry)
+        if common is not None:
+            return common
     return wire.new_task(data, catalog.get, now, retry)
 
 

@@ -12,8 +12,10 @@ Phases, each on a fresh file in a temporary directory (synchronous=FULL, as alwa
   node64        64 concurrent callers through a node (group commit)
   client_bulk   ``app.enqueue_many`` of 1,000 from an App that runs no node
   journal_bulk  ``journal.run([Submit(1,000 tasks)])`` (the journal alone)
-One JSON line per phase and run. ``--profile PHASE`` runs that phase once under cProfile and
-prints the top functions by total time.
+One JSON line per phase and run: ``per_s`` (wall) and ``cpu_us_per_task``, this process's CPU
+time (every thread: the caller's and the journal's writer) per task, which another
+process's load disturbs less than the wall time. ``--profile PHASE`` runs that phase once
+under cProfile and prints the top functions by total time.
 """
 
 from __future__ import annotations
@@ -30,12 +32,31 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import attrs
+
 from actorq import App
 from actorq.journal import journal_from_url
 from actorq.journal.base import Submit
 from actorq.model import NewTask
 
 BULK = 1000
+
+
+@attrs.frozen
+class Rate:
+    per_s: float
+    cpu_us_per_task: float
+
+
+class Start:
+    """The instant a phase's timed part starts, on the wall clock and in CPU time."""
+
+    def __init__(self) -> None:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+    def rate(self, n: int) -> Rate:
+        wall, cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
+        return Rate(n / wall, cpu / n * 1e6)
 
 
 def make_app(url: str, **settings: Any) -> App:
@@ -48,28 +69,28 @@ def make_app(url: str, **settings: Any) -> App:
     return app
 
 
-async def client_one(url: str, n: int) -> float:
+async def client_one(url: str, n: int) -> Rate:
     async with make_app(url) as app:
         await app.enqueue("noop")  # opens the journal
-        t0 = time.perf_counter()
+        t0 = Start()
         for _ in range(n):
             await app.enqueue("noop")
-        return n / (time.perf_counter() - t0)
+        return t0.rate(n)
 
 
-async def journal_one(url: str, n: int) -> float:
+async def journal_one(url: str, n: int) -> Rate:
     journal = journal_from_url(url)
     await journal.open()
     try:
-        t0 = time.perf_counter()
+        t0 = Start()
         for _ in range(n):
             await journal.run([Submit([NewTask("noop")], time.time(), "client:bench")])
-        return n / (time.perf_counter() - t0)
+        return t0.rate(n)
     finally:
         await journal.close()
 
 
-async def client64(url: str, n: int) -> float:
+async def client64(url: str, n: int) -> Rate:
     async with make_app(url) as app:
         await app.enqueue("noop")
         sem = asyncio.Semaphore(64)
@@ -78,12 +99,12 @@ async def client64(url: str, n: int) -> float:
             async with sem:
                 await app.enqueue("noop")
 
-        t0 = time.perf_counter()
+        t0 = Start()
         await asyncio.gather(*(one() for _ in range(n * 2)))
-        return n * 2 / (time.perf_counter() - t0)
+        return t0.rate(n * 2)
 
 
-async def journal64(url: str, n: int) -> float:
+async def journal64(url: str, n: int) -> Rate:
     journal = journal_from_url(url)
     await journal.open()
     sem = asyncio.Semaphore(64)
@@ -93,14 +114,14 @@ async def journal64(url: str, n: int) -> float:
             await journal.run([Submit([NewTask("noop")], time.time(), "client:bench")])
 
     try:
-        t0 = time.perf_counter()
+        t0 = Start()
         await asyncio.gather(*(one() for _ in range(n * 2)))
-        return n * 2 / (time.perf_counter() - t0)
+        return t0.rate(n * 2)
     finally:
         await journal.close()
 
 
-async def _node(url: str, n: int, callers: int) -> float:
+async def _node(url: str, n: int, callers: int) -> Rate:
     async with make_app(url, concurrency=1, queues=("nothing",)) as app:
         await app.start()
         await app.enqueue("noop")
@@ -110,48 +131,48 @@ async def _node(url: str, n: int, callers: int) -> float:
             async with sem:
                 await app.enqueue("noop")
 
-        t0 = time.perf_counter()
+        t0 = Start()
         if callers == 1:
             for _ in range(n):
                 await app.enqueue("noop")
         else:
             await asyncio.gather(*(one() for _ in range(n)))
-        return n / (time.perf_counter() - t0)
+        return t0.rate(n)
 
 
-async def node_one(url: str, n: int) -> float:
+async def node_one(url: str, n: int) -> Rate:
     return await _node(url, n, 1)
 
 
-async def node64(url: str, n: int) -> float:
+async def node64(url: str, n: int) -> Rate:
     return await _node(url, n * 2, 64)
 
 
-async def client_bulk(url: str, n: int) -> float:
+async def client_bulk(url: str, n: int) -> Rate:
     total = n * 10
     async with make_app(url) as app:
         await app.enqueue("noop")
-        t0 = time.perf_counter()
+        t0 = Start()
         for _ in range(0, total, BULK):
             await app.enqueue_many([{"type": "noop"}] * BULK)
-        return total / (time.perf_counter() - t0)
+        return t0.rate(total)
 
 
-async def journal_bulk(url: str, n: int) -> float:
+async def journal_bulk(url: str, n: int) -> Rate:
     total = n * 10
     journal = journal_from_url(url)
     await journal.open()
     try:
-        t0 = time.perf_counter()
+        t0 = Start()
         for _ in range(0, total, BULK):
             tasks = [NewTask("noop") for _ in range(BULK)]
             await journal.run([Submit(tasks, time.time(), "client:bench")])
-        return total / (time.perf_counter() - t0)
+        return t0.rate(total)
     finally:
         await journal.close()
 
 
-PHASES: dict[str, Callable[[str, int], Awaitable[float]]] = {
+PHASES: dict[str, Callable[[str, int], Awaitable[Rate]]] = {
     "client_one": client_one,
     "journal_one": journal_one,
     "client64": client64,
@@ -181,13 +202,14 @@ def main() -> None:
             prof.enable()
             rate = asyncio.run(PHASES[args.profile](url(), args.n))
             prof.disable()
-            print(json.dumps({"phase": args.profile, "per_s": round(rate), "profiled": True}))
+            print(json.dumps({"phase": args.profile, "per_s": round(rate.per_s), "profiled": True}))
             pstats.Stats(prof).sort_stats("tottime").print_stats(30)
             return
         for run in range(args.runs):
             for name in args.phases.split(","):
                 rate = asyncio.run(PHASES[name](url(), args.n))
-                line = {"label": args.label, "phase": name, "run": run, "per_s": round(rate)}
+                line = {"label": args.label, "phase": name, "run": run, "per_s": round(rate.per_s),
+                        "cpu_us_per_task": round(rate.cpu_us_per_task, 1)}  # fmt: skip
                 print(json.dumps(line), flush=True)
 
 

@@ -77,20 +77,52 @@ async def test_a_lone_client_enqueue_is_one_statement_on_postgresql(postgres_url
     node = worker(postgres_url, "a")
     async with node, actorq.App(database_url=postgres_url) as client:
         await node.start()
-        await client.enqueue("a")  # opens the pool, reads the catalog and the policies
+        await client.enqueue("a")  # opens the journal, reads the catalog and the policies
         sent: list[str] = []
+        # Submissions run on a connection of their own, outside the pool (pg_submit), which
+        # the pool's connections would otherwise see.
+        own = client._journal._submitter._conn  # type: ignore[union-attr]
+        assert own is not None
+        own.add_query_logger(lambda record: sent.append(record.query))
+        pooled: list[str] = []
         pool = client._journal._pool  # type: ignore[union-attr]
-        # Enqueues one after another take the connection released last (the pool is LIFO).
         async with pool.acquire() as conn:
-            conn.add_query_logger(lambda record: sent.append(record.query))
+            conn.add_query_logger(lambda record: pooled.append(record.query))
         tasks = [await client.enqueue("a", {"i": i}) for i in range(5)]
+        await asyncio.sleep(0)  # asyncpg calls query loggers soon after the query, not in it
         assert len(sent) == 5, sent
         assert all("submit_tasks" in query for query in sent)
+        assert pooled == []
         journal = node.runtime.journal  # type: ignore[union-attr]
         # The node may have run them by now: their first events are what the enqueue wrote.
         firsts = [(await journal.history(t.id))[0] for t in tasks]
         assert [e.kind for e in firsts] == [EventKind.SUBMITTED] * 5
         assert [e.seq for e in firsts] == [t.seq for t in tasks] == sorted(t.seq for t in tasks)
+
+
+async def test_a_client_whose_submitting_connection_was_killed_enqueues_once_on_a_new_one(
+    postgres_url: str,
+) -> None:
+    """The connection submissions run on is the client's own (pg_submit): if the server ends
+    it while idle, the next enqueue opens another, and the task is written exactly once."""
+    node = worker(postgres_url, "a")
+    async with node, actorq.App(database_url=postgres_url) as client:
+        await node.start()
+        await client.enqueue("a")
+        own = client._journal._submitter._conn  # type: ignore[union-attr]
+        assert own is not None
+        conn = await asyncpg.connect(PG_DSN)
+        try:
+            assert await conn.fetchval("SELECT pg_terminate_backend($1)", own.get_server_pid())
+        finally:
+            await conn.close()
+        task = await client.enqueue("a", {"after": "kill"})
+        assert client._journal._submitter._conn is not own  # type: ignore[union-attr]
+        history = await node.runtime.journal.history(task.id)  # type: ignore[union-attr]
+        kinds = [e.kind for e in history]
+        assert kinds[0] is EventKind.SUBMITTED
+        assert kinds.count(EventKind.SUBMITTED) == 1
+        assert (await client.get(task.id)).payload == {"after": "kill"}
 
 
 async def test_submissions_that_a_limit_or_a_key_concerns_take_the_general_path(

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import attrs
+from typing import Any
 
-from actorq.journal.rows import TASK_COLUMNS, task_from_row, task_to_row
+import attrs
+import pytest
+
+from actorq.journal.rows import TASK_COLUMNS, dumps, dumps_checked, task_from_row, task_to_row
 from actorq.model import Task, TaskState
 
 
@@ -22,3 +25,11 @@ def test_a_task_survives_a_round_trip_through_a_row() -> None:
         lease_expires_at=40.0,
     )  # fmt: skip
     assert task_from_row(task_to_row(task)) == task
+
+
+@pytest.mark.parametrize(
+    "value",
+    [None, {}, [], "", 'é\u2028\x00"\\', 0, -1.5, 1e300, True, {"a": [1, {"b": None}], "ü": "ß"}],
+)
+def test_a_checked_value_is_written_as_dumps_writes_it(value: Any) -> None:
+    assert dumps_checked(value) == dumps(value)

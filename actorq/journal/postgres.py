@@ -36,7 +36,15 @@ from actorq.errors import (
 from actorq.journal.base import Head, Notice, Op, Outcome, Selection, Since, needs_flush
 from actorq.journal.batch import BatchRun, ScheduleRow, refold
 from actorq.journal.pg_listen import Listener
-from actorq.journal.pg_submit import Prepared, prepare, send, settle, submissions_only, written
+from actorq.journal.pg_submit import (
+    OwnConnection,
+    Prepared,
+    prepare,
+    send,
+    settle,
+    submissions_only,
+    written,
+)
 from actorq.journal.pg_tail import read_tail
 from actorq.journal.rows import (
     EVENT_COLUMNS,
@@ -476,6 +484,7 @@ class PostgresJournal:
         self._pool: asyncpg.Pool | None = None
         self._listener: Listener | None = None
         self._shared = SharedCommits(self._run_alone)  # concurrent callers share a commit
+        self._submitter = OwnConnection(self._connect_one)  # see pg_submit
 
     # -- connections ---------------------------------------------------------------------
 
@@ -508,8 +517,17 @@ class PostgresJournal:
             await self.close()
             raise
 
+    async def _connect_one(self) -> asyncpg.Connection:
+        if self._pool is None:
+            raise StorageUnavailable("the journal is not open")
+        conn: asyncpg.Connection = await asyncpg.connect(
+            self._dsn, timeout=self._timeout, **self._connect
+        )
+        return conn
+
     async def close(self) -> None:
         await self._shared.wait_closed()
+        await self._submitter.close(self._timeout)
         listener, self._listener = self._listener, None
         if listener is not None:
             await listener.close()
@@ -604,14 +622,15 @@ class PostgresJournal:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _on_pool(self, ops: Sequence[Op], at_once: Prepared | None) -> list[Outcome]:
-        """One attempt at a batch on a pooled connection."""
+        """One attempt at a batch: submissions alone on their own connection while it is
+        free (see ``pg_submit``), anything else on a pooled one."""
         try:
+            if at_once is not None:
+                async with self._submitter.free() as own:
+                    if own is not None:
+                        return await self._submit_on(own, ops, at_once)
             async with self._acquire() as conn:
-                if at_once is not None:
-                    done = await self._submit_at_once(conn, at_once)
-                    if done is not None:
-                        return done
-                return await self._run_on(conn, ops)
+                return await self._submit_on(conn, ops, at_once)
         except _Lost as lost:
             # The answer was lost with the connection: the journal says whether the batch
             # committed (all of it, or none). If not, it is as if it was never sent.
@@ -620,6 +639,15 @@ class PostgresJournal:
             if seqs is None:
                 raise _Unsent(lost.cause) from lost.cause
             return settle(at_once, seqs)
+
+    async def _submit_on(
+        self, conn: asyncpg.Connection, ops: Sequence[Op], at_once: Prepared | None
+    ) -> list[Outcome]:
+        if at_once is not None:
+            done = await self._submit_at_once(conn, at_once)
+            if done is not None:
+                return done
+        return await self._run_on(conn, ops)
 
     async def _submit_at_once(
         self, conn: asyncpg.Connection, prepared: Prepared

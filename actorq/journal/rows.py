@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import json.encoder
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from importlib import resources
 from typing import Any
@@ -48,6 +49,23 @@ _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _loads = json.loads
 
 
+# For values the submission rules checked (``actorq.submission``: nested at most 64 deep, so
+# never circular): the C encoder made once, without the circular-reference check for which
+# ``_encode`` makes one per call. The same text as ``dumps``; None where ``json`` has no C part.
+_c_make = getattr(json.encoder, "c_make_encoder", None)
+_encode_checked = None
+if _c_make is not None:
+    _encode_checked = _c_make(None, json.JSONEncoder().default, json.encoder.encode_basestring,
+                              None, ":", ",", False, False, True)  # fmt: skip
+
+
+def dumps_checked(value: Any) -> str:
+    """``dumps`` of a payload, metadata or event data that passed the submission rules."""
+    if value is None or _encode_checked is None:
+        return dumps(value)
+    return "".join(_encode_checked(value, 0))
+
+
 def dumps(value: Any) -> str:
     # No payload, no metadata, no result: the common case, spared the encoder.
     if value is None:
@@ -59,11 +77,12 @@ def dumps(value: Any) -> str:
 
 def task_to_row(task: Task) -> tuple[Any, ...]:
     return (
-        task.id, task.type, task.queue, dumps(task.payload), task.priority, task.state.value,
-        task.attempt, task.max_attempts, task.timeout, task.run_at, task.created_at,
-        task.updated_at, task.seq, dumps(task.metadata), task.idempotency_key,
+        task.id, task.type, task.queue, dumps_checked(task.payload), task.priority,
+        task.state.value, task.attempt, task.max_attempts, task.timeout, task.run_at,
+        task.created_at, task.updated_at, task.seq, dumps_checked(task.metadata),
+        task.idempotency_key,
         dumps(task.result), task.error, task.started_at, task.finished_at, task.worker,
-        task.lease_expires_at, None if task.retry is None else _policy_text(task.retry),
+        task.lease_expires_at, None if task.retry is None else stored_policy(task.retry),
         _progress_text(task.progress),
     )  # fmt: skip
 
@@ -84,7 +103,8 @@ _policy = functools.lru_cache(maxsize=256)(policy_from_text)
 
 
 @functools.lru_cache(maxsize=256)
-def _policy_text(policy: RetryPolicy) -> str:
+def stored_policy(policy: RetryPolicy) -> str:
+    """A task's retry policy as its row holds it."""
     return dumps(policy_json(policy))
 
 
@@ -110,10 +130,12 @@ def _progress(text: str) -> Progress:
 
 
 def event_to_row(event: Event) -> tuple[Any, ...]:
-    return (
-        event.seq, event.at, event.task_id, event.kind.value, event.node, event.worker,
-        dumps(event.data), event.actor,
-    )  # fmt: skip
+    # A submission's data is what the submission rules checked; other events' may hold a
+    # handler's result, which ``dumps`` checks for cycles.
+    kind = event.kind
+    data = dumps_checked(event.data) if kind is EventKind.SUBMITTED else dumps(event.data)
+    return (event.seq, event.at, event.task_id, kind.value, event.node, event.worker, data,
+            event.actor)  # fmt: skip
 
 
 def event_from_row(r: Sequence[Any]) -> Event:
