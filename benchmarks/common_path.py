@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -72,7 +73,8 @@ async def read_one(url: str, sql: str) -> tuple[Any, ...]:
         path = url.split("///", 1)[1]
 
         def read() -> tuple[Any, ...]:
-            with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            # sqlite3's "with" ends a transaction, not the connection: close it too.
+            with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
                 return tuple(db.execute(sql).fetchone())
 
         return await asyncio.to_thread(read)
@@ -101,12 +103,16 @@ async def enqueue_phase(client: App, n: int, one_by_one: int, chunk: int) -> dic
     return out
 
 
-async def drain_rate(url: str, n: int, timeout: float = 600.0) -> float:
+async def drain_rate(
+    url: str, n: int, worker: subprocess.Popen[bytes], timeout: float = 600.0
+) -> float:
     """Wait until ``n`` tasks succeeded; N over first start .. last finish (the tasks table)."""
     deadline = time.monotonic() + timeout
     while (await read_one(url, "SELECT count(*) FROM tasks WHERE state = 'succeeded'"))[0] < n:
         if time.monotonic() > deadline:
             raise TimeoutError(f"the drain did not finish in {timeout} s")
+        if worker.poll() is not None:
+            raise RuntimeError(f"the worker exited with {worker.returncode} mid-drain")
         await asyncio.sleep(0.05)
     first, last = await read_one(
         url, "SELECT min(started_at), max(finished_at) FROM tasks WHERE state = 'succeeded'"
@@ -142,7 +148,8 @@ def start_worker(url: str, concurrency: int, workdir: str) -> subprocess.Popen[b
     argv = [sys.executable, "-m", "actorq", "worker", "--app", "common_path:app",
             "--database-url", url, "--concurrency", str(concurrency),
             "--node", "bench"]  # fmt: skip
-    return subprocess.Popen(argv, env=env, cwd=workdir, stderr=subprocess.DEVNULL)
+    with open(os.path.join(workdir, "worker.log"), "ab") as log:  # kept for a post-mortem
+        return subprocess.Popen(argv, env=env, cwd=workdir, stderr=log)
 
 
 async def durability(url: str) -> str:
@@ -170,7 +177,12 @@ async def one_run(args: argparse.Namespace, workdir: str) -> dict[str, Any]:
         async with make_app(database_url=url, node="bench-client") as client:
             result.update(await enqueue_phase(client, args.n, args.one_by_one, args.chunk))
             worker = start_worker(url, args.concurrency, workdir)
-            result["drain_per_s"] = await drain_rate(url, args.n)
+            try:
+                result["drain_per_s"] = await drain_rate(url, args.n, worker)
+            except RuntimeError:
+                with open(os.path.join(workdir, "worker.log"), "rb") as log:  # noqa: ASYNC230
+                    sys.stderr.write(log.read()[-4000:].decode(errors="replace"))
+                raise
             waits = await pickup_phase(client, args.pickup_samples, args.gap)
             result["pickup_ms"] = percentiles(waits)
         result["durability"] = await durability(url)
