@@ -118,7 +118,11 @@ def encode_row(values: Sequence[Any]) -> bytes:
 
 
 class Layout:
-    """Where each sealed field sits in a journal row as read (``EVENT_COLUMNS`` order)."""
+    """Where each sealed field sits in a journal row as read (``EVENT_COLUMNS`` order).
+
+    A layout encodes every row of a seal, on the journal's writer: the few values that
+    repeat from row to row (an event's kind, node, worker, actor) are encoded once each.
+    """
 
     def __init__(self, fields: str, columns: Sequence[str]) -> None:
         names = fields.split(",")
@@ -129,17 +133,41 @@ class Layout:
         self._seq = names.index("seq")
         self._full = b"R" + len(names).to_bytes(2, "big")
         self._content = b"R" + (len(names) - 1).to_bytes(2, "big")
+        self._plan = [(columns.index(n), n in _REPEATING) for n in names]
+        self._known: dict[Any, bytes] = {}
 
     def encode(self, row: Sequence[Any]) -> tuple[bytes, bytes]:
         """The row's canonical encoding, and its digest (its encoding without the seq)."""
-        values = [encode_value(row[i]) for i in self.index]
-        full = self._full + b"".join(values)
-        del values[self._seq]
-        content = self._content + b"".join(values)
-        return full, hashlib.sha256(content).digest()[:DIGEST_BYTES]
+        known = self._known
+        values = []
+        for i, repeats in self._plan:
+            value = row[i]
+            if repeats:
+                raw = known.get(value)
+                if raw is None:
+                    raw = encode_value(value)
+                    if len(known) < _KNOWN_MOST:
+                        known[value] = raw
+                values.append(raw)
+            elif type(value) is str:
+                text = value.encode("utf-8", "surrogatepass")
+                values.append(b"S" + len(text).to_bytes(4, "big") + text)
+            else:
+                values.append(encode_value(value))
+        at = self._seq
+        head = b"".join(values[:at])
+        tail = b"".join(values[at + 1 :])
+        full = self._full + head + values[at] + tail
+        return full, hashlib.sha256(self._content + head + tail).digest()[:DIGEST_BYTES]
 
     def digest(self, row: Sequence[Any]) -> bytes:
         return self.encode(row)[1]
+
+
+# Columns whose values repeat across a seal's rows; their encodings are kept, up to a bound.
+# A key is the value itself: None, and strings (never mixed with ints in these columns).
+_REPEATING = frozenset({"kind", "node", "worker", "actor"})
+_KNOWN_MOST = 1024
 
 
 def _hasher(key: bytes | None) -> Any:
