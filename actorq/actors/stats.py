@@ -159,6 +159,7 @@ class StatsAggregator(Actor):
         self._started = time.monotonic()
         self._last_seq = 0
         self._gauges: dict[tuple[str, TaskState], Any] = {}
+        self._moved: set[tuple[str, TaskState]] = set()  # counts whose gauges are behind
         self._kind_counters: dict[EventKind, Any] = {}
         self._recounter: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()  # tailed events came: the counts are worth reading
@@ -213,6 +214,7 @@ class StatsAggregator(Actor):
                 self._folded += 1
                 self._fold(e, pickup)
                 self._count(after.queue, change.before, None if removed else after.state)
+        self._publish()
 
     def _observe(self, change: Change, removed: bool, pickup: float | None) -> None:
         """This node's Prometheus metrics, from one of its own commits."""
@@ -262,6 +264,7 @@ class StatsAggregator(Actor):
                 self._recount = True
             else:
                 self._count(queue, *transition)
+        self._publish()
 
     def _set_counts(self, counts: dict[tuple[str, TaskState], int]) -> None:
         for key in self._counts.keys() - counts.keys():
@@ -274,13 +277,21 @@ class StatsAggregator(Actor):
         """A task of ``queue`` moved from ``before`` (None: it is new) to ``after`` (None: it
         left the projection)."""
         if before is not None:
-            self._counts[(queue, before)] -= 1
-            self._set((queue, before), self._counts[(queue, before)])
-            if self._counts[(queue, before)] < 0:  # a task these counts never saw: read them
+            key = (queue, before)
+            self._counts[key] -= 1
+            self._moved.add(key)
+            if self._counts[key] < 0:  # a task these counts never saw: read them
                 self._recount_soon()
         if after is not None:
-            self._counts[(queue, after)] += 1
-            self._set((queue, after), self._counts[(queue, after)])
+            key = (queue, after)
+            self._counts[key] += 1
+            self._moved.add(key)
+
+    def _publish(self) -> None:
+        """The gauges of the counts that moved: once per batch, not once per event."""
+        for key in self._moved:
+            self._set(key, self._counts[key])
+        self._moved.clear()
 
     def _set(self, key: tuple[str, TaskState], n: int) -> None:
         self._gauge(key).set(n)
