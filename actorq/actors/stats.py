@@ -205,8 +205,10 @@ class StatsAggregator(Actor):
     def _committed(self, changes: Sequence[Change]) -> None:
         """This node's own commits: its metrics, and on its own journal everything else."""
         own = not self._shared  # else the feed's follower brings them with the other nodes'
+        kinds: dict[EventKind, int] = {}
         for change in changes:
             e, after = change.event, change.after
+            kinds[e.kind] = kinds.get(e.kind, 0) + 1
             removed = lifecycle.removes(e)
             pickup = _pickup(e, after)
             self._observe(change, removed, pickup)
@@ -214,15 +216,16 @@ class StatsAggregator(Actor):
                 self._folded += 1
                 self._fold(e, pickup)
                 self._count(after.queue, change.before, None if removed else after.state)
+        for kind, n in kinds.items():  # one increment per kind and batch, not per event
+            counter = self._kind_counters.get(kind)
+            if counter is None:
+                counter = self._kind_counters[kind] = self.metrics.events.labels(kind.value)
+            counter.inc(n)
         self._publish()
 
     def _observe(self, change: Change, removed: bool, pickup: float | None) -> None:
         """This node's Prometheus metrics, from one of its own commits."""
         e, after = change.event, change.after
-        counter = self._kind_counters.get(e.kind)
-        if counter is None:
-            counter = self._kind_counters[e.kind] = self.metrics.events.labels(e.kind.value)
-        counter.inc()
         if e.kind is EventKind.SUBMITTED and "tick" in after.metadata:  # a schedule's task
             self.metrics.firings.labels(str(after.metadata.get("schedule"))).inc()
         if removed:
