@@ -4,7 +4,8 @@
         --variant .:asyncio [--n 5000] [--pairs 5] [--concurrency 10] [--database-url URL]
 
 Each variant is ``TREE:LOOP``: a source tree of actorq (put first on ``sys.path`` of its
-subprocess) and the event loop its subprocess runs (``asyncio`` or ``uvloop``). The variants
+subprocess) and the event loop its subprocess runs (``asyncio`` or ``uvloop``; ``LOOP@S``
+also sets the interpreter's thread switch interval to S seconds, default 0.005). The variants
 run one after another, round after round (A, B, C, A, B, C, ...), so that whatever else loads
 the machine falls on all of them alike. Each run, on a fresh database: N no-op tasks are
 enqueued in bulk by a node that claims nothing, then a node with C workers drains them, as
@@ -98,7 +99,10 @@ async def child_run(tree: str, n: int, concurrency: int, base_url: str | None) -
 def child(args: argparse.Namespace) -> None:
     tree = os.path.abspath(args.child)
     sys.path[:0] = [tree, os.path.join(tree, "benchmarks")]
-    if args.loop == "uvloop":
+    loop, _, switch = args.loop.partition("@")
+    if switch:  # LOOP@SECONDS: the interpreter's thread switch interval (an experiment)
+        sys.setswitchinterval(float(switch))
+    if loop == "uvloop":
         import uvloop
 
         factory: Any = uvloop.new_event_loop
