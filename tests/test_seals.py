@@ -19,14 +19,12 @@ from typing import Any
 import asyncpg
 import pytest
 
-from actorq.actors.sealer import seal_all, seal_through
+from actorq.actors.sealer import seal_all
 from actorq.cli import main
 from actorq.errors import StorageError
 from actorq.journal import journal_from_url
 from actorq.journal.base import Journal, Submit
 from actorq.journal.postgres import split_url
-from actorq.journal.rows import EVENT_COLUMNS
-from actorq.journal.seals import Seal, make_seal
 from actorq.journal.sqlite import path_from_url
 from actorq.model import NewTask
 
@@ -421,39 +419,3 @@ async def test_no_seal_covers_a_seq_whose_transaction_is_still_in_flight(
     finally:
         await writer.close()
         await journal.close()
-
-
-def test_a_seal_built_while_another_sealer_went_first_is_built_again_after_its_seal(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """SQLite builds a seal off its writer: another process's sealer may write its own seal
-    meanwhile. The late seal is not written over it; it is built again after that seal."""
-    url = f"sqlite:///{tmp_path / 'race.db'}"
-
-    async def body(journal: Journal) -> list[tuple[int, int, str]]:
-        other = journal_from_url(url)
-        await other.open()
-        try:
-            tasks = [NewTask("echo", {"note": f"n{i}"}) for i in range(6)]
-            await journal.run([Submit(tasks, time.time(), "test")])
-            loop = asyncio.get_running_loop()
-            built: list[int] = []
-
-            def make(prev: Seal | None, rows: Any, last: int) -> Seal:
-                if not built:  # the other node seals the first half while this one builds
-                    cut = seal_through(other, 3, None, "other", time.time)
-                    asyncio.run_coroutine_threadsafe(cut, loop).result(10)
-                built.append(0 if prev is None else prev.last_seq)
-                return make_seal(prev, rows, last, EVENT_COLUMNS, None, time.time(), "this")
-
-            seal = await journal.write_seal(6, 100, make)
-            assert seal is not None
-            assert built == [0, 3]  # built after nothing, then again after the other's seal
-            return [(s.first_seq, s.last_seq, s.node) async for s in journal.seal_list()]
-        finally:
-            await other.close()
-
-    assert asyncio.run(_with_journal(url, body)) == [(1, 3, "other"), (4, 6, "this")]
-    code, report = verify(capsys, url)
-    assert code == 0, report
-    assert report["seals"]["sealed_rows"] == 6

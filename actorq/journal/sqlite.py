@@ -96,11 +96,6 @@ _S = {
     for name, sql in queries("sqlite", "seals").items()
 }
 _SEQ_AT = EVENT_COLUMNS.index("seq")
-_SEAL_TRIES = 3  # seals built off the writer, each found behind another sealer's
-
-
-def _mark_of(seal: Seal | None) -> tuple[int, str] | None:
-    return None if seal is None else (seal.last_seq, seal.hash)
 
 
 def path_from_url(url: str) -> str:
@@ -738,32 +733,20 @@ class SqliteJournal:
         return True
 
     async def write_seal(self, upto: int, limit: int, make: MakeSeal) -> Seal | None:
-        # Rows up to a final mark never change: they are read and sealed off the writer's
-        # thread, which claims and finishes tasks meanwhile. The write transaction (its lock
-        # orders the sealers of every process) only checks that the head it sealed after is
-        # still the head, and adds the seal.
-        for _ in range(_SEAL_TRIES):
-            found = await self._rows(_S["seal_head"])
-            head = seal_from_row(found[0]) if found else None
+        # In a write transaction: the lock orders sealers (and writers) of every process.
+        def body(db: sqlite3.Connection) -> Seal | None:
+            found = db.execute(_S["seal_head"]).fetchone()
+            head = None if found is None else seal_from_row(found)
             after = 0 if head is None else head.last_seq
-            rows = await self._rows(_S["rows_after"], after, upto, limit)
+            rows = db.execute(_S["rows_after"], (after, upto, limit)).fetchall()
             if not rows:
                 return None
-            last = upto if len(rows) < limit else int(rows[-1][_SEQ_AT])
-            seal = await asyncio.to_thread(make, head, rows, last)
+            seal = make(head, rows, upto if len(rows) < limit else int(rows[-1][_SEQ_AT]))
+            db.execute(_S["insert_seal"], seal_to_row(seal))
+            return seal
 
-            def body(db: sqlite3.Connection, seal: Seal = seal, head: Seal | None = head) -> bool:
-                found = db.execute(_S["seal_head"]).fetchone()
-                now = None if found is None else seal_from_row(found)
-                if _mark_of(now) != _mark_of(head):
-                    return False  # another sealer went first: seal after its seal instead
-                db.execute(_S["insert_seal"], seal_to_row(seal))
-                return True
-
-            async with self._write_lock:
-                if await _guard(self._on_writer(lambda: self._in_transaction(body))):
-                    return seal
-        return None  # other sealers keep going first: the next tick seals what they leave
+        async with self._write_lock:
+            return await _guard(self._on_writer(lambda: self._in_transaction(body)))
 
     async def seal_head(self) -> Seal | None:
         return await read_head(self._rows, _S)
