@@ -13,8 +13,9 @@ enqueued in bulk by a node that claims nothing, then a node with C workers drain
 the node's start to the last ``succeeded`` event, and the CPU time the process spent on it per
 task, in all and per thread (the main thread, and each other thread by its name).
 
-One JSON line per run, then one summary line per variant: medians, and their ratios to the
-first variant's.
+One JSON line per run, then one summary line per variant: medians, their ratios to the
+first variant's, and the median of each round's ratio to the first variant's run of that
+round (``paired_ratio_*``, the steadier figure when other work loads the machine).
 """
 
 from __future__ import annotations
@@ -163,6 +164,10 @@ def parent(args: argparse.Namespace) -> None:
         else:
             for key, value in first.items():
                 summary[f"ratio_{key}"] = round(summary[f"median_{key}"] / value, 3)
+                # Each run against the first variant's of the same round (run moments apart,
+                # under the same load): steadier than the medians' ratio on a busy machine.
+                paired = [r[key] / f[key] for r, f in zip(runs[i], runs[0], strict=True)]
+                summary[f"paired_ratio_{key}"] = round(statistics.median(paired), 3)
         print(json.dumps(summary), flush=True)
 
 
