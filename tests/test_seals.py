@@ -10,6 +10,7 @@ naming the right seq and what happened to it.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import sqlite3
 import time
@@ -419,3 +420,25 @@ async def test_no_seal_covers_a_seq_whose_transaction_is_still_in_flight(
     finally:
         await writer.close()
         await journal.close()
+
+
+def test_a_layout_encodes_every_row_as_the_canonical_encoding_says() -> None:
+    """The layout keeps the encodings of strings that repeat; equal values of other types
+    (an int and a float a tamperer swapped in) are never taken for one another."""
+    from actorq.journal.rows import EVENT_COLUMNS
+    from actorq.journal.seals import Layout, encode_row
+
+    layout = Layout(",".join(EVENT_COLUMNS), EVENT_COLUMNS)
+    rows = [
+        (1, 10.5, "t1", "claimed", "n", "n/w0", "{}", None),
+        (2, 11.0, "t1", "claimed", "n", "n/w0", '{"a":1}', "cli:me"),
+        (3, 12.0, "t2", 1, 1, 1.0, "{}", 1),
+        (4, 13.0, "t2", 1.0, 1.0, 1, "{}", 1.0),
+        (5, 14.0, "t3", "claimed", "n", None, "\u00e9", "cli:me"),
+    ]
+    for row in rows:
+        full, digest = layout.encode(row)
+        assert full == encode_row([row[i] for i in layout.index])
+        content = [row[i] for i in layout.index if EVENT_COLUMNS[i] != "seq"]
+        assert digest == hashlib.sha256(encode_row(content)).digest()[:8]
+    assert layout.encode(rows[2])[1] != layout.encode(rows[3])[1]

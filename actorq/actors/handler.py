@@ -91,8 +91,11 @@ async def call(
     try:
         task_type = registry.get(task.type)
         ctx = TaskContext(task, node, report)
-        async with asyncio.timeout(task.timeout):
+        if task.timeout is None:  # no timer to arm and disarm around the handler
             result = await task_type.call(task.payload, ctx)
+        else:
+            async with asyncio.timeout(task.timeout):
+                result = await task_type.call(task.payload, ctx)
         text = _STRICT_JSON.encode(result)  # journaled: refuse what JSON cannot carry
         size = len(text) if len(text) * 4 <= (max_result_bytes or 0) else len(text.encode())
         if max_result_bytes is not None and size > max_result_bytes:

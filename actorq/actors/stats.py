@@ -159,6 +159,7 @@ class StatsAggregator(Actor):
         self._started = time.monotonic()
         self._last_seq = 0
         self._gauges: dict[tuple[str, TaskState], Any] = {}
+        self._moved: set[tuple[str, TaskState]] = set()  # counts whose gauges are behind
         self._kind_counters: dict[EventKind, Any] = {}
         self._recounter: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()  # tailed events came: the counts are worth reading
@@ -204,8 +205,10 @@ class StatsAggregator(Actor):
     def _committed(self, changes: Sequence[Change]) -> None:
         """This node's own commits: its metrics, and on its own journal everything else."""
         own = not self._shared  # else the feed's follower brings them with the other nodes'
+        kinds: dict[EventKind, int] = {}
         for change in changes:
             e, after = change.event, change.after
+            kinds[e.kind] = kinds.get(e.kind, 0) + 1
             removed = lifecycle.removes(e)
             pickup = _pickup(e, after)
             self._observe(change, removed, pickup)
@@ -213,14 +216,16 @@ class StatsAggregator(Actor):
                 self._folded += 1
                 self._fold(e, pickup)
                 self._count(after.queue, change.before, None if removed else after.state)
+        for kind, n in kinds.items():  # one increment per kind and batch, not per event
+            counter = self._kind_counters.get(kind)
+            if counter is None:
+                counter = self._kind_counters[kind] = self.metrics.events.labels(kind.value)
+            counter.inc(n)
+        self._publish()
 
     def _observe(self, change: Change, removed: bool, pickup: float | None) -> None:
         """This node's Prometheus metrics, from one of its own commits."""
         e, after = change.event, change.after
-        counter = self._kind_counters.get(e.kind)
-        if counter is None:
-            counter = self._kind_counters[e.kind] = self.metrics.events.labels(e.kind.value)
-        counter.inc()
         if e.kind is EventKind.SUBMITTED and "tick" in after.metadata:  # a schedule's task
             self.metrics.firings.labels(str(after.metadata.get("schedule"))).inc()
         if removed:
@@ -262,6 +267,7 @@ class StatsAggregator(Actor):
                 self._recount = True
             else:
                 self._count(queue, *transition)
+        self._publish()
 
     def _set_counts(self, counts: dict[tuple[str, TaskState], int]) -> None:
         for key in self._counts.keys() - counts.keys():
@@ -274,13 +280,21 @@ class StatsAggregator(Actor):
         """A task of ``queue`` moved from ``before`` (None: it is new) to ``after`` (None: it
         left the projection)."""
         if before is not None:
-            self._counts[(queue, before)] -= 1
-            self._set((queue, before), self._counts[(queue, before)])
-            if self._counts[(queue, before)] < 0:  # a task these counts never saw: read them
+            key = (queue, before)
+            self._counts[key] -= 1
+            self._moved.add(key)
+            if self._counts[key] < 0:  # a task these counts never saw: read them
                 self._recount_soon()
         if after is not None:
-            self._counts[(queue, after)] += 1
-            self._set((queue, after), self._counts[(queue, after)])
+            key = (queue, after)
+            self._counts[key] += 1
+            self._moved.add(key)
+
+    def _publish(self) -> None:
+        """The gauges of the counts that moved: once per batch, not once per event."""
+        for key in self._moved:
+            self._set(key, self._counts[key])
+        self._moved.clear()
 
     def _set(self, key: tuple[str, TaskState], n: int) -> None:
         self._gauge(key).set(n)

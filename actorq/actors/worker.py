@@ -359,12 +359,16 @@ class Worker(Actor):
         outcome: Ended | NotStarted
         began = time.monotonic()
         d = self._d
-        progress = run.progress = ProgressWriter(
-            task, d.node, self.worker_id, functools.partial(self._write_progress, run, task),
-            d.clock, time.monotonic,
-        )  # fmt: skip
+        report = None
+        if task.type not in d.registry or d.registry.get(task.type).wants_context:
+            # Only a handler that takes its context can report progress: no writer otherwise.
+            progress = run.progress = ProgressWriter(
+                task, d.node, self.worker_id, functools.partial(self._write_progress, run, task),
+                d.clock, time.monotonic,
+            )  # fmt: skip
+            report = progress.report
         try:
-            outcome = await call(d.registry, task, d.node, d.max_result_bytes, progress.report)
+            outcome = await call(d.registry, task, d.node, d.max_result_bytes, report)
         except asyncio.CancelledError:
             outcome = NotStarted(run.refused) if run.refused else Cancelled()
         await self.ref.tell(HandlerDone(task.id, outcome, time.monotonic() - began))

@@ -90,10 +90,12 @@ def task_to_row(task: Task) -> tuple[Any, ...]:
 def task_from_row(r: Sequence[Any]) -> Task:
     """A task from a row (a tuple, or an asyncpg Record, indexed the same way) whose columns
     come in TASK_COLUMNS order, as every query's ``{columns}`` selects them. Positional: this
-    runs for every row read."""
+    runs for every row read (twice for each task a node runs: its claim, its outcome)."""
+    payload, metadata, result = r[3], r[13], r[15]
     return Task(
-        r[0], r[1], r[2], _loads(r[3]), r[4], _STATES[r[5]], r[6], r[7], r[8], r[9], r[10],
-        r[11], r[12], _loads(r[13]), r[14], _loads(r[15]), r[16], r[17], r[18], r[19], r[20],
+        r[0], r[1], r[2], None if payload == "null" else _loads(payload), r[4], _STATES[r[5]],
+        r[6], r[7], r[8], r[9], r[10], r[11], r[12], {} if metadata == "{}" else _loads(metadata),
+        r[14], None if result == "null" else _loads(result), r[16], r[17], r[18], r[19], r[20],
         None if r[21] is None else _policy(r[21]), None if r[22] is None else _progress(r[22]),
     )  # fmt: skip
 

@@ -118,7 +118,11 @@ def encode_row(values: Sequence[Any]) -> bytes:
 
 
 class Layout:
-    """Where each sealed field sits in a journal row as read (``EVENT_COLUMNS`` order)."""
+    """Where each sealed field sits in a journal row as read (``EVENT_COLUMNS`` order).
+
+    A layout encodes every row of a seal, on the journal's writer: the few strings that
+    repeat from row to row (an event's kind, node, worker, actor) are encoded once each.
+    """
 
     def __init__(self, fields: str, columns: Sequence[str]) -> None:
         names = fields.split(",")
@@ -129,17 +133,42 @@ class Layout:
         self._seq = names.index("seq")
         self._full = b"R" + len(names).to_bytes(2, "big")
         self._content = b"R" + (len(names) - 1).to_bytes(2, "big")
+        self._plan = [(columns.index(n), n in _REPEATING) for n in names]
+        self._known: dict[str, bytes] = {}
 
     def encode(self, row: Sequence[Any]) -> tuple[bytes, bytes]:
         """The row's canonical encoding, and its digest (its encoding without the seq)."""
-        values = [encode_value(row[i]) for i in self.index]
-        full = self._full + b"".join(values)
-        del values[self._seq]
-        content = self._content + b"".join(values)
-        return full, hashlib.sha256(content).digest()[:DIGEST_BYTES]
+        known = self._known
+        values = []
+        for i, repeats in self._plan:
+            value = row[i]
+            if type(value) is not str:
+                values.append(encode_value(value))
+            elif repeats:
+                raw = known.get(value)
+                if raw is None:
+                    raw = encode_value(value)
+                    if len(known) < _KNOWN_MOST:
+                        known[value] = raw
+                values.append(raw)
+            else:
+                text = value.encode("utf-8", "surrogatepass")
+                values.append(b"S" + len(text).to_bytes(4, "big") + text)
+        at = self._seq
+        head = b"".join(values[:at])
+        tail = b"".join(values[at + 1 :])
+        full = self._full + head + values[at] + tail
+        return full, hashlib.sha256(self._content + head + tail).digest()[:DIGEST_BYTES]
 
     def digest(self, row: Sequence[Any]) -> bytes:
         return self.encode(row)[1]
+
+
+# Columns whose values repeat across a seal's rows; the encodings of their strings are kept,
+# up to a bound. Strings only: a key equal to another of another type (1, 1.0, True) would
+# lend a tampered value the encoding of the one it replaced.
+_REPEATING = frozenset({"kind", "node", "worker", "actor"})
+_KNOWN_MOST = 1024
 
 
 def _hasher(key: bytes | None) -> Any:
