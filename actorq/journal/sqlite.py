@@ -398,7 +398,7 @@ class SqliteJournal:
         if self._uri or self._watch is not None:
             return
         watch = ForeignCommits(self.path, self._w, self._on_writer,
-                               lambda: on_notice(Notice("ready")))  # fmt: skip
+                               lambda: on_notice(Notice("ready")), self._bell)  # fmt: skip
         if await watch.start():
             self._watch = watch
 

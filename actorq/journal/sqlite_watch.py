@@ -57,10 +57,12 @@ class Bell:
         self._path = bell_path(path)
         self._fd: int | None = None
         self._broken = False
+        self.rang_at = 0.0  # monotonic time of this process's last ring
 
     def ring(self) -> None:
         if self._broken:
             return
+        self.rang_at = time.monotonic()
         try:
             if self._fd is None:
                 self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT, 0o644)
@@ -86,8 +88,10 @@ class ForeignCommits:
         db: sqlite3.Connection,
         on_writer: Callable[[Callable[[], None]], Awaitable[None]],
         on_foreign: Callable[[], None],
+        bell: Bell | None = None,
     ) -> None:
         self._wal = f"{path}-wal"
+        self._own_bell = bell  # this process's: a ring just after its own is taken for it
         self._bell = bell_path(path)
         self._bell_inotify: Any = None
         self._answering: asyncio.Task[None] | None = None  # a check for a ring, on its way
@@ -177,10 +181,13 @@ class ForeignCommits:
 
     def _rung(self) -> None:
         _drain(self._bell_inotify.fileno())
-        if (self._answering is not None and not self._answering.done()) or self._busy(
-            time.monotonic()
-        ):
-            return  # a check is coming, or the writer's next transaction checks as it begins
+        if self._answering is not None and not self._answering.done():
+            return  # a check is on its way
+        if self._in_transaction:
+            return  # the writer's next transaction checks as it begins, or the log's series
+        own = self._own_bell
+        if own is not None and time.monotonic() - own.rang_at < REST:
+            return  # most likely our own ring; if not, the log's series hears it
         self._answering = self._loop.create_task(self._answer(), name="actorq-sqlite-bell")
 
     async def _answer(self) -> None:
