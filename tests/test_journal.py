@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+import actorq.journal.pg_tx as pg_tx
 import actorq.journal.postgres as pg_module
 import actorq.lifecycle as lifecycle
 from actorq.errors import (
@@ -1042,8 +1043,7 @@ async def test_a_claim_walks_the_ready_index_even_before_the_table_is_analyzed(
         async with conn.transaction():
             await conn.execute(pg_module._NO_BITMAP)
             plan = "\n".join(
-                r[0]
-                for r in await conn.fetch("EXPLAIN " + pg_module._Q["ready"], None, ["job"], 10)
+                r[0] for r in await conn.fetch("EXPLAIN " + pg_tx.Q["ready"], None, ["job"], 10)
             )
     finally:
         await conn.close()

@@ -1,9 +1,10 @@
 """The journal on PostgreSQL: the cluster backend, shared by every node through one database.
 
 Each batch is one transaction on a pooled connection, run by the same ``BatchRun`` as SQLite
-over a ``Tx`` whose reads lock rows: ``FOR UPDATE SKIP LOCKED`` where nodes compete for work
-(claim, promote, reap), plain ``FOR UPDATE`` where a batch changes a task it names. Writes
-are set-based (arrays through ``unnest``), so a flush costs one round trip whatever its size.
+over a ``Tx`` (``pg_tx.PgTx``) whose reads lock rows: ``FOR UPDATE SKIP LOCKED`` where nodes
+compete for work (claim, promote, reap), plain ``FOR UPDATE`` where a batch changes a task it
+names. Writes are set-based (arrays through ``unnest``), so a flush costs one round trip
+whatever its size.
 Nodes wake each other with one ``NOTIFY`` per batch.
 """
 
@@ -33,8 +34,8 @@ from actorq.errors import (
     StorageUnavailable,
     TokenNotFound,
 )
-from actorq.journal.base import Head, Notice, Op, Outcome, Selection, Since, needs_flush
-from actorq.journal.batch import BatchRun, ScheduleRow, refold
+from actorq.journal.base import Head, Notice, Op, Outcome, Since, needs_flush
+from actorq.journal.batch import BatchRun, refold
 from actorq.journal.pg_listen import Listener
 from actorq.journal.pg_submit import (
     OwnConnection,
@@ -46,18 +47,15 @@ from actorq.journal.pg_submit import (
     written,
 )
 from actorq.journal.pg_tail import read_tail
+from actorq.journal.pg_tx import COLUMNS, PgTx, Q
 from actorq.journal.rows import (
     EVENT_COLUMNS,
     PAGE,
-    QUEUE_COLUMNS,
     REFOLD_BELOW,
-    SCHEDULE_COLUMNS,
-    TASK_COLUMNS,
     decode_cursor,
     dumps,
     encode_cursor,
     event_from_row,
-    event_to_row,
     events_in_pages,
     gone_error,
     migrations,
@@ -67,13 +65,10 @@ from actorq.journal.rows import (
     queue_from_row,
     queue_to_row,
     schedule_from_row,
-    schedule_to_row,
     task_from_row,
-    task_to_row,
     tasks_in_pages,
     token_from_row,
     token_to_row,
-    update_row,
 )
 from actorq.journal.seals import (
     SEAL_COLUMNS,
@@ -103,15 +98,6 @@ from actorq.queues import QueueActivity, QueueSettings
 
 log = logging.getLogger("actorq.journal.postgres")
 
-_COLUMNS = ", ".join(TASK_COLUMNS)
-_Q = {
-    name: sql.format(
-        columns=_COLUMNS,
-        queue_columns=", ".join(QUEUE_COLUMNS),
-        schedule_columns=", ".join(SCHEDULE_COLUMNS),
-    )
-    for name, sql in queries("postgres").items()
-}
 _S = {
     name: sql.format(seal_columns=", ".join(SEAL_COLUMNS), event_columns=", ".join(EVENT_COLUMNS))
     for name, sql in queries("postgres", "seals").items()
@@ -119,7 +105,6 @@ _S = {
 _SEQ_AT = EVENT_COLUMNS.index("seq")
 _SCHEMA = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,55}")  # leaves room in a 63-byte channel name
 _RETRIES = 3  # a batch that lost a deadlock or a key race runs again from the start
-_PREFETCH = 64  # at most this many journal numbers are taken ahead of need
 _SCHEDULE_KEY = "schedules_pkey"
 # Two nodes creating the same schedule at once both find no row to lock: the second insert
 # fails on the key, and its batch runs again, finding the row this time.
@@ -230,193 +215,6 @@ def _healthy_after(exc: Exception) -> bool:
     )
 
 
-class _Tx:
-    """The open write transaction of one batch (see ``batch.Tx``).
-
-    Journal numbers are taken only after the rows they describe are locked: the batch that
-    changed a task before us committed before we got its lock, so its numbers are smaller, and
-    replaying by seq applies each task's events in the order they happened.
-    """
-
-    def __init__(self, conn: asyncpg.Connection) -> None:
-        self._conn = conn
-        self._spare: list[int] = []  # numbers taken since the last lock, not handed out yet
-        self._ahead = 0  # how many to take at the next fetch, at least
-
-    async def _tasks(self, name: str, *args: Any) -> list[Task]:
-        rows = await self._conn.fetch(_Q[name], *args)
-        # Numbers taken before these locks may not be used for them; the batch is about to
-        # want one per row it just locked (one event per claimed, reaped, appended task).
-        self._spare, self._ahead = [], len(rows)
-        return [task_from_row(r) for r in rows]
-
-    async def load(self, task_ids: Sequence[str]) -> dict[str, Task]:
-        return {t.id: t for t in await self._tasks("load", list(task_ids))}
-
-    async def ready(
-        self, limit: int, queues: Sequence[str] | None, types: Sequence[str] | None
-    ) -> list[Task]:
-        return await self._tasks(
-            "ready",
-            None if queues is None else list(queues),
-            None if types is None else list(types),
-            limit,
-        )
-
-    async def due(self, at: float, limit: int) -> list[Task]:
-        return await self._tasks("due", at, limit)
-
-    async def expired(self, at: float, limit: int) -> list[Task]:
-        return await self._tasks("expired", at, limit)
-
-    async def live_key_owner(self, key: str) -> str | None:
-        owner: str | None = await self._conn.fetchval(_Q["live_key_owner"], key)
-        return owner
-
-    async def extend(self, task_ids: Sequence[str], until: float) -> int:
-        status: str = await self._conn.execute(_Q["extend"], until, list(task_ids))
-        return int(status.rsplit(" ", 1)[1])
-
-    async def dead(
-        self, selection: Selection, after: tuple[float, str] | None, limit: int
-    ) -> list[Task]:
-        if selection.ids is not None:
-            return await self._tasks(
-                "dead_ids", list(selection.ids), selection.queue, selection.type
-            )
-        created, last = after if after is not None else (None, None)
-        return await self._tasks("dead", selection.queue, selection.type, created, last, limit)
-
-    async def finished(
-        self, cutoff: float, limit: int, only: Sequence[str] | None, exclude: Sequence[str]
-    ) -> list[Task]:
-        only_list = None if only is None else list(only)
-        return await self._tasks("finished", cutoff, only_list, list(exclude), limit)
-
-    async def remove(self, task_ids: Sequence[str], seq: int) -> None:
-        await self._conn.execute(_Q["remove"], list(task_ids), seq)
-
-    async def allocate(self, n: int) -> list[int]:
-        if len(self._spare) < n:
-            # BatchRun asks once per operation: taking numbers ahead (one per locked row, or
-            # twice the last fetch) serves a batch of appends or submits in a few round trips.
-            size = max(n - len(self._spare), self._ahead)
-            fresh = await self._conn.fetch(_Q["allocate"], size)
-            self._spare += sorted(r[0] for r in fresh)
-            self._ahead = min(size * 2, _PREFETCH)
-        taken, self._spare = self._spare[:n], self._spare[n:]
-        return taken
-
-    # -- queues --------------------------------------------------------------------------
-
-    async def ready_except(
-        self,
-        limit: int,
-        queues: Sequence[str] | None,
-        types: Sequence[str] | None,
-        blocked: Sequence[str],
-    ) -> list[Task]:
-        return await self._tasks(
-            "ready_except",
-            None if queues is None else list(queues),
-            None if types is None else list(types),
-            list(blocked),
-            limit,
-        )
-
-    async def _locked_queues(self, name: str, *args: Any) -> list[Any]:
-        rows: list[Any] = await self._conn.fetch(_Q[name], *args)
-        self._spare, self._ahead = [], 1  # numbers are taken after the locks they follow
-        return rows
-
-    async def queue_limits(
-        self, queues: Sequence[str] | None
-    ) -> list[tuple[QueueSettings, float | None, float | None]]:
-        rows = await self._locked_queues("queue_limits", None if queues is None else list(queues))
-        return [(queue_from_row(r), r[-2], r[-1]) for r in rows]
-
-    async def held_counts(self, queues: Sequence[str]) -> dict[str, int]:
-        return {q: int(n) for q, n in await self._conn.fetch(_Q["held_counts"], list(queues))}
-
-    async def depth_counts(self, queues: Sequence[str]) -> dict[str, int]:
-        return {q: int(n) for q, n in await self._conn.fetch(_Q["depth_counts"], list(queues))}
-
-    async def spend(self, queue: str, tokens: float, at: float) -> None:
-        await self._conn.execute(_Q["spend"], tokens, at, queue)
-
-    async def queue_rows(self, names: Sequence[str]) -> dict[str, QueueSettings]:
-        rows = await self._locked_queues("queue_rows", list(names))
-        return {q.name: q for q in map(queue_from_row, rows)}
-
-    async def depth_limits(self) -> dict[str, int]:
-        return {name: int(n) for name, n in await self._conn.fetch(_Q["depth_limits"])}
-
-    async def save_queue(self, settings: QueueSettings, refill: bool) -> None:
-        await self._conn.execute(_Q["save_queue"], *queue_to_row(settings), None, None, refill)
-
-    async def in_states(self, queue: str, states: Sequence[TaskState], limit: int) -> list[Task]:
-        return await self._tasks("in_states", queue, [s.value for s in states], limit)
-
-    async def write(self, events: Sequence[Event], tasks: Sequence[Task], new: set[str]) -> None:
-        inserts = [task_to_row(t) for t in tasks if t.id in new]
-        updates = [update_row(t) for t in tasks if t.id not in new]
-        *columns, actors = _arrays([event_to_row(e) for e in events], len(EVENT_COLUMNS))
-        await self._conn.execute(
-            _Q["write"],
-            *columns,
-            *_arrays(inserts, len(TASK_COLUMNS)),
-            *_arrays(updates, 13),
-            actors,  # the last parameter: the column came last (migration 008)
-        )
-
-    async def load_schedule(self, name: str) -> Schedule | None:
-        row = await self._conn.fetchrow(_Q["load_schedule"], name)
-        self._spare, self._ahead = [], 1  # see _tasks: numbers are taken after the lock
-        return None if row is None else schedule_from_row(row)
-
-    async def due_schedules(self, at: float, limit: int) -> list[Schedule]:
-        rows = await self._conn.fetch(_Q["due_schedules"], at, limit)
-        self._spare, self._ahead = [], 2 * len(rows)  # a task and an event each
-        return [schedule_from_row(r) for r in rows]
-
-    async def write_schedules(self, events: Sequence[Event], rows: Sequence[ScheduleRow]) -> None:
-        inserts, updates, deletes = _split_schedules(rows)
-        *columns, actors = _arrays([event_to_row(e) for e in events], len(EVENT_COLUMNS))
-        done = await self._conn.fetchval(
-            _Q["write_schedules"],
-            *columns,
-            *_arrays(inserts, len(SCHEDULE_COLUMNS)),
-            *_arrays(updates, len(SCHEDULE_COLUMNS) + 1),
-            *_arrays(deletes, 2),
-            actors,  # the last parameter, as in write
-        )
-        if done != len(updates) + len(deletes):  # the rows were locked: a bug, not a race
-            raise StorageError("a schedule changed under a write that held its lock")
-        if deletes:  # no row keeps a deletion's seq: the head's floor does (deletions are rare)
-            await self._conn.execute(_Q["raise_floor"], max(e.seq for e in events))
-
-
-def _split_schedules(rows: Sequence[ScheduleRow]) -> tuple[list[Any], ...]:
-    """The new, changed (with the seq each was read with) and deleted rows of a flush."""
-    inserts, updates, deletes = [], [], []
-    for name, before_seq, schedule in rows:
-        if before_seq is None:
-            if schedule is not None:
-                inserts.append(schedule_to_row(schedule))
-        elif schedule is None:
-            deletes.append((name, before_seq))
-        else:
-            updates.append((*schedule_to_row(schedule), before_seq))
-    return inserts, updates, deletes
-
-
-def _arrays(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
-    """Rows as one list per column, the shape ``unnest`` takes."""
-    if not rows:
-        return [[] for _ in range(width)]
-    return [list(column) for column in zip(*rows, strict=True)]
-
-
 def _notices(outcomes: Sequence[Outcome], origin: str) -> list[str]:
     """What other nodes must hear about a batch: new ready work per queue, running tasks
     cancelled (a node runs a cancelled task until it hears)."""
@@ -506,9 +304,9 @@ class PostgresJournal:
                 upgraded_from = await self._migrate(conn)
                 await self._catch_up(conn)
                 if 0 < upgraded_from < REFOLD_BELOW:  # see REFOLD_BELOW
-                    rows = await conn.fetch(_Q["events"], 0, None)  # LIMIT NULL: all of them
+                    rows = await conn.fetch(Q["events"], 0, None)  # LIMIT NULL: all of them
                     tasks = lifecycle.fold([event_from_row(r) for r in rows])
-                    head, _ = await conn.fetchrow(_Q["head"])
+                    head, _ = await conn.fetchrow(Q["head"])
                     await self._replace_on(conn, list(tasks.values()), head)
         except _DRIVER_ERRORS as exc:
             await self.close()
@@ -562,13 +360,13 @@ class PostgresJournal:
         Events and projection are written in one transaction, so this finds work only after
         the projection was damaged or replaced by hand.
         """
-        journal_seq, projection_seq = await conn.fetchrow(_Q["head"])
+        journal_seq, projection_seq = await conn.fetchrow(Q["head"])
         if journal_seq <= projection_seq:
             return
-        rows = await conn.fetch(_Q["events"], projection_seq, None)  # LIMIT NULL: all of them
+        rows = await conn.fetch(Q["events"], projection_seq, None)  # LIMIT NULL: all of them
         events = [event_from_row(r) for r in rows]
-        await refold(_Tx(conn), events)
-        await conn.execute(_Q["set_floor"], str(journal_seq))
+        await refold(PgTx(conn), events)
+        await conn.execute(Q["set_floor"], str(journal_seq))
 
     # -- writes --------------------------------------------------------------------------
 
@@ -659,7 +457,7 @@ class PostgresJournal:
             _discard(conn)
             raise _Unsent(StorageUnavailable("a pooled connection was closed"))
         try:
-            return await send(conn, _Q["submit"], prepared)
+            return await send(conn, Q["submit"], prepared)
         except Exception as exc:
             if _healthy_after(exc):
                 raise
@@ -678,7 +476,7 @@ class PostgresJournal:
             try:
                 async with self._acquire() as conn:
                     try:
-                        return await written(conn, _Q["submitted_seqs"], prepared)
+                        return await written(conn, Q["submitted_seqs"], prepared)
                     except Exception as exc:
                         if not _healthy_after(exc):
                             _discard(conn)
@@ -718,15 +516,15 @@ class PostgresJournal:
         path = None
         if borrowed and self.schema is not None:
             path = await conn.fetchval("SELECT current_setting('search_path')")
-            await conn.execute(_Q["set_path"], f'"{self.schema}"')
-        outcomes = await BatchRun(_Tx(conn)).run(ops)
+            await conn.execute(Q["set_path"], f'"{self.schema}"')
+        outcomes = await BatchRun(PgTx(conn)).run(ops)
         # Heard at the caller's commit, a borrowed run's notices are not this node's own
         # writes: "txn" as origin makes this node act on them like any other's.
         notices = _notices(outcomes, "txn" if borrowed else self._origin)
         if notices:
-            await conn.execute(_Q["notify"], self.channel, notices)
+            await conn.execute(Q["notify"], self.channel, notices)
         if path is not None:
-            await conn.execute(_Q["set_path"], path)
+            await conn.execute(Q["set_path"], path)
         return outcomes
 
     async def replace_projection(
@@ -747,13 +545,13 @@ class PostgresJournal:
             raise _translate(exc) from exc
 
     async def _replace_on(self, conn: asyncpg.Connection, tasks: Sequence[Task], seq: int) -> None:
-        await conn.execute(_Q["lock_tasks"])
-        await conn.execute(_Q["clear_tasks"])
-        tx = _Tx(conn)
+        await conn.execute(Q["lock_tasks"])
+        await conn.execute(Q["clear_tasks"])
+        tx = PgTx(conn)
         for start in range(0, len(tasks), PAGE):
             chunk = tasks[start : start + PAGE]
             await tx.write([], chunk, {t.id for t in chunk})
-        await conn.execute(_Q["set_floor"], str(seq))
+        await conn.execute(Q["set_floor"], str(seq))
 
     # -- notices -------------------------------------------------------------------------
 
@@ -773,7 +571,7 @@ class PostgresJournal:
     async def _fetch(self, name_or_sql: str, *args: Any) -> list[Any]:
         try:
             async with self._acquire() as conn:
-                rows: list[Any] = await conn.fetch(_Q.get(name_or_sql, name_or_sql), *args)
+                rows: list[Any] = await conn.fetch(Q.get(name_or_sql, name_or_sql), *args)
         except _DRIVER_ERRORS as exc:
             raise _translate(exc) from exc
         return rows
@@ -788,7 +586,7 @@ class PostgresJournal:
         try:
             async with self._acquire() as conn, conn.transaction(readonly=True):
                 await conn.execute(_NO_BITMAP)
-                row = await conn.fetchrow(_Q["peek_ready"], *args)
+                row = await conn.fetchrow(Q["peek_ready"], *args)
         except _DRIVER_ERRORS as exc:
             raise _translate(exc) from exc
         return None if row is None else task_from_row(row)
@@ -814,7 +612,7 @@ class PostgresJournal:
         if cursor is not None:
             args += decode_cursor(cursor)
             where.append(f"(created_at, id) < (${len(args) - 1}, ${len(args)})")
-        sql = f"SELECT {_COLUMNS} FROM tasks"
+        sql = f"SELECT {COLUMNS} FROM tasks"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += f" ORDER BY created_at DESC, id DESC LIMIT ${len(args) + 1}"
@@ -931,7 +729,7 @@ class PostgresJournal:
     async def _execute(self, name: str, *args: Any) -> None:
         try:
             async with self._acquire() as conn:
-                await conn.execute(_Q[name], *args)
+                await conn.execute(Q[name], *args)
         except _DRIVER_ERRORS as exc:
             raise _translate(exc) from exc
 
@@ -966,8 +764,8 @@ class PostgresJournal:
         notice = dumps({"kind": "node", "node": node, "origin": self._origin})
         try:
             async with self._acquire() as conn, conn.transaction():
-                await conn.execute(_Q["command_node"], node, paused, drain)
-                await conn.execute(_Q["notify"], self.channel, [notice])
+                await conn.execute(Q["command_node"], node, paused, drain)
+                await conn.execute(Q["notify"], self.channel, [notice])
         except _DRIVER_ERRORS as exc:
             raise _translate(exc) from exc
 
@@ -1072,11 +870,11 @@ class PostgresJournal:
 
 
 async def _replace_queues(conn: asyncpg.Connection, queues: Sequence[QueueSettings]) -> None:
-    await conn.execute(_Q["clear_queues"])
+    await conn.execute(Q["clear_queues"])
     for settings in queues:
-        await conn.execute(_Q["save_queue"], *queue_to_row(settings), None, None, True)
+        await conn.execute(Q["save_queue"], *queue_to_row(settings), None, None, True)
 
 
 async def _replace_schedules(conn: asyncpg.Connection, schedules: Sequence[Schedule]) -> None:
-    await conn.execute(_Q["clear_schedules"])
-    await _Tx(conn).write_schedules([], [(s.name, None, s) for s in schedules])
+    await conn.execute(Q["clear_schedules"])
+    await PgTx(conn).write_schedules([], [(s.name, None, s) for s in schedules])
