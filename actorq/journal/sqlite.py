@@ -3,7 +3,8 @@
 One connection writes, one reads: WAL lets readers (the API) run beside the writer. Every
 batch is one ``BEGIN IMMEDIATE`` transaction, committed with ``synchronous=FULL``, so an
 acknowledged operation survives a crash or a power cut; the cost of the fsync is shared by
-everything in the batch.
+everything in the batch. What a batch reads and writes inside its transaction is
+``sqlite_tx.SqliteTx``.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import logging
 import sqlite3
 import threading
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
-from typing import Any, TypeVar, cast
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -30,18 +31,14 @@ from actorq.errors import (
     StorageUnavailable,
     TokenNotFound,
 )
-from actorq.journal.base import Head, Notice, Op, Outcome, Selection, needs_flush
-from actorq.journal.batch import BatchRun, ScheduleRow, refold
+from actorq.journal.base import Head, Notice, Op, Outcome, needs_flush
+from actorq.journal.batch import BatchRun, refold
 from actorq.journal.rows import (
     EVENT_COLUMNS,
-    QUEUE_COLUMNS,
     REFOLD_BELOW,
-    SCHEDULE_COLUMNS,
-    TASK_COLUMNS,
     decode_cursor,
     encode_cursor,
     event_from_row,
-    event_to_row,
     events_in_pages,
     gone_error,
     migrations,
@@ -49,15 +46,11 @@ from actorq.journal.rows import (
     node_to_row,
     queries,
     queue_from_row,
-    queue_to_row,
     schedule_from_row,
-    schedule_to_row,
     task_from_row,
-    task_to_row,
     tasks_in_pages,
     token_from_row,
     token_to_row,
-    update_row,
 )
 from actorq.journal.seals import (
     SEAL_COLUMNS,
@@ -71,6 +64,7 @@ from actorq.journal.seals import (
     seal_to_row,
 )
 from actorq.journal.shared_commits import SharedCommits
+from actorq.journal.sqlite_tx import COLUMNS, Q, SqliteTx, drive, json_list
 from actorq.journal.sqlite_watch import Bell, ForeignCommits
 from actorq.journal.writer_thread import WriterThread
 from actorq.model import Event, Page, Schedule, Task, TaskFilter, TaskState
@@ -80,17 +74,6 @@ from actorq.queues import QueueActivity, QueueSettings
 log = logging.getLogger("actorq.journal.sqlite")
 
 T = TypeVar("T")
-_COLUMNS = ", ".join(TASK_COLUMNS)
-_Q = {
-    name: sql.format(
-        columns=_COLUMNS,
-        placeholders=", ".join("?" * len(TASK_COLUMNS)),
-        queue_columns=", ".join(QUEUE_COLUMNS),
-        schedule_columns=", ".join(SCHEDULE_COLUMNS),
-        schedule_placeholders=", ".join("?" * len(SCHEDULE_COLUMNS)),
-    )
-    for name, sql in queries("sqlite").items()
-}
 _S = {
     name: sql.format(seal_columns=", ".join(SEAL_COLUMNS), event_columns=", ".join(EVENT_COLUMNS))
     for name, sql in queries("sqlite", "seals").items()
@@ -134,191 +117,6 @@ async def _guard(call: Awaitable[T]) -> T:
         return await call
     except (sqlite3.Error, OverflowError, ValueError, TypeError) as exc:
         raise _translate(exc) from exc
-
-
-def drive(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine that never suspends (all its awaits are on ``_Tx``) to completion."""
-    try:
-        coro.send(None)
-    except StopIteration as done:
-        return cast("T", done.value)
-    coro.close()
-    raise RuntimeError("a journal batch tried to suspend inside the writer thread")
-
-
-class _Tx:
-    """The open write transaction of one batch (see ``batch.Tx``).
-
-    Its methods are coroutines only to share ``BatchRun`` with the PostgreSQL journal: they
-    run synchronously on the writer thread, so a whole batch costs one thread hop.
-    """
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-        self._next_seq: int | None = None
-
-    async def _tasks(self, sql: str, *args: Any) -> list[Task]:
-        return [task_from_row(r) for r in self._db.execute(sql, args).fetchall()]
-
-    async def load(self, task_ids: Sequence[str]) -> dict[str, Task]:
-        found = await self._tasks(_Q["load"], json.dumps(list(task_ids)))
-        return {t.id: t for t in found}
-
-    async def ready(
-        self, limit: int, queues: Sequence[str] | None, types: Sequence[str] | None
-    ) -> list[Task]:
-        return await self._tasks(_Q["ready"], _json_list(queues), _json_list(types), limit)
-
-    async def due(self, at: float, limit: int) -> list[Task]:
-        return await self._tasks(_Q["due"], at, limit)
-
-    async def expired(self, at: float, limit: int) -> list[Task]:
-        return await self._tasks(_Q["expired"], at, limit)
-
-    async def live_key_owner(self, key: str) -> str | None:
-        row = self._db.execute(_Q["live_key_owner"], (key,)).fetchone()
-        return None if row is None else str(row[0])
-
-    async def extend(self, task_ids: Sequence[str], until: float) -> int:
-        return self._db.execute(_Q["extend"], (until, json.dumps(list(task_ids)))).rowcount
-
-    async def dead(
-        self, selection: Selection, after: tuple[float, str] | None, limit: int
-    ) -> list[Task]:
-        if selection.ids is not None:
-            ids = json.dumps(list(selection.ids))
-            return await self._tasks(_Q["dead_ids"], ids, selection.queue, selection.type)
-        created, last = after if after is not None else (None, None)
-        return await self._tasks(_Q["dead"], selection.queue, selection.type, created, last, limit)
-
-    async def finished(
-        self, cutoff: float, limit: int, only: Sequence[str] | None, exclude: Sequence[str]
-    ) -> list[Task]:
-        return await self._tasks(
-            _Q["finished"], cutoff, _json_list(only), json.dumps(list(exclude)), limit
-        )
-
-    async def remove(self, task_ids: Sequence[str], seq: int) -> None:
-        # The watermark is a row of its own here, set with the events: nothing more to keep.
-        self._db.execute(_Q["remove_tasks"], (json.dumps(list(task_ids)),))
-
-    async def allocate(self, n: int) -> list[int]:
-        if self._next_seq is None:  # we hold the write lock: nobody else can append meanwhile
-            row = self._db.execute(_Q["journal_head"]).fetchone()
-            self._next_seq = int(row[0]) + 1 if row else 1
-        first, self._next_seq = self._next_seq, self._next_seq + n
-        return list(range(first, first + n))
-
-    async def write(self, events: Sequence[Event], tasks: Sequence[Task], new: set[str]) -> None:
-        self.write_now(events, tasks, new)
-
-    # -- queues (one writer: nothing to lock) --------------------------------------------
-
-    async def ready_except(
-        self,
-        limit: int,
-        queues: Sequence[str] | None,
-        types: Sequence[str] | None,
-        blocked: Sequence[str],
-    ) -> list[Task]:
-        return await self._tasks(
-            _Q["ready_except"], _json_list(queues), _json_list(types), json.dumps(list(blocked)),
-            limit,
-        )  # fmt: skip
-
-    async def queue_limits(
-        self, queues: Sequence[str] | None
-    ) -> list[tuple[QueueSettings, float | None, float | None]]:
-        rows = self._db.execute(_Q["queue_limits"], (_json_list(queues),)).fetchall()
-        return [(queue_from_row(r), r[-2], r[-1]) for r in rows]
-
-    async def held_counts(self, queues: Sequence[str]) -> dict[str, int]:
-        rows = self._db.execute(_Q["held_counts"], (json.dumps(list(queues)),)).fetchall()
-        return {q: int(n) for q, n in rows}
-
-    async def depth_counts(self, queues: Sequence[str]) -> dict[str, int]:
-        rows = self._db.execute(_Q["depth_counts"], (json.dumps(list(queues)),)).fetchall()
-        return {q: int(n) for q, n in rows}
-
-    async def spend(self, queue: str, tokens: float, at: float) -> None:
-        self._db.execute(_Q["spend"], (tokens, at, queue))
-
-    async def queue_rows(self, names: Sequence[str]) -> dict[str, QueueSettings]:
-        rows = self._db.execute(_Q["queue_rows"], (json.dumps(list(names)),)).fetchall()
-        return {q.name: q for q in map(queue_from_row, rows)}
-
-    async def depth_limits(self) -> dict[str, int]:
-        return {name: int(n) for name, n in self._db.execute(_Q["depth_limits"]).fetchall()}
-
-    async def save_queue(self, settings: QueueSettings, refill: bool) -> None:
-        self._db.execute(_Q["save_queue"], (*queue_to_row(settings), None, None, refill))
-
-    async def in_states(self, queue: str, states: Sequence[TaskState], limit: int) -> list[Task]:
-        return await self._tasks(
-            _Q["in_states"], queue, json.dumps([s.value for s in states]), limit
-        )
-
-    def replace_queues(self, queues: Sequence[QueueSettings]) -> None:
-        self._db.execute(_Q["clear_queues"])
-        for settings in queues:
-            self._db.execute(_Q["save_queue"], (*queue_to_row(settings), None, None, True))
-
-    def replace_schedules(self, schedules: Sequence[Schedule]) -> None:
-        self.clear_schedules()
-        self.write_schedules_now([], [(s.name, None, s) for s in schedules])
-
-    def write_now(self, events: Sequence[Event], tasks: Sequence[Task], new: set[str]) -> None:
-        if events:
-            self._db.executemany(_Q["insert_event"], [event_to_row(e) for e in events])
-        # Updates first: a task that finished in this batch frees its idempotency key for a
-        # task submitted after it in the same batch.
-        updates = [update_row(t) for t in tasks if t.id not in new]
-        if updates:
-            self._db.executemany(_Q["update_task"], updates)
-        inserts = [task_to_row(t) for t in tasks if t.id in new]
-        if inserts:
-            self._db.executemany(_Q["insert_task"], inserts)
-        if events:
-            self.set_watermark(max(e.seq for e in events))
-
-    def set_watermark(self, seq: int) -> None:
-        self._db.execute(_Q["set_watermark"], (str(seq),))
-
-    async def load_schedule(self, name: str) -> Schedule | None:
-        row = self._db.execute(_Q["load_schedule"], (name,)).fetchone()
-        return None if row is None else schedule_from_row(row)
-
-    async def due_schedules(self, at: float, limit: int) -> list[Schedule]:
-        rows = self._db.execute(_Q["due_schedules"], (at, limit)).fetchall()
-        return [schedule_from_row(r) for r in rows]
-
-    async def write_schedules(self, events: Sequence[Event], rows: Sequence[ScheduleRow]) -> None:
-        self.write_schedules_now(events, rows)
-
-    def write_schedules_now(self, events: Sequence[Event], rows: Sequence[ScheduleRow]) -> None:
-        if events:
-            self._db.executemany(_Q["insert_event"], [event_to_row(e) for e in events])
-        for name, before_seq, schedule in rows:
-            if before_seq is None:
-                if schedule is not None:
-                    self._db.execute(_Q["insert_schedule"], schedule_to_row(schedule))
-                continue
-            if schedule is None:
-                done = self._db.execute(_Q["delete_schedule"], (name, before_seq)).rowcount
-            else:
-                args = (*schedule_to_row(schedule), before_seq)
-                done = self._db.execute(_Q["update_schedule"], args).rowcount
-            if done != 1:  # the write lock makes this impossible: a bug, not a race
-                raise StorageError("a schedule changed under a write that held the lock")
-        if events:
-            top = max(e.seq for e in events)
-            self._db.execute(_Q["raise_watermark"], (top,))
-
-    def clear(self) -> None:
-        self._db.execute(_Q["clear_tasks"])
-
-    def clear_schedules(self) -> None:
-        self._db.execute(_Q["clear_schedules"])
 
 
 class SqliteJournal:
@@ -475,10 +273,10 @@ class SqliteJournal:
             self._bell.ring()
         return result
 
-    async def _transaction(self, body: Callable[[_Tx], T], durable: bool = True) -> T:
+    async def _transaction(self, body: Callable[[SqliteTx], T], durable: bool = True) -> T:
         async with self._write_lock:
             return await _guard(self._on_writer(lambda: self._in_transaction(
-                lambda db: body(_Tx(db)), durable)))  # fmt: skip
+                lambda db: body(SqliteTx(db)), durable)))  # fmt: skip
 
     async def run(self, ops: Sequence[Op]) -> list[Outcome]:
         ops = [stamped(op) for op in ops]  # here, in the caller's context (see auth.ACTOR)
@@ -500,7 +298,7 @@ class SqliteJournal:
             return
         events = [e async for e in self.events(head.projection_seq)]
 
-        def body(tx: _Tx) -> None:
+        def body(tx: SqliteTx) -> None:
             drive(refold(tx, events))
             tx.set_watermark(head.journal_seq)
 
@@ -523,13 +321,13 @@ class SqliteJournal:
     async def peek_ready(
         self, queues: Sequence[str] | None, types: Sequence[str] | None
     ) -> Task | None:
-        found = await self._fetch_tasks(_Q["ready"], _json_list(queues), _json_list(types), 1)
+        found = await self._fetch_tasks(Q["ready"], json_list(queues), json_list(types), 1)
         return found[0] if found else None
 
     async def get(self, task_id: str) -> Task:
-        found = await self._fetch_tasks(_Q["get"], task_id)
+        found = await self._fetch_tasks(Q["get"], task_id)
         if not found:
-            raise gone_error(task_id, await self._scalar(_Q["last_kind"], task_id))
+            raise gone_error(task_id, await self._scalar(Q["last_kind"], task_id))
         return found[0]
 
     async def list_tasks(self, query: TaskFilter, limit: int, cursor: str | None) -> Page:
@@ -550,7 +348,7 @@ class SqliteJournal:
             created, task_id = decode_cursor(cursor)
             where.append("(created_at, id) < (?, ?)")
             args += [created, task_id]
-        sql = f"SELECT {_COLUMNS} FROM tasks"
+        sql = f"SELECT {COLUMNS} FROM tasks"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
@@ -560,45 +358,45 @@ class SqliteJournal:
         return Page(tasks, encode_cursor(tasks[-1]) if more else None)
 
     async def history(self, task_id: str) -> list[Event]:
-        rows = await self._rows(_Q["history"], task_id)
+        rows = await self._rows(Q["history"], task_id)
         if not rows:
             await self.get(task_id)  # raises TaskNotFound for an unknown id
         return [event_from_row(r) for r in rows]
 
     async def counts(self) -> dict[tuple[str, TaskState], int]:
-        return {(q, TaskState(s)): n for q, s, n in await self._rows(_Q["counts"])}
+        return {(q, TaskState(s)): n for q, s, n in await self._rows(Q["counts"])}
 
     async def next_due(self) -> float | None:
-        value = await self._scalar(_Q["next_due"])
+        value = await self._scalar(Q["next_due"])
         return None if value is None else float(value)
 
     async def next_lease_expiry(self) -> float | None:
-        value = await self._scalar(_Q["next_lease_expiry"])
+        value = await self._scalar(Q["next_lease_expiry"])
         return None if value is None else float(value)
 
     async def running_on(self, node: str) -> list[Task]:
         pattern = node.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "/%"
-        return await self._fetch_tasks(_Q["running_on"], pattern)
+        return await self._fetch_tasks(Q["running_on"], pattern)
 
     async def head(self) -> Head:
-        journal = await self._scalar(_Q["journal_head"])
-        projection = await self._scalar(_Q["watermark"])
+        journal = await self._scalar(Q["journal_head"])
+        projection = await self._scalar(Q["watermark"])
         return Head(int(journal or 0), int(projection or 0))
 
     def events(self, after_seq: int = 0, until: float | None = None) -> AsyncIterator[Event]:
         async def page(after: int, limit: int) -> list[Any]:
-            return await self._rows(_Q["events"], after, limit)
+            return await self._rows(Q["events"], after, limit)
 
         return events_in_pages(page, after_seq, until)
 
     async def get_many(self, task_ids: Sequence[str]) -> dict[str, Task]:
         """The tasks among ``task_ids`` that exist, by id."""
-        found = await self._fetch_tasks(_Q["load"], json.dumps(list(task_ids)))
+        found = await self._fetch_tasks(Q["load"], json.dumps(list(task_ids)))
         return {t.id: t for t in found}
 
     def tasks(self) -> AsyncIterator[Task]:
         async def page(after: str, limit: int) -> list[Task]:
-            return await self._fetch_tasks(_Q["all_tasks"], after, limit)
+            return await self._fetch_tasks(Q["all_tasks"], after, limit)
 
         return tasks_in_pages(page)
 
@@ -609,7 +407,7 @@ class SqliteJournal:
         queues: Sequence[QueueSettings] | None = None,
         schedules: Sequence[Schedule] | None = None,
     ) -> None:
-        def body(tx: _Tx) -> None:
+        def body(tx: SqliteTx) -> None:
             tx.clear()
             tx.write_now([], tasks, {t.id for t in tasks})
             tx.set_watermark(seq)
@@ -623,16 +421,16 @@ class SqliteJournal:
     # -- schedules -----------------------------------------------------------------------
 
     async def schedules(self) -> list[Schedule]:
-        return [schedule_from_row(r) for r in await self._rows(_Q["all_schedules"])]
+        return [schedule_from_row(r) for r in await self._rows(Q["all_schedules"])]
 
     async def get_schedule(self, name: str) -> Schedule:
-        rows = await self._rows(_Q["get_schedule"], name)
+        rows = await self._rows(Q["get_schedule"], name)
         if not rows:
             raise ScheduleNotFound(name)
         return schedule_from_row(rows[0])
 
     async def next_schedule_due(self) -> float | None:
-        value = await self._scalar(_Q["next_schedule_due"])
+        value = await self._scalar(Q["next_schedule_due"])
         return None if value is None else float(value)
 
     async def replace_schedules(self, schedules: Sequence[Schedule]) -> None:
@@ -645,7 +443,7 @@ class SqliteJournal:
         it returns. Not flushed: lost in a crash, it is written again at the next heartbeat."""
 
         def body(db: sqlite3.Connection) -> list[Any]:
-            return db.execute(_Q[name], args).fetchall()
+            return db.execute(Q[name], args).fetchall()
 
         async with self._write_lock:
             return await _guard(self._on_writer(lambda: self._in_transaction(body, durable=False)))
@@ -669,7 +467,7 @@ class SqliteJournal:
 
     async def _nodes(self, name: str, arg: Any) -> list[Node]:
         async def read() -> list[Node]:
-            async with self._r.execute(_Q[name], (arg,)) as cur:
+            async with self._r.execute(Q[name], (arg,)) as cur:
                 return [node_from_row(r) for r in await cur.fetchall()]
 
         return await _guard(read())
@@ -686,7 +484,7 @@ class SqliteJournal:
 
     async def queued_by_type(self) -> dict[tuple[str, str], int]:
         async def read() -> dict[tuple[str, str], int]:
-            async with self._r.execute(_Q["queued_by_type"]) as cur:
+            async with self._r.execute(Q["queued_by_type"]) as cur:
                 return {(q, t): n for q, t, n in await cur.fetchall()}
 
         return await _guard(read())
@@ -694,11 +492,11 @@ class SqliteJournal:
     # -- queues ----------------------------------------------------------------------------
 
     async def queue_settings(self) -> list[QueueSettings]:
-        return [queue_from_row(r) for r in await self._rows(_Q["all_queues"])]
+        return [queue_from_row(r) for r in await self._rows(Q["all_queues"])]
 
     async def queue_activity(self, since: float) -> QueueActivity:
-        oldest = {q: float(at) for q, at in await self._rows(_Q["oldest_queued"])}
-        finished = {q: int(n) for q, n in await self._rows(_Q["finished_since"], since)}
+        oldest = {q: float(at) for q, at in await self._rows(Q["oldest_queued"])}
+        finished = {q: int(n) for q, n in await self._rows(Q["finished_since"], since)}
         return QueueActivity(oldest, finished)
 
     async def replace_queues(self, queues: Sequence[QueueSettings]) -> None:
@@ -710,7 +508,7 @@ class SqliteJournal:
         """One durable statement in a transaction of its own; the rows it returns."""
 
         def body(db: sqlite3.Connection) -> list[Any]:
-            return db.execute(_Q[name], args).fetchall()
+            return db.execute(Q[name], args).fetchall()
 
         async with self._write_lock:
             return await _guard(self._on_writer(lambda: self._in_transaction(body)))
@@ -720,7 +518,7 @@ class SqliteJournal:
             raise DuplicateToken(token.name)
 
     async def tokens(self) -> list[Token]:
-        return [token_from_row(r) for r in await self._rows(_Q["all_tokens"])]
+        return [token_from_row(r) for r in await self._rows(Q["all_tokens"])]
 
     async def revoke_token(self, name: str, at: float) -> Token:
         rows = await self._write_one("revoke_token", name, at)
@@ -789,10 +587,6 @@ class SqliteJournal:
 
         async with self._write_lock:
             return await _guard(self._on_writer(lambda: self._in_transaction(body)))
-
-
-def _json_list(values: Sequence[str] | None) -> str | None:
-    return None if values is None else json.dumps(list(values))
 
 
 def _statements(script: str) -> list[str]:
