@@ -478,3 +478,20 @@ async def test_a_held_task_gives_way_to_a_queue_served_before_its_own_whatever_t
         assert EventKind.RELEASED not in [e.kind for e in await node.history(critical.id)]
     finally:
         await node.stop()
+
+
+async def test_a_rate_limit_bucket_never_refills_an_interval_twice(journal: Journal) -> None:
+    # A claim made earlier but run later (it waited for the queue's lock) refills nothing,
+    # and must not move the bucket's time back: the next claim would refill that gap again
+    # (seen in a cluster: 21 claims in 1.0999 s under 10 per second).
+    await journal.run([ConfigureQueue("metered", {"rate_limit": {"limit": 10, "period": 1}},
+                                      1.0, "n")])  # fmt: skip
+    await journal.run([Submit(_new("metered", 30), 1.0, "n")])
+    five = [f"n/w{i}" for i in range(5)]
+    (first,) = await journal.run([Claim(five, 100.0, "n", 30.0)])
+    assert len(first.unwrap()) == 5  # the full bucket holds 10
+    (late,) = await journal.run([Claim([f"m/w{i}" for i in range(5)], 99.9, "m", 30.0)])
+    assert len(late.unwrap()) == 5  # the other 5; nothing refilled for a time behind
+    many = [f"n/x{i}" for i in range(20)]
+    (next_,) = await journal.run([Claim(many, 100.55, "n", 30.0)])
+    assert len(next_.unwrap()) == 5  # 0.55 s since 100.0 at 10/s: 5 tokens, not 6

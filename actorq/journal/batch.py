@@ -268,7 +268,7 @@ class BatchRun:
             started = outcomes[i].value
             if isinstance(started, Started) and started.released and started.task is not None:
                 taken.append(started.task)
-        await claims.spend(self._tx, allow, taken, first.at)
+        await claims.spend(self._tx, allow, taken)
         return outcomes
 
     async def _start(self, op: Start, ready: list[Task], allow: claims.Allowance | None) -> Outcome:

@@ -23,7 +23,9 @@ import attrs
 from actorq.model import Task
 from actorq.queues import QueueSettings, RateLimit, Tier, share
 
-Bucket = tuple[RateLimit, float]  # the limit, and the tokens in the bucket now
+# The limit, the tokens in the bucket now, and the time they are counted at: the claim's, or
+# the last spender's if that is later (a claim that waited for the queue's lock).
+Bucket = tuple[RateLimit, float, float]
 
 
 class ClaimTx(Protocol):
@@ -80,7 +82,8 @@ async def allowance(tx: ClaimTx, served: Sequence[str] | None, at: float) -> All
         rate = settings.rate_limit
         if rate is not None:
             now = _refill(rate, tokens, tokens_at, at)
-            buckets[settings.name] = (rate, now)
+            as_of = at if tokens_at is None else max(at, tokens_at)
+            buckets[settings.name] = (rate, now, as_of)
             room = min(room, math.floor(now))
         left[settings.name] = max(room, 0)
     paused = frozenset(s.name for s, _, _ in rows if s.paused)
@@ -148,7 +151,7 @@ async def claimable(
         taken = await take(tx, n, queues, types, allow)
     else:
         taken = await by_tiers(tx, n, types, tiers, allow, served)
-    await spend(tx, allow, taken, at)
+    await spend(tx, allow, taken)
     return taken
 
 
@@ -176,11 +179,14 @@ async def by_tiers(
     return out
 
 
-async def spend(tx: ClaimTx, allow: Allowance | None, taken: Sequence[Task], at: float) -> None:
-    """Take one token per task claimed from the buckets of rate-limited queues."""
+async def spend(tx: ClaimTx, allow: Allowance | None, taken: Sequence[Task]) -> None:
+    """Take one token per task claimed from the buckets of rate-limited queues. The bucket's
+    time never goes back: a claim whose time is behind the last spender's (it waited for the
+    lock) refilled nothing, and keeps the later time, else the next claim would refill the
+    same interval twice."""
     if allow is None or not allow.buckets:
         return
-    for queue, (_, tokens) in allow.buckets.items():
+    for queue, (_, tokens, as_of) in allow.buckets.items():
         k = sum(1 for t in taken if t.queue == queue)
         if k:
-            await tx.spend(queue, tokens - k, at)
+            await tx.spend(queue, tokens - k, as_of)
