@@ -14,15 +14,14 @@ from actorq.journal.base import Selection
 from actorq.journal.batch import ScheduleRow
 from actorq.journal.rows import (
     EVENT_COLUMNS,
-    QUEUE_COLUMNS,
     SCHEDULE_COLUMNS,
     TASK_COLUMNS,
     event_to_row,
-    queries,
     queue_from_row,
     queue_to_row,
     schedule_from_row,
     schedule_to_row,
+    table_queries,
     task_from_row,
     task_to_row,
     update_row,
@@ -31,14 +30,7 @@ from actorq.model import Event, Schedule, Task, TaskState
 from actorq.queues import QueueSettings
 
 COLUMNS = ", ".join(TASK_COLUMNS)  # a task row's, in the order task_from_row reads them
-Q = {
-    name: sql.format(
-        columns=COLUMNS,
-        queue_columns=", ".join(QUEUE_COLUMNS),
-        schedule_columns=", ".join(SCHEDULE_COLUMNS),
-    )
-    for name, sql in queries("postgres").items()
-}
+Q = table_queries("postgres")
 _PREFETCH = 64  # at most this many journal numbers are taken ahead of need
 
 

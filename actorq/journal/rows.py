@@ -149,6 +149,20 @@ _KINDS = {k.value: k for k in EventKind}
 
 
 @functools.cache
+def table_queries(dialect: str) -> dict[str, str]:
+    """The dialect's queries with the column lists (and SQLite's placeholders) filled in."""
+    return {
+        name: sql.format(
+            columns=", ".join(TASK_COLUMNS),
+            placeholders=", ".join("?" * len(TASK_COLUMNS)),
+            queue_columns=", ".join(QUEUE_COLUMNS),
+            schedule_columns=", ".join(SCHEDULE_COLUMNS),
+            schedule_placeholders=", ".join("?" * len(SCHEDULE_COLUMNS)),
+        )
+        for name, sql in queries(dialect).items()
+    }
+
+
 def queries(dialect: str, file: str = "queries") -> dict[str, str]:
     """The ``-- name: x`` blocks of ``sql/<dialect>/<file>.sql``."""
     text = resources.files("actorq.journal").joinpath(f"sql/{dialect}/{file}.sql").read_text()

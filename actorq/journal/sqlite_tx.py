@@ -13,15 +13,13 @@ from actorq.errors import StorageError
 from actorq.journal.base import Selection
 from actorq.journal.batch import ScheduleRow
 from actorq.journal.rows import (
-    QUEUE_COLUMNS,
-    SCHEDULE_COLUMNS,
     TASK_COLUMNS,
     event_to_row,
-    queries,
     queue_from_row,
     queue_to_row,
     schedule_from_row,
     schedule_to_row,
+    table_queries,
     task_from_row,
     task_to_row,
     update_row,
@@ -31,16 +29,7 @@ from actorq.queues import QueueSettings
 
 T = TypeVar("T")
 COLUMNS = ", ".join(TASK_COLUMNS)  # a task row's, in the order task_from_row reads them
-Q = {
-    name: sql.format(
-        columns=COLUMNS,
-        placeholders=", ".join("?" * len(TASK_COLUMNS)),
-        queue_columns=", ".join(QUEUE_COLUMNS),
-        schedule_columns=", ".join(SCHEDULE_COLUMNS),
-        schedule_placeholders=", ".join("?" * len(SCHEDULE_COLUMNS)),
-    )
-    for name, sql in queries("sqlite").items()
-}
+Q = table_queries("sqlite")
 
 
 def drive(coro: Coroutine[Any, Any, T]) -> T:
