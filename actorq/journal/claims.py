@@ -35,6 +35,12 @@ class ClaimTx(Protocol):
         self, limit: int, queues: Sequence[str] | None, types: Sequence[str] | None
     ) -> list[Task]: ...
 
+    async def claim_ready(
+        self, limit: int, queues: Sequence[str] | None, types: Sequence[str] | None
+    ) -> list[Task] | None:
+        """``ready``, unless a served queue limits claims (None: then nothing was taken).
+        The common claim, where no queue has limits, in one read."""
+
     async def ready_except(
         self,
         limit: int,
@@ -146,11 +152,14 @@ async def claimable(
     served: Mapping[str, int] | None = None,
 ) -> list[Task]:
     """The tasks a claim for ``n`` workers takes, in the order the workers get them."""
+    ordered = tiers is not None and (len(tiers) > 1 or len(tiers[0].queues) > 1)
+    if not ordered and (fast := await tx.claim_ready(n, queues, types)) is not None:
+        return fast
     allow = await allowance(tx, queues, at)
-    if tiers is None or (len(tiers) == 1 and len(tiers[0].queues) == 1):
-        taken = await take(tx, n, queues, types, allow)
-    else:
+    if tiers is not None and ordered:
         taken = await by_tiers(tx, n, types, tiers, allow, served)
+    else:
+        taken = await take(tx, n, queues, types, allow)
     await spend(tx, allow, taken)
     return taken
 

@@ -67,6 +67,23 @@ class PgTx:
             limit,
         )
 
+    async def claim_ready(
+        self, limit: int, queues: Sequence[str] | None, types: Sequence[str] | None
+    ) -> list[Task] | None:
+        rows = await self._conn.fetch(
+            Q["claim_ready"],
+            None if queues is None else list(queues),
+            None if types is None else list(types),
+            limit,
+        )
+        if rows[0][0]:
+            return None
+        taken = [r for r in rows if r[1] is not None]
+        # Each row came with its journal number, drawn after its lock: the claim's events
+        # take them, and no round trip of their own (the next fetch as after ``_tasks``).
+        self._spare, self._ahead = sorted(r[1] for r in taken), len(taken)
+        return [task_from_row(r[2:]) for r in taken]
+
     async def due(self, at: float, limit: int) -> list[Task]:
         return await self._tasks("due", at, limit)
 

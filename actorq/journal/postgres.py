@@ -584,8 +584,7 @@ class PostgresJournal:
     ) -> Task | None:
         args = (None if queues is None else list(queues), None if types is None else list(types))
         try:
-            async with self._acquire() as conn, conn.transaction(readonly=True):
-                await conn.execute(_NO_BITMAP)
+            async with self._acquire() as conn:
                 row = await conn.fetchrow(Q["peek_ready"], *args)
         except _DRIVER_ERRORS as exc:
             raise _translate(exc) from exc

@@ -65,6 +65,13 @@ class SqliteTx:
     ) -> list[Task]:
         return await self._tasks(Q["ready"], json_list(queues), json_list(types), limit)
 
+    async def claim_ready(
+        self, limit: int, queues: Sequence[str] | None, types: Sequence[str] | None
+    ) -> list[Task] | None:
+        if await self.queue_limits(queues):
+            return None
+        return await self.ready(limit, queues, types)
+
     async def due(self, at: float, limit: int) -> list[Task]:
         return await self._tasks(Q["due"], at, limit)
 

@@ -12,12 +12,33 @@ AND ($1::text[] IS NULL OR queue = ANY($1::text[]))
 AND ($2::text[] IS NULL OR type = ANY($2::text[]))
 ORDER BY priority DESC, run_at, seq LIMIT $3 FOR UPDATE SKIP LOCKED
 
+-- name: claim_ready
+-- A claim's first read, in one round trip: whether any queue it serves limits claims (paused,
+-- a concurrency or a rate limit: then it takes nothing, and the claim reads those limits
+-- locked, see queue_limits), else up to $3 ready tasks as `ready` takes them, each with a
+-- journal number drawn after its row is locked (and so after the transaction's xid, as
+-- allocate takes care to). One row with nulls when nothing is ready or a limit applies.
+WITH limited AS MATERIALIZED (
+    SELECT EXISTS (
+        SELECT 1 FROM queues
+        WHERE (paused OR concurrency IS NOT NULL OR rate_limit IS NOT NULL)
+        AND ($1::text[] IS NULL OR name = ANY($1::text[]))
+    ) AS yes
+), picked AS (
+    SELECT {columns} FROM tasks WHERE state = 'queued'
+    AND ($1::text[] IS NULL OR queue = ANY($1::text[]))
+    AND ($2::text[] IS NULL OR type = ANY($2::text[]))
+    AND NOT (SELECT yes FROM limited)
+    ORDER BY priority DESC, run_at, seq LIMIT $3 FOR UPDATE SKIP LOCKED
+)
+SELECT limited.yes, CASE WHEN picked.id IS NOT NULL AND pg_current_xact_id() IS NOT NULL
+    THEN nextval('journal_seq') END, picked.*
+FROM limited LEFT JOIN picked ON true
+
 -- name: peek_ready
--- The best ready task, read without a lock: whether a held task must give way at its start.
-SELECT {columns} FROM tasks WHERE state = 'queued'
-AND ($1::text[] IS NULL OR queue = ANY($1::text[]))
-AND ($2::text[] IS NULL OR type = ANY($2::text[]))
-ORDER BY priority DESC, run_at, seq LIMIT 1
+-- The best ready task, read without a lock: whether a held task must give way at its start
+-- (see migration 014).
+SELECT {columns} FROM peek_ready($1::text[], $2::text[])
 
 -- name: due
 SELECT {columns} FROM tasks WHERE state = 'scheduled' AND run_at <= $1
