@@ -181,14 +181,7 @@ class PgTx:
     async def write(self, events: Sequence[Event], tasks: Sequence[Task], new: set[str]) -> None:
         inserts = [task_to_row(t) for t in tasks if t.id in new]
         updates = [update_row(t) for t in tasks if t.id not in new]
-        *columns, actors = _arrays([event_to_row(e) for e in events], len(EVENT_COLUMNS))
-        await self._conn.execute(
-            Q["write"],
-            *columns,
-            *_arrays(inserts, len(TASK_COLUMNS)),
-            *_arrays(updates, 13),
-            actors,  # the last parameter: the column came last (migration 008)
-        )
+        await self._conn.execute(Q["write"], [event_to_row(e) for e in events], inserts, updates)
 
     async def load_schedule(self, name: str) -> Schedule | None:
         row = await self._conn.fetchrow(Q["load_schedule"], name)

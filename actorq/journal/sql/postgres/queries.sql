@@ -68,37 +68,25 @@ SELECT nextval('journal_seq') FROM generate_series(1, $1) WHERE pg_current_xact_
 
 -- name: write
 -- A whole flush in one statement (one round trip): the new events, the changed tasks, then
--- the new tasks, each as one set-based statement over arrays. The new tasks go in only after
--- the updates (the one-time filter reads "changed" first): a task that finished earlier in the
--- batch must have given up its idempotency key before a new task takes it.
+-- the new tasks, each as one set-based statement over an array of rows (migration 015). The
+-- new tasks go in only after the updates (the one-time filter reads "changed" first): a task
+-- that finished earlier in the batch must have given up its idempotency key before a new task
+-- takes it.
 WITH new_events AS (
     INSERT INTO journal (seq, at, task_id, kind, node, worker, data, actor)
-    SELECT * FROM unnest(
-        $1::bigint[], $2::float8[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-        $44::text[]
-    )
+    SELECT * FROM unnest($1::journal_in[])
 ), changed AS (
     UPDATE tasks AS t SET
         state = u.state, attempt = u.attempt, run_at = u.run_at, updated_at = u.updated_at,
         seq = u.seq, result = u.result, error = u.error, started_at = u.started_at,
         finished_at = u.finished_at, worker = u.worker, lease_expires_at = u.lease_expires_at,
         progress = u.progress
-    FROM unnest(
-        $31::text[], $32::text[], $33::int[], $34::float8[], $35::float8[], $36::bigint[],
-        $37::text[], $38::text[], $39::float8[], $40::float8[], $41::text[], $42::float8[],
-        $43::text[]
-    ) AS u (id, state, attempt, run_at, updated_at, seq, result, error, started_at,
-            finished_at, worker, lease_expires_at, progress)
+    FROM unnest($3::task_change[]) AS u
     WHERE t.id = u.id
     RETURNING 1
 ), new_tasks AS (
     INSERT INTO tasks ({columns})
-    SELECT * FROM unnest(
-        $8::text[], $9::text[], $10::text[], $11::text[], $12::bigint[], $13::text[],
-        $14::int[], $15::int[], $16::float8[], $17::float8[], $18::float8[], $19::float8[],
-        $20::bigint[], $21::text[], $22::text[], $23::text[], $24::text[], $25::float8[],
-        $26::float8[], $27::text[], $28::float8[], $29::text[], $30::text[]
-    )
+    SELECT * FROM unnest($2::task_in[])
     WHERE (SELECT count(*) FROM changed) >= 0
 )
 SELECT 1
