@@ -91,7 +91,7 @@ async def test_a_lone_client_enqueue_is_one_statement_on_postgresql(postgres_url
         tasks = [await client.enqueue("a", {"i": i}) for i in range(5)]
         await asyncio.sleep(0)  # asyncpg calls query loggers soon after the query, not in it
         assert len(sent) == 5, sent
-        assert all("submit_tasks" in query for query in sent)
+        assert all("submit_rows" in query for query in sent)
         assert pooled == []
         journal = node.runtime.journal  # type: ignore[union-attr]
         # The node may have run them by now: their first events are what the enqueue wrote.

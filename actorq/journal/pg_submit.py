@@ -1,7 +1,7 @@
 """Submissions on PostgreSQL in one round trip: the common case of a client's enqueue.
 
 A batch of nothing but submissions needs no lock and no read the database cannot do in the
-same call: ``submit_tasks`` (migration 013) numbers the events, writes the journal and the
+same call: ``submit_rows`` (migrations 013, 016) numbers the events, writes the journal and the
 projection and notifies the nodes, in one implicit transaction. It writes only when the
 general path (``BatchRun``) would decide the same without a lock (no queue of the batch has
 a max_depth, no live task holds one of its idempotency keys); otherwise it writes nothing
@@ -49,9 +49,8 @@ def prepare(ops: Sequence[Op], channel: str, origin: str) -> Prepared | None:
     events: list[Event] = []
     ids: set[str] = set()
     keys: set[str] = set()
-    columns: tuple[list[Any], ...] = tuple([] for _ in range(16))
-    (c_id, c_type, c_queue, c_payload, c_priority, c_state, c_attempts, c_timeout, c_run_at,
-     c_at, c_metadata, c_key, c_retry, c_node, c_data, c_actor) = columns  # fmt: skip
+    rows: list[tuple[Any, ...]] = []
+    actors: list[str] = []
     ready: dict[str, None] = {}
     submits = [op for op in ops if isinstance(op, Submit)]
     for op in submits:
@@ -71,24 +70,17 @@ def prepare(ops: Sequence[Op], channel: str, origin: str) -> Prepared | None:
             if state is TaskState.QUEUED:
                 ready[new.queue] = None
             events.append(event)
-            c_id.append(new.id)
-            c_type.append(new.type)
-            c_queue.append(new.queue)
-            c_payload.append(dumps_checked(new.payload))
-            c_priority.append(new.priority)
-            c_state.append(state.value)
-            c_attempts.append(new.max_attempts)
-            c_timeout.append(new.timeout)
-            c_run_at.append(float(data["run_at"]))
-            c_at.append(op.at)
-            c_metadata.append(dumps_checked(new.metadata))
-            c_key.append(key)
-            c_retry.append(None if new.retry is None else stored_policy(new.retry))
-            c_node.append(op.node)
-            c_data.append(dumps_checked(data))
-            c_actor.append(actor)
+            actors.append(actor)
+            # One row of the type submission_in (migration 016), field by field.
+            rows.append((
+                new.id, new.type, new.queue, dumps_checked(new.payload), new.priority,
+                state.value, new.max_attempts, new.timeout, float(data["run_at"]), op.at,
+                dumps_checked(new.metadata), key,
+                None if new.retry is None else stored_policy(new.retry), op.node,
+                dumps_checked(data), actor,
+            ))  # fmt: skip
     notices = [dumps({"kind": "ready", "queue": q, "origin": origin}) for q in ready]
-    return Prepared(submits, events, c_actor, (*columns, channel, notices))
+    return Prepared(submits, events, actors, (rows, channel, notices))
 
 
 async def send(conn: asyncpg.Connection, sql: str, prepared: Prepared) -> list[Outcome] | None:

@@ -390,13 +390,9 @@ UPDATE tokens SET revoked_at = coalesce(revoked_at, $2) WHERE name = $1
 RETURNING name, scope, hash, created_at, created_by, revoked_at
 
 -- name: submit
--- Submissions alone (see migration 013): one round trip, run outside an explicit transaction,
--- so it commits with the session's synchronous_commit (on): durable when answered.
-SELECT submit_tasks(
-    $1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::int[],
-    $8::float8[], $9::float8[], $10::float8[], $11::text[], $12::text[], $13::text[],
-    $14::text[], $15::text[], $16::text[], $17::text, $18::text[]
-)
+-- Submissions alone (see migrations 013 and 016): one round trip, run outside an explicit
+-- transaction, so it commits with the session's synchronous_commit (on): durable when answered.
+SELECT submit_rows($1::submission_in[], $2::text, $3::text[])
 
 -- name: submitted_seqs
 -- Which of these tasks have their submitted event, and its seq: whether a batch of
