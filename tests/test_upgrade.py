@@ -8,12 +8,13 @@ from typing import Any
 
 import asyncpg
 import attrs
+import pytest
 
 import actorq.lifecycle as lifecycle
 from actorq.audit import verify_projection
 from actorq.journal import journal_from_url
 from actorq.journal.postgres import split_url
-from actorq.journal.rows import TASK_COLUMNS, event_to_row, migrations, task_to_row
+from actorq.journal.rows import TASK_COLUMNS, dumps, event_to_row, migrations, task_to_row
 from actorq.journal.sqlite import _statements, path_from_url
 from actorq.model import Event, EventKind, NewTask, TaskState
 
@@ -112,3 +113,48 @@ async def test_a_version_1_database_upgrades_and_its_journal_still_replays(
         assert (await verify_projection(reopened)).matches
     finally:
         await reopened.close()
+
+
+@pytest.mark.postgres
+async def test_the_previous_versions_submit_tasks_still_submits(postgres_url: str) -> None:
+    """A node of the version before migration 016 calls submit_tasks, one array per column;
+    the migrated database answers it through submit_rows: same gate, same rows."""
+    journal = journal_from_url(postgres_url)
+    await journal.open()
+    dsn, name = split_url(postgres_url)
+    conn = await asyncpg.connect(dsn, server_settings={"search_path": f'"{name}"'})
+    try:
+        call = (
+            "SELECT submit_tasks($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], "
+            "$6::text[], $7::int[], $8::float8[], $9::float8[], $10::float8[], $11::text[], "
+            "$12::text[], $13::text[], $14::text[], $15::text[], $16::text[], $17::text, "
+            "$18::text[])"
+        )
+        new = [NewTask("job", {"n": n}, id=f"old-{n}", priority=n,
+                       idempotency_key="key-1" if n == 1 else None) for n in range(3)]  # fmt: skip
+        events = [lifecycle.submitted_event(t, at=50.0, node="old") for t in new]
+        columns = (
+            [t.id for t in new], [t.type for t in new], [t.queue for t in new],
+            [dumps(t.payload) for t in new], [t.priority for t in new], ["queued"] * 3,
+            [t.max_attempts for t in new], [None] * 3, [50.0] * 3, [50.0] * 3,
+            [dumps(t.metadata) for t in new], [t.idempotency_key for t in new], [None] * 3,
+            ["old"] * 3, [dumps(e.data) for e in events], ["old"] * 3,
+        )  # fmt: skip
+        seqs = await conn.fetchval(call, *columns, "actorq_test", [])
+        assert len(seqs) == 3
+        assert seqs == sorted(seqs)
+        for task, seq in zip(new, seqs, strict=True):
+            stored = await journal.get(task.id)
+            assert (stored.seq, stored.priority, stored.payload, stored.state) == (
+                seq, task.priority, task.payload, TaskState.QUEUED,
+            )  # fmt: skip
+            assert [e.kind for e in await journal.history(task.id)] == [K.SUBMITTED]
+        assert (await journal.get("old-1")).idempotency_key == "key-1"
+        # The gate holds for it too: a live task holds key-1, so nothing is written.
+        again = [[f"old-{n}-again"] if i == 0 else [c[n]] for i, c in enumerate(columns)
+                 for n in (1,)]  # fmt: skip
+        assert await conn.fetchval(call, *again, "actorq_test", []) is None
+        assert (await verify_projection(journal)).matches
+    finally:
+        await conn.close()
+        await journal.close()

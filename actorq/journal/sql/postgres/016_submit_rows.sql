@@ -2,7 +2,8 @@
 -- array per column (the reason is migration 015's: the client's driver checks each array
 -- element it sends, and a row is one element). Same gate, same writes, same answer: the seqs
 -- given to the rows in their order, or NULL when the general path must decide. submit_tasks
--- stays for nodes of the previous version that share the database during an upgrade.
+-- stays, for nodes of the previous version that share the database during an upgrade, as a
+-- wrapper of submit_rows (at the end): one body decides for both.
 CREATE TYPE submission_in AS (
     id text, type text, queue text, payload text, priority bigint, state text,
     max_attempts int, timeout float8, run_at float8, at float8, metadata text, key text,
@@ -51,4 +52,27 @@ BEGIN
     PERFORM pg_notify(channel, m) FROM unnest(notices) AS m;
     RETURN seqs;
 END
+$$;
+
+CREATE OR REPLACE FUNCTION submit_tasks(
+    ids text[], types text[], queues text[], payloads text[], priorities bigint[],
+    states text[], max_attempts int[], timeouts float8[], run_ats float8[], ats float8[],
+    metadata text[], keys text[], retries text[], nodes text[], datas text[], actors text[],
+    channel text, notices text[]
+) RETURNS bigint[] LANGUAGE sql AS $$
+    SELECT submit_rows(
+        ARRAY(
+            SELECT ROW(r.id, r.type, r.queue, r.payload, r.priority, r.state, r.max_attempts,
+                       r.timeout, r.run_at, r.at, r.metadata, r.key, r.retry, r.node, r.data,
+                       r.actor)::submission_in
+            FROM unnest(ids, types, queues, payloads, priorities, states, max_attempts,
+                        timeouts, run_ats, ats, metadata, keys, retries, nodes, datas, actors)
+                 WITH ORDINALITY
+                 AS r (id, type, queue, payload, priority, state, max_attempts, timeout,
+                       run_at, at, metadata, key, retry, node, data, actor, k)
+            ORDER BY r.k
+        ),
+        channel,
+        notices
+    )
 $$;
