@@ -34,7 +34,8 @@ from actorq.errors import (
     StorageUnavailable,
     TokenNotFound,
 )
-from actorq.journal.base import Head, Notice, Op, Outcome, Since, needs_flush
+from actorq.journal import pg_claim
+from actorq.journal.base import Claim, Head, Notice, Op, Outcome, Since, needs_flush
 from actorq.journal.batch import BatchRun, refold
 from actorq.journal.pg_listen import Listener
 from actorq.journal.pg_submit import (
@@ -283,6 +284,7 @@ class PostgresJournal:
         self._listener: Listener | None = None
         self._shared = SharedCommits(self._run_alone)  # concurrent callers share a commit
         self._submitter = OwnConnection(self._connect_one)  # see pg_submit
+        self._claimer = OwnConnection(self._connect_claimer)  # see pg_claim
 
     # -- connections ---------------------------------------------------------------------
 
@@ -323,9 +325,19 @@ class PostgresJournal:
         )
         return conn
 
+    async def _connect_claimer(self) -> asyncpg.Connection:
+        if self._pool is None:
+            raise StorageUnavailable("the journal is not open")
+        settings = {**self._connect["server_settings"], **pg_claim.SETTINGS}
+        conn: asyncpg.Connection = await asyncpg.connect(
+            self._dsn, timeout=self._timeout, **{**self._connect, "server_settings": settings}
+        )
+        return conn
+
     async def close(self) -> None:
         await self._shared.wait_closed()
         await self._submitter.close(self._timeout)
+        await self._claimer.close(self._timeout)
         listener, self._listener = self._listener, None
         if listener is not None:
             await listener.close()
@@ -375,6 +387,9 @@ class PostgresJournal:
         return await self._shared.run(ops)
 
     async def _run_alone(self, ops: list[Op]) -> list[Outcome]:
+        claim = pg_claim.lone_claim(ops)
+        if claim is not None and (claimed := await self._claim_at_once(claim)) is not None:
+            return [claimed]  # a lone claim in one statement (see pg_claim)
         return await self._run(ops, None)
 
     async def run_in(self, connection: Any, ops: Sequence[Op]) -> list[Outcome]:
@@ -468,6 +483,28 @@ class PostgresJournal:
         except BaseException:
             _discard(conn)  # cancelled mid-query: its state is unknown
             raise
+
+    async def _claim_at_once(self, op: Claim) -> Outcome | None:
+        """A lone claim in one statement (see ``pg_claim``), or None for the general path:
+        its connection is busy (another claim still runs on it), or a served queue limits
+        claims. A claim whose answer was lost may have committed: its tasks wait, held, for
+        their lease to end, and the reaper gives them back with their attempts intact."""
+        try:
+            async with self._claimer.free() as own:
+                if own is None:
+                    return None
+                try:
+                    rows = await own.fetch(Q["claim_now"], *pg_claim.arguments(op))
+                except Exception as exc:
+                    if not _healthy_after(exc):
+                        _discard(own)  # the next claim opens another
+                    raise
+                except BaseException:
+                    _discard(own)  # cancelled mid-query: its state is unknown
+                    raise
+        except _DRIVER_ERRORS as exc:
+            raise _translate(exc) from exc
+        return pg_claim.settle(op, rows)
 
     async def _written(self, prepared: Prepared) -> list[int] | None:
         """Whether ``prepared`` committed (see ``pg_submit.written``), asked on another

@@ -35,6 +35,49 @@ SELECT limited.yes, CASE WHEN picked.id IS NOT NULL AND pg_current_xact_id() IS 
     THEN nextval('journal_seq') END, picked.*
 FROM limited LEFT JOIN picked ON true
 
+-- name: claim_now
+-- A lone claim in one statement, on its own (autocommit): what claim_ready takes, and the
+-- claimed events and task updates BatchRun would write for it (lifecycle.claimed_event, then
+-- its fold: see actorq/journal/pg_claim.py). $1 queues and $2 types (NULL: any), $3 how many,
+-- $4 the workers, one per row in the claim's order, $5 the time, $6 the node (the events'
+-- actor too), $7 the end of the lease, $8 the events' data (the same for every row). Each
+-- row's number is drawn after its lock and after the transaction's xid (see allocate). One
+-- row, "limited", and nothing written when a served queue limits claims; nulls when nothing
+-- is ready.
+WITH limited AS MATERIALIZED (
+    SELECT EXISTS (
+        SELECT 1 FROM queues
+        WHERE (paused OR concurrency IS NOT NULL OR rate_limit IS NOT NULL)
+        AND ($1::text[] IS NULL OR name = ANY($1::text[]))
+    ) AS yes
+), picked AS MATERIALIZED (
+    SELECT {columns} FROM tasks WHERE state = 'queued'
+    AND ($1::text[] IS NULL OR queue = ANY($1::text[]))
+    AND ($2::text[] IS NULL OR type = ANY($2::text[]))
+    AND NOT (SELECT yes FROM limited)
+    ORDER BY priority DESC, run_at, seq LIMIT $3 FOR UPDATE SKIP LOCKED
+), numbered AS MATERIALIZED (
+    SELECT row_number() OVER (ORDER BY p.priority DESC, p.run_at, p.seq) AS k,
+           p.id AS task_id
+    FROM picked AS p
+), drawn AS MATERIALIZED (
+    SELECT n.k, n.task_id, ($4::text[])[n.k] AS worker, nextval('journal_seq') AS seq
+    FROM numbered AS n WHERE pg_current_xact_id() IS NOT NULL
+), new_events AS (
+    INSERT INTO journal (seq, at, task_id, kind, node, worker, data, actor)
+    SELECT d.seq, $5::float8, d.task_id, 'claimed', $6::text, d.worker, $8::text, $6::text
+    FROM drawn AS d
+), changed AS (
+    UPDATE tasks AS t SET
+        state = 'claimed', worker = d.worker, lease_expires_at = $7::float8,
+        started_at = NULL, updated_at = $5::float8, seq = d.seq
+    FROM drawn AS d
+    WHERE t.id = d.task_id
+)
+SELECT limited.yes, d.seq, d.k, p.*
+FROM limited LEFT JOIN (drawn AS d JOIN picked AS p ON p.id = d.task_id) ON true
+ORDER BY d.k
+
 -- name: peek_ready
 -- The best ready task, read without a lock: whether a held task must give way at its start
 -- (see migration 014).
