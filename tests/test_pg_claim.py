@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import asyncpg
 import pytest
 
 from actorq.audit import verify_projection
 from actorq.journal import journal_from_url
 from actorq.journal.base import Claim, ConfigureQueue, Submit
-from actorq.journal.postgres import PostgresJournal
+from actorq.journal.postgres import PostgresJournal, split_url
 from actorq.model import EventKind, NewTask, Task, TaskState
 
 pytestmark = pytest.mark.postgres
@@ -98,4 +99,44 @@ async def test_a_lone_claim_of_a_limited_queue_goes_the_general_way(postgres_url
         assert (await journal.get("t1")).state is TaskState.QUEUED
         assert (await verify_projection(journal)).matches
     finally:
+        await journal.close()
+
+
+async def test_a_claim_whose_connection_drops_mid_statement_claims_the_general_way(
+    postgres_url: str,
+) -> None:
+    journal = journal_from_url(postgres_url)
+    assert isinstance(journal, PostgresJournal)
+    await journal.open()
+    admin = await asyncpg.connect(split_url(postgres_url)[0])
+    try:
+        new = [NewTask("job", id=f"t{n}") for n in range(2)]
+        await journal.run([Submit(new, 100.0, NODE)])
+        await claim(journal, ["w0"], types=["nothing-of-this-type"])  # opens the connection
+        own = journal._claimer._conn
+        assert own is not None
+        schema = split_url(postgres_url)[1]
+        # Hold the tasks table so the claim's statement waits, then drop its connection.
+        await admin.execute("BEGIN")
+        await admin.execute(f'LOCK TABLE "{schema}".tasks IN ACCESS EXCLUSIVE MODE')
+        claiming = asyncio.ensure_future(claim(journal, ["w1"], types=["job"]))
+        waiting = "SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1"
+        for _ in range(200):
+            if await admin.fetchval(waiting, own.get_server_pid()) == "Lock":
+                break
+            await asyncio.sleep(0.01)
+        else:
+            raise AssertionError("the claim never waited on the lock")
+        assert await admin.fetchval("SELECT pg_terminate_backend($1)", own.get_server_pid())
+        await asyncio.sleep(0.2)  # it falls back, and waits on the lock again, on the pool
+        assert not claiming.done()
+        await admin.execute("ROLLBACK")
+        assert [t.id for t in await asyncio.wait_for(claiming, 10)] == ["t0"]
+        # The next lone claim opens a new connection of its own.
+        assert [t.id for t in await claim(journal, ["w2"], types=["job"])] == ["t1"]
+        assert journal._claimer._conn is not None
+        assert journal._claimer._conn is not own
+        assert (await verify_projection(journal)).matches
+    finally:
+        await admin.close()
         await journal.close()

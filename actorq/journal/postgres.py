@@ -487,23 +487,25 @@ class PostgresJournal:
     async def _claim_at_once(self, op: Claim) -> Outcome | None:
         """A lone claim in one statement (see ``pg_claim``), or None for the general path:
         its connection is busy (another claim still runs on it), or a served queue limits
-        claims. A claim whose answer was lost may have committed: its tasks wait, held, for
-        their lease to end, and the reaper gives them back with their attempts intact."""
+        claims, or the connection failed. A claim whose answer was lost may have committed:
+        its tasks wait, held, for their lease to end, and the reaper gives them back with
+        their attempts intact."""
         try:
             async with self._claimer.free() as own:
                 if own is None:
                     return None
                 try:
                     rows = await own.fetch(Q["claim_now"], *pg_claim.arguments(op))
-                except Exception as exc:
-                    if not _healthy_after(exc):
-                        _discard(own)  # the next claim opens another
-                    raise
-                except BaseException:
-                    _discard(own)  # cancelled mid-query: its state is unknown
+                except BaseException as exc:
+                    if not (isinstance(exc, Exception) and _healthy_after(exc)):
+                        _discard(own)  # lost, or cancelled mid-query: the next claim opens another
                     raise
         except _DRIVER_ERRORS as exc:
-            raise _translate(exc) from exc
+            if _healthy_after(exc):
+                raise _translate(exc) from exc
+            # The pool's path tells a database that is down from one connection it dropped.
+            log.info("the claim connection failed (%r): claiming the general way", exc)
+            return None
         return pg_claim.settle(op, rows)
 
     async def _written(self, prepared: Prepared) -> list[int] | None:
