@@ -4,6 +4,7 @@ general path writes, and steps aside for queues whose settings limit claims."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -17,6 +18,15 @@ from actorq.model import EventKind, NewTask, Task, TaskState
 
 pytestmark = pytest.mark.postgres
 NODE, LEASE = "n1", 30.0
+
+
+@pytest.fixture
+async def pg(postgres_url: str) -> AsyncIterator[PostgresJournal]:
+    journal = journal_from_url(postgres_url)
+    assert isinstance(journal, PostgresJournal)
+    await journal.open()
+    yield journal
+    await journal.close()
 
 
 def logged(journal: PostgresJournal) -> list[str]:
@@ -36,78 +46,66 @@ async def claim(journal: PostgresJournal, workers: list[str], **kw: Any) -> list
 
 
 async def test_a_lone_claim_is_one_statement_and_writes_what_a_replay_folds(
-    postgres_url: str,
+    pg: PostgresJournal,
 ) -> None:
-    journal = journal_from_url(postgres_url)
-    assert isinstance(journal, PostgresJournal)
-    await journal.open()
-    try:
-        new = [NewTask("job", {"n": n}, id=f"t{n}", priority=p)
-               for n, p in enumerate([1, 9, 5, 9])]  # fmt: skip
-        await journal.run([Submit(new, 100.0, NODE)])
-        await claim(journal, ["w0"], types=["nothing-of-this-type"])  # opens the connection
-        sent = logged(journal)
-        first = await claim(journal, ["w1", "w2", "w3"], types=["job"])
-        # Best first, FIFO within a priority: t1 and t3 (priority 9), then t2 (5).
-        assert [(t.id, t.worker, t.state) for t in first] == [
-            ("t1", "w1", TaskState.CLAIMED),
-            ("t3", "w2", TaskState.CLAIMED),
-            ("t2", "w3", TaskState.CLAIMED),
-        ]
-        await asyncio.sleep(0)  # asyncpg calls query loggers soon after the query
-        assert len(sent) == 1
-        assert "A lone claim in one statement" in sent[0]
-        for task in first:
-            stored = await journal.get(task.id)
-            assert stored == task  # what the caller was told is what the projection holds
-            (submitted, claimed) = await journal.history(task.id)
-            assert submitted.kind is EventKind.SUBMITTED
-            assert (claimed.kind, claimed.worker, claimed.seq) == (
-                EventKind.CLAIMED, task.worker, task.seq,
-            )  # fmt: skip
-            assert claimed.data == {"lease_expires_at": 200.0 + LEASE, "held": True}
-            assert (stored.lease_expires_at, stored.started_at, stored.attempt) == (
-                230.0, None, 0,
-            )  # fmt: skip
-        assert len({t.seq for t in first}) == 3
-        rest = await claim(journal, ["w4", "w5"], types=["job"])
-        assert [t.id for t in rest] == ["t0"]
-        assert await claim(journal, ["w6"]) == []
-        report = await verify_projection(journal)
-        assert report.matches, report.as_json()
-    finally:
-        await journal.close()
+    journal = pg
+    new = [NewTask("job", {"n": n}, id=f"t{n}", priority=p)
+           for n, p in enumerate([1, 9, 5, 9])]  # fmt: skip
+    await journal.run([Submit(new, 100.0, NODE)])
+    await claim(journal, ["w0"], types=["nothing-of-this-type"])  # opens the connection
+    sent = logged(journal)
+    first = await claim(journal, ["w1", "w2", "w3"], types=["job"])
+    # Best first, FIFO within a priority: t1 and t3 (priority 9), then t2 (5).
+    assert [(t.id, t.worker, t.state) for t in first] == [
+        ("t1", "w1", TaskState.CLAIMED),
+        ("t3", "w2", TaskState.CLAIMED),
+        ("t2", "w3", TaskState.CLAIMED),
+    ]
+    await asyncio.sleep(0)  # asyncpg calls query loggers soon after the query
+    assert len(sent) == 1
+    assert "A lone claim in one statement" in sent[0]
+    for task in first:
+        stored = await journal.get(task.id)
+        assert stored == task  # what the caller was told is what the projection holds
+        (submitted, claimed) = await journal.history(task.id)
+        assert submitted.kind is EventKind.SUBMITTED
+        assert (claimed.kind, claimed.worker, claimed.seq) == (
+            EventKind.CLAIMED, task.worker, task.seq,
+        )  # fmt: skip
+        assert claimed.data == {"lease_expires_at": 200.0 + LEASE, "held": True}
+        assert (stored.lease_expires_at, stored.started_at, stored.attempt) == (
+            230.0, None, 0,
+        )  # fmt: skip
+    assert len({t.seq for t in first}) == 3
+    rest = await claim(journal, ["w4", "w5"], types=["job"])
+    assert [t.id for t in rest] == ["t0"]
+    assert await claim(journal, ["w6"]) == []
+    report = await verify_projection(journal)
+    assert report.matches, report.as_json()
 
 
-async def test_a_lone_claim_of_a_limited_queue_goes_the_general_way(postgres_url: str) -> None:
-    journal = journal_from_url(postgres_url)
-    assert isinstance(journal, PostgresJournal)
-    await journal.open()
-    try:
-        await journal.run([ConfigureQueue("q", {"concurrency": 1}, 90.0, NODE)])
-        new = [NewTask("job", id=f"t{n}", queue="q") for n in range(3)]
-        await journal.run([Submit(new, 100.0, NODE)])
-        await claim(journal, ["w0"], queues=["elsewhere"])  # opens the connection
-        sent = logged(journal)
-        # The statement takes nothing and says why; the general path holds the limit.
-        assert [t.id for t in await claim(journal, ["w1", "w2"], queues=["q"])] == ["t0"]
-        await asyncio.sleep(0)
-        assert len(sent) == 1
-        assert await claim(journal, ["w3"], queues=["q"]) == []
-        await journal.run([ConfigureQueue("q", {"paused": True}, 300.0, NODE)])
-        assert await claim(journal, ["w4"], queues=["q"]) == []
-        assert (await journal.get("t1")).state is TaskState.QUEUED
-        assert (await verify_projection(journal)).matches
-    finally:
-        await journal.close()
+async def test_a_lone_claim_of_a_limited_queue_goes_the_general_way(pg: PostgresJournal) -> None:
+    journal = pg
+    await journal.run([ConfigureQueue("q", {"concurrency": 1}, 90.0, NODE)])
+    new = [NewTask("job", id=f"t{n}", queue="q") for n in range(3)]
+    await journal.run([Submit(new, 100.0, NODE)])
+    await claim(journal, ["w0"], queues=["elsewhere"])  # opens the connection
+    sent = logged(journal)
+    # The statement takes nothing and says why; the general path holds the limit.
+    assert [t.id for t in await claim(journal, ["w1", "w2"], queues=["q"])] == ["t0"]
+    await asyncio.sleep(0)
+    assert len(sent) == 1
+    assert await claim(journal, ["w3"], queues=["q"]) == []
+    await journal.run([ConfigureQueue("q", {"paused": True}, 300.0, NODE)])
+    assert await claim(journal, ["w4"], queues=["q"]) == []
+    assert (await journal.get("t1")).state is TaskState.QUEUED
+    assert (await verify_projection(journal)).matches
 
 
 async def test_a_claim_whose_connection_drops_mid_statement_claims_the_general_way(
-    postgres_url: str,
+    postgres_url: str, pg: PostgresJournal
 ) -> None:
-    journal = journal_from_url(postgres_url)
-    assert isinstance(journal, PostgresJournal)
-    await journal.open()
+    journal = pg
     admin = await asyncpg.connect(split_url(postgres_url)[0])
     try:
         new = [NewTask("job", id=f"t{n}") for n in range(2)]
@@ -139,4 +137,3 @@ async def test_a_claim_whose_connection_drops_mid_statement_claims_the_general_w
         assert (await verify_projection(journal)).matches
     finally:
         await admin.close()
-        await journal.close()

@@ -150,17 +150,19 @@ _KINDS = {k.value: k for k in EventKind}
 
 @functools.cache
 def table_queries(dialect: str) -> dict[str, str]:
-    """The dialect's queries with the column lists (and SQLite's placeholders) filled in."""
-    return {
-        name: sql.format(
-            columns=", ".join(TASK_COLUMNS),
-            placeholders=", ".join("?" * len(TASK_COLUMNS)),
-            queue_columns=", ".join(QUEUE_COLUMNS),
-            schedule_columns=", ".join(SCHEDULE_COLUMNS),
-            schedule_placeholders=", ".join("?" * len(SCHEDULE_COLUMNS)),
-        )
-        for name, sql in queries(dialect).items()
+    """The dialect's queries with the column lists (and SQLite's placeholders) filled in, and
+    its fragments (blocks named ``_name``) where ``{name}`` stands."""
+    filled = {
+        "columns": ", ".join(TASK_COLUMNS),
+        "placeholders": ", ".join("?" * len(TASK_COLUMNS)),
+        "queue_columns": ", ".join(QUEUE_COLUMNS),
+        "schedule_columns": ", ".join(SCHEDULE_COLUMNS),
+        "schedule_placeholders": ", ".join("?" * len(SCHEDULE_COLUMNS)),
     }
+    blocks = queries(dialect)
+    fragments = {name[1:]: sql.format(**filled) for name, sql in blocks.items() if name[0] == "_"}
+    return {name: sql.format(**filled, **fragments)
+            for name, sql in blocks.items() if name[0] != "_"}  # fmt: skip
 
 
 def queries(dialect: str, file: str = "queries") -> dict[str, str]:

@@ -12,25 +12,32 @@ AND ($1::text[] IS NULL OR queue = ANY($1::text[]))
 AND ($2::text[] IS NULL OR type = ANY($2::text[]))
 ORDER BY priority DESC, run_at, seq LIMIT $3 FOR UPDATE SKIP LOCKED
 
--- name: claim_ready
--- A claim's first read, in one round trip: whether any queue it serves limits claims (paused,
--- a concurrency or a rate limit: then it takes nothing, and the claim reads those limits
--- locked, see queue_limits), else up to $3 ready tasks as `ready` takes them, each with a
--- journal number drawn after its row is locked (and so after the transaction's xid, as
--- allocate takes care to). One row with nulls when nothing is ready or a limit applies.
-WITH limited AS MATERIALIZED (
+-- name: _unlimited_ready
+-- A fragment (the leading "_": rows.table_queries puts it where its name stands in braces):
+-- the CTEs of a claim's first read. "limited": whether any queue the claim serves ($1, or NULL for
+-- all) limits claims (paused, a concurrency or a rate limit; queue_limits reads those, locked).
+-- "picked": unless one does, up to $3 ready tasks of types $2 as `ready` takes them, locked.
+limited AS MATERIALIZED (
     SELECT EXISTS (
         SELECT 1 FROM queues
         WHERE (paused OR concurrency IS NOT NULL OR rate_limit IS NOT NULL)
         AND ($1::text[] IS NULL OR name = ANY($1::text[]))
     ) AS yes
-), picked AS (
+), picked AS MATERIALIZED (
     SELECT {columns} FROM tasks WHERE state = 'queued'
     AND ($1::text[] IS NULL OR queue = ANY($1::text[]))
     AND ($2::text[] IS NULL OR type = ANY($2::text[]))
     AND NOT (SELECT yes FROM limited)
     ORDER BY priority DESC, run_at, seq LIMIT $3 FOR UPDATE SKIP LOCKED
 )
+
+-- name: claim_ready
+-- A claim's first read, in one round trip: whether any queue it serves limits claims (paused,
+-- a concurrency or a rate limit: then it takes nothing, and the claim reads those limits
+-- locked, see queue_limits), else up to $3 ready tasks as `ready` takes them, each with a
+-- journal number drawn after its row is locked (and so after the transaction's xid, as
+-- allocate takes care to). One row with nulls when nothing is ready or a limit applies.
+WITH {unlimited_ready}
 SELECT limited.yes, CASE WHEN picked.id IS NOT NULL AND pg_current_xact_id() IS NOT NULL
     THEN nextval('journal_seq') END, picked.*
 FROM limited LEFT JOIN picked ON true
@@ -44,19 +51,7 @@ FROM limited LEFT JOIN picked ON true
 -- row's number is drawn after its lock and after the transaction's xid (see allocate). One
 -- row, "limited", and nothing written when a served queue limits claims; nulls when nothing
 -- is ready.
-WITH limited AS MATERIALIZED (
-    SELECT EXISTS (
-        SELECT 1 FROM queues
-        WHERE (paused OR concurrency IS NOT NULL OR rate_limit IS NOT NULL)
-        AND ($1::text[] IS NULL OR name = ANY($1::text[]))
-    ) AS yes
-), picked AS MATERIALIZED (
-    SELECT {columns} FROM tasks WHERE state = 'queued'
-    AND ($1::text[] IS NULL OR queue = ANY($1::text[]))
-    AND ($2::text[] IS NULL OR type = ANY($2::text[]))
-    AND NOT (SELECT yes FROM limited)
-    ORDER BY priority DESC, run_at, seq LIMIT $3 FOR UPDATE SKIP LOCKED
-), numbered AS MATERIALIZED (
+WITH {unlimited_ready}, numbered AS MATERIALIZED (
     SELECT row_number() OVER (ORDER BY p.priority DESC, p.run_at, p.seq) AS k,
            p.id AS task_id
     FROM picked AS p
