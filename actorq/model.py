@@ -7,17 +7,42 @@ Everything here is a plain attrs value; the rules for how events change a task l
 from __future__ import annotations
 
 import enum
+import os
+import threading
+import time
 from typing import Annotated, Any, Protocol
 
 import attrs
-from uuid6 import uuid7
 
 from actorq.retry import RetryPolicy
 
+_RANDOM_BITS = 74  # a UUIDv7's bits beside its time, version and variant
+_ids = threading.Lock()
+_last = (0, 0)  # the last id's millisecond and random part
+
 
 def new_id() -> str:
-    """A fresh task id: a UUIDv7, so ids sort by creation time (see pyproject's uuid6)."""
-    return str(uuid7())
+    """A fresh task id: a UUIDv7 (RFC 9562): 48 bits of Unix time in milliseconds, then 74
+    random bits. Ids sort by creation time, and those one process makes sort in the order it
+    made them: within one millisecond each id adds a random step to the one before (RFC 9562
+    section 6.2, method 2). The time is the clock's: a burst of ids does not push it ahead,
+    as a library that adds a millisecond per id did (20,000 ids ran 20 s into the future)."""
+    global _last
+    now = time.time_ns() // 1_000_000
+    with _ids:
+        last_ms, last_bits = _last
+        if now > last_ms:
+            ms, bits = now, int.from_bytes(os.urandom(10)) >> 6
+        else:  # the same millisecond (or the clock went back): follow the last id
+            step = 1 + (int.from_bytes(os.urandom(4)) >> 1)
+            ms, bits = last_ms, last_bits + step
+            if bits >> _RANDOM_BITS:  # the random part ran out: the next millisecond
+                ms, bits = last_ms + 1, bits & ((1 << (_RANDOM_BITS - 1)) - 1)
+        _last = (ms, bits)
+    value = (ms << 80) | (0x7 << 76) | ((bits >> 62) << 64) | (0b10 << 62)
+    value |= bits & ((1 << 62) - 1)
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 class PosixTime:
