@@ -16,7 +16,7 @@ import logging
 import re
 import urllib.parse
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -284,7 +284,7 @@ class PostgresJournal:
         self._listener: Listener | None = None
         self._shared = SharedCommits(self._run_alone)  # concurrent callers share a commit
         self._submitter = OwnConnection(self._connect_one)  # see pg_submit
-        self._claimer = OwnConnection(self._connect_claimer)  # see pg_claim
+        self._claimer = OwnConnection(lambda: self._connect_one(pg_claim.SETTINGS))  # pg_claim
 
     # -- connections ---------------------------------------------------------------------
 
@@ -317,20 +317,15 @@ class PostgresJournal:
             await self.close()
             raise
 
-    async def _connect_one(self) -> asyncpg.Connection:
+    async def _connect_one(self, settings: Mapping[str, str] | None = None) -> asyncpg.Connection:
+        """A connection outside the pool, with ``settings`` beside the journal's own."""
         if self._pool is None:
             raise StorageUnavailable("the journal is not open")
+        options = self._connect
+        if settings:
+            options = {**options, "server_settings": {**options["server_settings"], **settings}}
         conn: asyncpg.Connection = await asyncpg.connect(
-            self._dsn, timeout=self._timeout, **self._connect
-        )
-        return conn
-
-    async def _connect_claimer(self) -> asyncpg.Connection:
-        if self._pool is None:
-            raise StorageUnavailable("the journal is not open")
-        settings = {**self._connect["server_settings"], **pg_claim.SETTINGS}
-        conn: asyncpg.Connection = await asyncpg.connect(
-            self._dsn, timeout=self._timeout, **{**self._connect, "server_settings": settings}
+            self._dsn, timeout=self._timeout, **options
         )
         return conn
 
