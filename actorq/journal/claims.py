@@ -142,6 +142,12 @@ async def take(
     return taken
 
 
+def in_tier_order(tiers: Sequence[Tier] | None) -> bool:
+    """Whether a claim's ``--queues`` order its queues (several tiers, or a weighted group):
+    such a claim reads each tier in turn (``by_tiers``), not one walk of them all."""
+    return tiers is not None and (len(tiers) > 1 or len(tiers[0].queues) > 1)
+
+
 async def claimable(
     tx: ClaimTx,
     n: int,
@@ -152,7 +158,7 @@ async def claimable(
     served: Mapping[str, int] | None = None,
 ) -> list[Task]:
     """The tasks a claim for ``n`` workers takes, in the order the workers get them."""
-    ordered = tiers is not None and (len(tiers) > 1 or len(tiers[0].queues) > 1)
+    ordered = in_tier_order(tiers)
     if not ordered and (fast := await tx.claim_ready(n, queues, types)) is not None:
         return fast
     allow = await allowance(tx, queues, at)

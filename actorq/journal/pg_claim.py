@@ -20,10 +20,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import attrs
+
 import actorq.lifecycle as lifecycle
+from actorq.journal import claims
 from actorq.journal.base import Change, Claim, Op, Outcome
 from actorq.journal.rows import dumps, task_from_row
-from actorq.model import Event
 
 # The claim connection's settings, beside the journal's own.
 SETTINGS = {"synchronous_commit": "off", "enable_bitmapscan": "off"}
@@ -32,13 +34,9 @@ SETTINGS = {"synchronous_commit": "off", "enable_bitmapscan": "off"}
 def lone_claim(ops: Sequence[Op]) -> Claim | None:
     """The batch's claim, if the batch is that claim alone and it serves its queues in no
     order of tiers (those take one read per tier: see ``claims.by_tiers``)."""
-    if len(ops) != 1 or not isinstance(ops[0], Claim):
+    if len(ops) != 1 or not isinstance(ops[0], Claim) or claims.in_tier_order(ops[0].tiers):
         return None
-    op = ops[0]
-    tiers = op.tiers
-    if tiers is not None and (len(tiers) > 1 or len(tiers[0].queues) > 1):
-        return None
-    return op
+    return ops[0]
 
 
 def arguments(op: Claim) -> tuple[Any, ...]:
@@ -70,7 +68,6 @@ def settle(op: Claim, rows: Sequence[Any]) -> Outcome | None:
         before = task_from_row(row[3:])
         made = lifecycle.claimed_event(before.id, op.workers[row[2] - 1], at=op.at,
                                        node=op.node, until=until)  # fmt: skip
-        event = Event(made.kind, made.task_id, made.at, made.node, made.data, made.worker,
-                      row[1], op.node)  # fmt: skip
+        event = attrs.evolve(made, seq=row[1], actor=op.node)  # as the statement wrote it
         changes.append(Change(event, before.state, lifecycle.apply(before, event)))
     return Outcome([c.after for c in changes], changes=changes)
