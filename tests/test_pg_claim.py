@@ -137,3 +137,23 @@ async def test_a_claim_whose_connection_drops_mid_statement_claims_the_general_w
         assert (await verify_projection(journal)).matches
     finally:
         await admin.close()
+
+
+async def test_a_claim_the_node_knows_limited_asks_nothing_first(pg: PostgresJournal) -> None:
+    """The dispatcher's hint (``Claim.limited``): no lone statement, no unlimited read."""
+    journal = pg
+    await journal.run([ConfigureQueue("q", {"concurrency": 1}, 90.0, NODE)])
+    await journal.run([Submit([NewTask("job", id=f"t{n}", queue="q") for n in range(2)],
+                              100.0, NODE)])  # fmt: skip
+    await claim(journal, ["w0"], queues=["elsewhere"])  # opens the claim connection
+    own = logged(journal)
+    pooled: list[str] = []
+    assert journal._pool is not None
+    async with journal._pool.acquire() as conn:  # the pool's only connection here
+        conn.add_query_logger(lambda record: pooled.append(record.query))
+    assert [t.id for t in await claim(journal, ["w1", "w2"], queues=["q"], limited=True)] == ["t0"]
+    await asyncio.sleep(0)  # asyncpg calls query loggers soon after the query
+    assert own == []
+    assert not any("A claim's first read" in q for q in pooled)
+    assert any("whose settings limit" in q for q in pooled)
+    assert (await verify_projection(journal)).matches

@@ -413,7 +413,7 @@ class Dispatcher(Actor):
         s = self._s
         served = dict(self._turns.served) if s.tiers is not None else None
         claim = Claim(workers, self._clock(), s.node, s.lease_seconds, s.queues, s.types, s.tiers,
-                      served)  # fmt: skip
+                      served, self._limited)  # fmt: skip
         self._claim = asyncio.create_task(self._run_claim(claim), name="dispatcher:claim")
 
     async def _run_claim(self, claim: Claim) -> None:

@@ -42,6 +42,10 @@ class Claim:
     Queues whose settings limit claims (paused, a concurrency or rate limit) give at most what
     their limits allow (see ``journal.claims``).
 
+    ``limited`` says that the node knows a served queue to limit claims: the claim then goes
+    straight to the read that locks the limits, without first asking whether there are any
+    (the journal still finds them if the node does not know yet).
+
     Result: the claimed tasks, at most one per worker.
     """
 
@@ -53,6 +57,7 @@ class Claim:
     types: Sequence[str] | None = None
     tiers: Sequence[Tier] | None = None
     served: Mapping[str, int] | None = None
+    limited: bool = False
 
 
 @attrs.frozen

@@ -199,9 +199,9 @@ class BatchRun:
                     return await self._append(op)
                 case Claim():
                     await self.flush()
-                    rows = await claims.claimable(
-                        self._tx, len(op.workers), op.queues, op.types, op.tiers, op.at, op.served
-                    )
+                    rows = await claims.claimable(self._tx, len(op.workers), op.queues,
+                                                  op.types, op.tiers, op.at, op.served,
+                                                  op.limited)  # fmt: skip
                     until = op.at + op.lease_seconds
                     return await self._apply_each(
                         rows, lambda t, i: _claimed(t, op.workers[i], op.at, op.node, until)

@@ -156,10 +156,12 @@ async def claimable(
     tiers: Sequence[Tier] | None,
     at: float,
     served: Mapping[str, int] | None = None,
+    limited: bool = False,
 ) -> list[Task]:
-    """The tasks a claim for ``n`` workers takes, in the order the workers get them."""
+    """The tasks a claim for ``n`` workers takes, in the order the workers get them;
+    ``limited``: a served queue is known to limit claims (see ``Claim``)."""
     ordered = in_tier_order(tiers)
-    if not ordered and (fast := await tx.claim_ready(n, queues, types)) is not None:
+    if not (ordered or limited) and (fast := await tx.claim_ready(n, queues, types)) is not None:
         return fast
     allow = await allowance(tx, queues, at)
     if tiers is not None and ordered:

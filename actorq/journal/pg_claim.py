@@ -32,11 +32,13 @@ SETTINGS = {"synchronous_commit": "off", "enable_bitmapscan": "off"}
 
 
 def lone_claim(ops: Sequence[Op]) -> Claim | None:
-    """The batch's claim, if the batch is that claim alone and it serves its queues in no
-    order of tiers (those take one read per tier: see ``claims.by_tiers``)."""
-    if len(ops) != 1 or not isinstance(ops[0], Claim) or claims.in_tier_order(ops[0].tiers):
+    """The batch's claim, if the batch is that claim alone, serves its queues in no order of
+    tiers (those take one read per tier: see ``claims.by_tiers``) and is not known to meet a
+    queue that limits claims (it would only find that out)."""
+    if len(ops) != 1 or not isinstance(ops[0], Claim):
         return None
-    return ops[0]
+    op = ops[0]
+    return None if op.limited or claims.in_tier_order(op.tiers) else op
 
 
 def arguments(op: Claim) -> tuple[Any, ...]:
