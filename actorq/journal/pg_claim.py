@@ -25,6 +25,7 @@ import attrs
 import actorq.lifecycle as lifecycle
 from actorq.journal import claims
 from actorq.journal.base import Change, Claim, Op, Outcome
+from actorq.journal.pg_tx import array
 from actorq.journal.rows import dumps, task_from_row
 
 # The claim connection's settings, beside the journal's own.
@@ -46,8 +47,8 @@ def arguments(op: Claim) -> tuple[Any, ...]:
     until = op.at + op.lease_seconds
     data = lifecycle.claimed_event("", "", at=op.at, node=op.node, until=until).data
     return (
-        None if op.queues is None else list(op.queues),
-        None if op.types is None else list(op.types),
+        array(op.queues),
+        array(op.types),
         len(op.workers),
         list(op.workers),
         op.at,

@@ -34,6 +34,11 @@ Q = table_queries("postgres")
 _PREFETCH = 64  # at most this many journal numbers are taken ahead of need
 
 
+def array(values: Sequence[str] | None) -> list[str] | None:
+    """A filter as an array parameter: None (NULL) stands for any."""
+    return None if values is None else list(values)
+
+
 class PgTx:
     """The open write transaction of one batch (see ``batch.Tx``).
 
@@ -62,8 +67,8 @@ class PgTx:
     ) -> list[Task]:
         return await self._tasks(
             "ready",
-            None if queues is None else list(queues),
-            None if types is None else list(types),
+            array(queues),
+            array(types),
             limit,
         )
 
@@ -72,8 +77,8 @@ class PgTx:
     ) -> list[Task] | None:
         rows = await self._conn.fetch(
             Q["claim_ready"],
-            None if queues is None else list(queues),
-            None if types is None else list(types),
+            array(queues),
+            array(types),
             limit,
         )
         if rows[0][0]:
@@ -111,7 +116,7 @@ class PgTx:
     async def finished(
         self, cutoff: float, limit: int, only: Sequence[str] | None, exclude: Sequence[str]
     ) -> list[Task]:
-        only_list = None if only is None else list(only)
+        only_list = array(only)
         return await self._tasks("finished", cutoff, only_list, list(exclude), limit)
 
     async def remove(self, task_ids: Sequence[str], seq: int) -> None:
@@ -139,8 +144,8 @@ class PgTx:
     ) -> list[Task]:
         return await self._tasks(
             "ready_except",
-            None if queues is None else list(queues),
-            None if types is None else list(types),
+            array(queues),
+            array(types),
             list(blocked),
             limit,
         )
@@ -153,7 +158,7 @@ class PgTx:
     async def queue_limits(
         self, queues: Sequence[str] | None
     ) -> list[tuple[QueueSettings, float | None, float | None]]:
-        rows = await self._locked_queues("queue_limits", None if queues is None else list(queues))
+        rows = await self._locked_queues("queue_limits", array(queues))
         return [(queue_from_row(r), r[-2], r[-1]) for r in rows]
 
     async def held_counts(self, queues: Sequence[str]) -> dict[str, int]:

@@ -48,7 +48,7 @@ from actorq.journal.pg_submit import (
     written,
 )
 from actorq.journal.pg_tail import read_tail
-from actorq.journal.pg_tx import COLUMNS, PgTx, Q
+from actorq.journal.pg_tx import COLUMNS, PgTx, Q, array
 from actorq.journal.rows import (
     EVENT_COLUMNS,
     PAGE,
@@ -616,7 +616,7 @@ class PostgresJournal:
     async def peek_ready(
         self, queues: Sequence[str] | None, types: Sequence[str] | None
     ) -> Task | None:
-        args = (None if queues is None else list(queues), None if types is None else list(types))
+        args = (array(queues), array(types))
         try:
             async with self._acquire() as conn:
                 row = await conn.fetchrow(Q["peek_ready"], *args)
