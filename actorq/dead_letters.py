@@ -83,7 +83,7 @@ async def settle(
             settled = await _one(run, SettleDead(action, part, clock(), node, by, limit=chunk))
             done += len(settled.tasks)
         return done
-    after: tuple[float, str] | None = None
+    after: str | None = None
     while True:
         op = SettleDead(action, selection, clock(), node, by, after, chunk)
         settled = await _one(run, op)

@@ -580,6 +580,44 @@ async def test_list_tasks_filters_and_pages_newest_first(journal: Journal) -> No
         await journal.list_tasks(TaskFilter(), 3, "not-a-cursor")
 
 
+async def test_task_lists_go_newest_first_by_id_with_one_index_per_order(
+    database_url: str,
+) -> None:
+    """Ids are UUIDv7, made from the clock: id order is creation order, so lists page by id
+    through the primary key and tasks_state, and no index on created_at is kept."""
+    async with opened(database_url) as journal:
+        made = await submit(journal, *[NewTask("job") for _ in range(5)])
+        await submit(journal, NewTask("job", run_at=T0 + 60))
+        pages: list[list[str]] = []
+        cursor = None
+        while True:
+            page = await journal.list_tasks(TaskFilter(state=_S.QUEUED), 2, cursor)
+            pages.append([t.id for t in page.tasks])
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+    assert pages == [[made[4].id, made[3].id], [made[2].id, made[1].id], [made[0].id]]
+    assert sorted(t.id for t in made) == [t.id for t in made]
+    if database_url.startswith("sqlite"):
+        db = sqlite3.connect(path_from_url(database_url))
+        try:
+            rows = db.execute("SELECT name FROM sqlite_master WHERE tbl_name = 'tasks'").fetchall()
+        finally:
+            db.close()
+    else:
+        conn = await raw_pg(database_url)
+        try:
+            rows = await conn.fetch(
+                "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()"
+                " AND tablename = 'tasks'"
+            )
+        finally:
+            await conn.close()
+    names = {r[0] for r in rows}
+    assert "tasks_state" in names
+    assert not names & {"tasks_created", "tasks_state_created"}
+
+
 async def test_counts_group_tasks_by_queue_and_state(journal: Journal) -> None:
     await submit(journal, *[NewTask("job", queue="a") for _ in range(3)], NewTask("job", queue="b"))
     await submit(journal, NewTask("job", queue="b", run_at=T0 + 60))

@@ -152,8 +152,8 @@ class DeadAction(enum.StrEnum):
 
 @attrs.frozen
 class SettleDead:
-    """Retry or purge up to ``limit`` dead letters of ``selection``, in (created_at, id)
-    order after ``after``; ``by`` (who asked) goes into each event. Rows another batch has
+    """Retry or purge up to ``limit`` dead letters of ``selection``, in id (creation)
+    order after the id ``after``; ``by`` (who asked) goes into each event. Rows another batch has
     locked are passed over. Result: a ``Settled``; a caller goes on from its ``last`` until
     fewer than ``limit`` were scanned, so a million dead letters are many short transactions.
     """
@@ -163,7 +163,7 @@ class SettleDead:
     at: float
     node: str
     by: str
-    after: tuple[float, str] | None = None
+    after: str | None = None
     limit: int = 500
     actor: str | None = None  # who asked (see Event.actor); None: the node
 
@@ -172,7 +172,7 @@ class SettleDead:
 class Settled:
     tasks: Sequence[Task]  # retried (as they are now) or purged (as they were)
     scanned: int  # dead letters looked at; a retry refused (its key is taken) is skipped
-    last: tuple[float, str] | None  # (created_at, id) of the last one scanned
+    last: str | None  # the id of the last one scanned
 
 
 @attrs.frozen

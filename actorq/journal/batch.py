@@ -76,10 +76,8 @@ class Tx(claims.ClaimTx, Protocol):
     async def allocate(self, n: int) -> list[int]:
         """``n`` fresh, increasing journal sequence numbers."""
 
-    async def dead(
-        self, selection: Selection, after: tuple[float, str] | None, limit: int
-    ) -> list[Task]:
-        """Dead tasks of ``selection`` in (created_at, id) order after ``after``, locked for
+    async def dead(self, selection: Selection, after: str | None, limit: int) -> list[Task]:
+        """Dead tasks of ``selection`` in id (creation) order after the id ``after``, locked for
         this tx (rows locked by another are passed over)."""
 
     async def finished(
@@ -391,7 +389,7 @@ class BatchRun:
                 event = lifecycle.purged_event(task, at=op.at, node=op.node, by=op.by)
             pairs.append((task, event))
         staged = await self._stage(pairs) if pairs else Outcome([])
-        last = (rows[-1].created_at, rows[-1].id) if rows else None
+        last = rows[-1].id if rows else None
         return Outcome(Settled(staged.value, len(rows), last), changes=staged.changes)
 
     async def _expire(self, op: Expire) -> Outcome:

@@ -103,15 +103,12 @@ class PgTx:
         status: str = await self._conn.execute(Q["extend"], until, list(task_ids))
         return int(status.rsplit(" ", 1)[1])
 
-    async def dead(
-        self, selection: Selection, after: tuple[float, str] | None, limit: int
-    ) -> list[Task]:
+    async def dead(self, selection: Selection, after: str | None, limit: int) -> list[Task]:
         if selection.ids is not None:
             return await self._tasks(
                 "dead_ids", list(selection.ids), selection.queue, selection.type
             )
-        created, last = after if after is not None else (None, None)
-        return await self._tasks("dead", selection.queue, selection.type, created, last, limit)
+        return await self._tasks("dead", selection.queue, selection.type, after, limit)
 
     async def finished(
         self, cutoff: float, limit: int, only: Sequence[str] | None, exclude: Sequence[str]

@@ -643,12 +643,12 @@ class PostgresJournal:
             where.append("id IN (SELECT task_id FROM journal WHERE kind = 'submitted' "
                          f"AND actor = ${len(args)})")  # fmt: skip
         if cursor is not None:
-            args += decode_cursor(cursor)
-            where.append(f"(created_at, id) < (${len(args) - 1}, ${len(args)})")
+            args.append(decode_cursor(cursor))
+            where.append(f"id < ${len(args)}")
         sql = f"SELECT {COLUMNS} FROM tasks"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += f" ORDER BY created_at DESC, id DESC LIMIT ${len(args) + 1}"
+        sql += f" ORDER BY id DESC LIMIT ${len(args) + 1}"
         tasks = await self._tasks(sql, *args, limit + 1)
         more = len(tasks) > limit
         tasks = tasks[:limit]

@@ -197,16 +197,20 @@ def migrations(dialect: str) -> list[tuple[int, str]]:
 
 
 def encode_cursor(task: Task) -> str:
-    """Keyset pagination over (created_at, id), newest first."""
+    """Keyset pagination over ids, newest first (ids are UUIDv7: made from the clock). The
+    cursor keeps the form ``created_at~id`` that nodes of earlier versions read and write, so
+    a client paging through a cluster mid-upgrade may be answered by either."""
     return f"{task.created_at!r}~{task.id}"
 
 
-def decode_cursor(cursor: str) -> tuple[float, str]:
+def decode_cursor(cursor: str) -> str:
+    """The id a page goes on after (``created_at`` is not needed: ids sort by creation)."""
     try:
         created, task_id = cursor.split("~", 1)
-        return float(created), task_id
+        float(created)
     except ValueError as exc:
         raise InvalidInput(f"invalid cursor {cursor!r}") from exc
+    return task_id
 
 
 PAGE = 1000  # rows per query when a journal walks a whole table

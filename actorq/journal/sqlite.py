@@ -345,13 +345,12 @@ class SqliteJournal:
                          "AND actor = ?)")  # fmt: skip
             args.append(query.by)
         if cursor is not None:
-            created, task_id = decode_cursor(cursor)
-            where.append("(created_at, id) < (?, ?)")
-            args += [created, task_id]
+            where.append("id < ?")
+            args.append(decode_cursor(cursor))
         sql = f"SELECT {COLUMNS} FROM tasks"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY created_at DESC, id DESC LIMIT ?"
+        sql += " ORDER BY id DESC LIMIT ?"
         tasks = await self._fetch_tasks(sql, *args, limit + 1)
         more = len(tasks) > limit
         tasks = tasks[:limit]

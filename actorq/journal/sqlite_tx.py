@@ -85,14 +85,11 @@ class SqliteTx:
     async def extend(self, task_ids: Sequence[str], until: float) -> int:
         return self._db.execute(Q["extend"], (until, json.dumps(list(task_ids)))).rowcount
 
-    async def dead(
-        self, selection: Selection, after: tuple[float, str] | None, limit: int
-    ) -> list[Task]:
+    async def dead(self, selection: Selection, after: str | None, limit: int) -> list[Task]:
         if selection.ids is not None:
             ids = json.dumps(list(selection.ids))
             return await self._tasks(Q["dead_ids"], ids, selection.queue, selection.type)
-        created, last = after if after is not None else (None, None)
-        return await self._tasks(Q["dead"], selection.queue, selection.type, created, last, limit)
+        return await self._tasks(Q["dead"], selection.queue, selection.type, after, limit)
 
     async def finished(
         self, cutoff: float, limit: int, only: Sequence[str] | None, exclude: Sequence[str]

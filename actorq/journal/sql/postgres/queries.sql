@@ -255,17 +255,17 @@ WHERE node = $1
 SELECT queue, type, count(*) FROM tasks WHERE state = 'queued' GROUP BY queue, type
 
 -- name: dead
--- Dead letters for a bulk retry or purge, in (created_at, id) order after a position; rows
+-- Dead letters for a bulk retry or purge, in id (creation) order after a position; rows
 -- another batch is settling are passed over.
 SELECT {columns} FROM tasks WHERE state = 'dead'
 AND ($1::text IS NULL OR queue = $1) AND ($2::text IS NULL OR type = $2)
-AND ($3::float8 IS NULL OR (created_at, id) > ($3, $4::text))
-ORDER BY created_at, id LIMIT $5 FOR UPDATE SKIP LOCKED
+AND ($3::text IS NULL OR id > $3)
+ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED
 
 -- name: dead_ids
 SELECT {columns} FROM tasks WHERE id = ANY($1::text[]) AND state = 'dead'
 AND ($2::text IS NULL OR queue = $2) AND ($3::text IS NULL OR type = $3)
-ORDER BY created_at, id FOR UPDATE SKIP LOCKED
+ORDER BY id FOR UPDATE SKIP LOCKED
 
 -- name: finished
 -- Finished tasks past a cutoff, oldest first: what the retention sweepers expire. SKIP

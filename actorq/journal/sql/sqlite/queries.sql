@@ -2,7 +2,7 @@
 SELECT {columns} FROM tasks WHERE id IN (SELECT value FROM json_each(?))
 
 -- name: ready
--- INDEXED BY: the planner would otherwise pick tasks_state_created and sort every queued row.
+-- INDEXED BY: the planner would otherwise pick tasks_state and sort every queued row.
 -- ?1: the queues served (JSON array) or NULL for all; ?2 the task types served, likewise.
 SELECT {columns} FROM tasks INDEXED BY tasks_ready WHERE state = 'queued'
 AND (?1 IS NULL OR queue IN (SELECT value FROM json_each(?1)))
@@ -118,22 +118,22 @@ UPDATE nodes SET paused = COALESCE(?2, paused), drain = (drain OR ?3)
 WHERE node = ?1
 
 -- name: queued_by_type
--- Walks only the queued rows (tasks_state_created leads with state), never finished ones.
+-- Walks only the queued rows (tasks_state leads with state), never finished ones.
 SELECT queue, type, count(*) FROM tasks WHERE state = 'queued' GROUP BY queue, type
 
 -- name: dead
--- Dead letters for a bulk retry or purge, in (created_at, id) order after a position.
--- ?1 queue or NULL; ?2 type or NULL; ?3, ?4 the last (created_at, id) seen, or NULL.
-SELECT {columns} FROM tasks INDEXED BY tasks_state_created WHERE state = 'dead'
+-- Dead letters for a bulk retry or purge, in id (creation) order after a position.
+-- ?1 queue or NULL; ?2 type or NULL; ?3 the last id seen, or NULL.
+SELECT {columns} FROM tasks INDEXED BY tasks_state WHERE state = 'dead'
 AND (?1 IS NULL OR queue = ?1) AND (?2 IS NULL OR type = ?2)
-AND (?3 IS NULL OR (created_at, id) > (?3, ?4))
-ORDER BY created_at, id LIMIT ?5
+AND (?3 IS NULL OR id > ?3)
+ORDER BY id LIMIT ?4
 
 -- name: dead_ids
 -- The dead letters among the ids named (JSON array), through the primary key.
 SELECT {columns} FROM tasks WHERE id IN (SELECT value FROM json_each(?1)) AND state = 'dead'
 AND (?2 IS NULL OR queue = ?2) AND (?3 IS NULL OR type = ?3)
-ORDER BY created_at, id
+ORDER BY id
 
 -- name: finished
 -- Finished tasks past a cutoff, oldest first: what the retention sweeper expires.

@@ -1,0 +1,7 @@
+-- Task lists and dead-letter walks go in id order: ids are UUIDv7, made from the clock
+-- (model.new_id), so id order is creation order. The primary key serves an unfiltered list,
+-- and tasks_state (state, id) a list by state; tasks_created is one B-tree fewer for every
+-- submission to write.
+CREATE INDEX tasks_state ON tasks (state, id);
+DROP INDEX tasks_state_created;
+DROP INDEX tasks_created;
