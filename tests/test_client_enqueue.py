@@ -1,5 +1,6 @@
 """A client App (no node in its process): what it reads before it writes, and how long it
-trusts what it read; on PostgreSQL, a lone enqueue is one statement."""
+trusts what it read; on PostgreSQL, a lone enqueue is one statement, and a large batch the
+parts of one transaction."""
 
 from __future__ import annotations
 
@@ -19,11 +20,12 @@ from conftest import PG_DSN
 
 import actorq
 import actorq.app
+import actorq.journal.pg_submit as pg_submit
 import actorq.lifecycle as lifecycle
 from actorq.errors import QueueFull
 from actorq.journal import journal_from_url
-from actorq.journal.base import ConfigureQueue, Submit
-from actorq.model import EventKind, NewTask, Task, TaskState
+from actorq.journal.base import ConfigureQueue, Journal, Outcome, Submit
+from actorq.model import Event, EventKind, NewTask, Task, TaskState
 from actorq.queues import parse_patch
 from actorq.retry import policy_from_json
 
@@ -208,14 +210,22 @@ async def test_one_statement_submissions_store_what_they_answer_and_replay_to_it
         answered = [t for o in outcomes for t in o.unwrap()]
         assert [t.state for t in answered] == [TaskState.QUEUED, TaskState.SCHEDULED,
                                                TaskState.QUEUED]  # fmt: skip
-        events = [e for t in answered for e in await journal.history(t.id)]
+        events = await stored_as_answered(journal, outcomes)
         assert [e.actor for e in events] == ["node-1", "node-1", "tok"]
-        assert events == [c.event for o in outcomes for c in o.changes]
-        stored = await journal.get_many([t.id for t in answered])
-        assert [stored[t.id] for t in answered] == answered
-        assert lifecycle.fold(events) == {t.id: t for t in answered}
     finally:
         await journal.close()
+
+
+async def stored_as_answered(journal: Journal, outcomes: list[Outcome]) -> list[Event]:
+    """The journal holds the events the outcomes answered with, and the projection the
+    tasks they answered, which is what those events fold to. Returns the events."""
+    answered = [t for o in outcomes for t in o.unwrap()]
+    events = [e for t in answered for e in await journal.history(t.id)]
+    assert events == [c.event for o in outcomes for c in o.changes]
+    stored = await journal.get_many([t.id for t in answered])
+    assert [stored[t.id] for t in answered] == answered
+    assert lifecycle.fold(events) == {t.id: t for t in answered}
+    return events
 
 
 async def test_a_client_enqueue_survives_its_connections_being_killed(
@@ -337,3 +347,111 @@ async def test_a_sqlite_nodes_live_feed_carries_what_another_process_commits(
     seqs = [i["seq"] for i in seen]
     assert seqs == sorted(set(seqs))  # each once, in the journal's order
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # and none skipped
+
+
+# -- a batch larger than pg_submit.PART: parts of one transaction, each sent while the client
+# builds the next; it commits whole or not at all, and answers in its order.
+
+
+async def test_a_batch_in_parts_is_one_transaction_that_answers_in_order(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pg_submit, "PART", 3)
+    journal = journal_from_url(postgres_url)
+    await journal.open()
+    try:
+        at = time.time()
+        first = [NewTask("job", {"i": i}) for i in range(5)]
+        second = [NewTask("job", {"i": i}, run_at=at + 3600, queue="later") for i in range(3)]
+        await journal.run([Submit([NewTask("warm")], at, "node-1")])  # opens its connection
+        sent: list[str] = []
+        own = journal._submitter._conn  # type: ignore[attr-defined]
+        own.add_query_logger(lambda record: sent.append(record.query))
+        outcomes = await journal.run(
+            [Submit(first, at, "node-1"), Submit(second, at, "node-2", "tok")]
+        )
+        await asyncio.sleep(0)  # asyncpg calls query loggers soon after the query
+        assert [q for q in sent if "submit_rows" in q] == [sent[1]] * 3  # 8 tasks, parts of 3
+        assert sent[0] == "BEGIN;", sent
+        assert sent[-1] == "COMMIT;", sent
+        answered = [t for o in outcomes for t in o.unwrap()]
+        assert [t.id for t in answered] == [n.id for n in first + second]
+        assert [t.state for t in answered] == [TaskState.QUEUED] * 5 + [TaskState.SCHEDULED] * 3
+        seqs = [t.seq for t in answered]
+        assert seqs == sorted(seqs)
+        assert len(set(seqs)) == 8
+        events = await stored_as_answered(journal, outcomes)
+        assert [e.actor for e in events] == ["node-1"] * 5 + ["tok"] * 3
+    finally:
+        await journal.close()
+
+
+async def test_a_gate_in_a_later_part_sends_the_whole_batch_down_the_general_path(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first part was written when the third meets a queue with a max_depth: all of it
+    goes back, and the general path refuses the batch whole, saying why."""
+    monkeypatch.setattr(pg_submit, "PART", 2)
+    journal = journal_from_url(postgres_url)
+    await journal.open()
+    try:
+        at = time.time()
+        change = ConfigureQueue("small", parse_patch({"max_depth": 1}), at, "test")
+        (outcome,) = await journal.run([change])
+        outcome.unwrap()
+        batch = [NewTask("job") for _ in range(4)]
+        batch += [NewTask("job", queue="small"), NewTask("job", queue="small")]
+        (outcome,) = await journal.run([Submit(batch, at, "node-1")])
+        with pytest.raises(QueueFull):
+            outcome.unwrap()
+        assert await journal.counts() == {}
+        assert await journal.get_many([new.id for new in batch]) == {}
+        # Within the limit, the same path takes the batch whole.
+        fits = [NewTask("job") for _ in range(4)] + [NewTask("job", queue="small")]
+        (outcome,) = await journal.run([Submit(fits, at, "node-1")])
+        assert len(outcome.unwrap()) == 5
+        assert await journal.counts() == {
+            ("default", TaskState.QUEUED): 4,
+            ("small", TaskState.QUEUED): 1,
+        }
+    finally:
+        await journal.close()
+
+
+async def test_batches_in_parts_whose_connection_is_killed_are_written_once(
+    postgres_url: str, db: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed between or during its parts, a batch's transaction either committed whole
+    (found so, and answered) or not at all (run again on another connection)."""
+    monkeypatch.setattr(pg_submit, "PART", 4)
+    name = f"actorq-test-{uuid.uuid4().hex[:12]}"
+    client = actorq.App(database_url=f"{postgres_url}&application_name={name}")
+
+    @client.task("a")
+    async def handler(payload: Any) -> None:
+        return None
+
+    answered = []
+    async with client:
+        await client.enqueue("a")
+        admin = await asyncpg.connect(PG_DSN)
+        try:
+            for i in range(8):
+                killing = admin.fetchval(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE application_name = $1",
+                    name,
+                )
+                items = [{"type": "a", "payload": {"i": i, "k": k}} for k in range(13)]
+                _, tasks = await asyncio.gather(killing, client.enqueue_many(items))
+                answered += tasks
+        finally:
+            await admin.close()
+    counts = dict(
+        await db.fetch(
+            "SELECT task_id, count(*) FROM journal WHERE kind = 'submitted' GROUP BY task_id"
+        )
+    )
+    assert len(answered) == 8 * 13
+    assert all(counts[t.id] == 1 for t in answered)
+    assert len(counts) == 8 * 13 + 1
