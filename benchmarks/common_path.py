@@ -121,16 +121,19 @@ async def drain_rate(
 
 
 async def pickup_phase(client: App, samples: int, gap: float) -> list[float]:
+    """Enqueue to handler start (the task's ``started_at``, the worker's clock on this machine).
+    The probe waits out the gap before it reads the task back: reading it while the worker
+    picks it up would load the two cores with this process's queries, which the peers' probes
+    (they read the worker's report) do not."""
     waits = []
     for i in range(samples):
         at = time.time()
         task = await client.enqueue("noop", i)
-        while task.state is not TaskState.SUCCEEDED:
+        await asyncio.sleep(gap)
+        while (task := await client.get(task.id)).state is not TaskState.SUCCEEDED:
             await asyncio.sleep(0.001)
-            task = await client.get(task.id)
         assert task.started_at is not None
         waits.append(task.started_at - at)
-        await asyncio.sleep(gap)
     return waits
 
 
