@@ -455,3 +455,38 @@ async def test_batches_in_parts_whose_connection_is_killed_are_written_once(
     assert len(answered) == 8 * 13
     assert all(counts[t.id] == 1 for t in answered)
     assert len(counts) == 8 * 13 + 1
+
+
+async def test_a_batch_in_parts_cancelled_midway_writes_nothing_and_its_caller_is_cancelled(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cancelled while its parts go out, the batch's transaction is rolled back and the caller
+    gets its CancelledError: the batch is not run again elsewhere."""
+    monkeypatch.setattr(pg_submit, "PART", 20)
+    journal = journal_from_url(postgres_url)
+    await journal.open()
+    try:
+        await journal.run([Submit([NewTask("job")], time.time(), "node-1")])
+        parts: list[str] = []
+        three_sent = asyncio.Event()
+
+        def count(record: Any) -> None:
+            if "submit_rows" in record.query:
+                parts.append(record.query)
+            if len(parts) == 3:
+                three_sent.set()
+
+        journal._submitter._conn.add_query_logger(count)  # type: ignore[attr-defined]
+        batch = [NewTask("job") for _ in range(2000)]
+        running = asyncio.ensure_future(journal.run([Submit(batch, time.time(), "node-1")]))
+        await asyncio.wait_for(three_sent.wait(), 10)
+        assert not running.done()
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+        assert await journal.get_many([new.id for new in batch]) == {}
+        (outcome,) = await journal.run([Submit([NewTask("job")], time.time(), "node-1")])
+        assert len(outcome.unwrap()) == 1
+        assert await journal.counts() == {("default", TaskState.QUEUED): 2}
+    finally:
+        await journal.close()
