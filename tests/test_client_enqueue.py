@@ -322,6 +322,33 @@ async def test_a_nodes_counts_take_in_tasks_another_process_submitted(tmp_path: 
         assert min(tasks.values()) >= 0, tasks
 
 
+async def test_a_nodes_counts_never_go_below_zero_while_another_process_submits(
+    tmp_path: Path,
+) -> None:
+    """The node claims a client's task before its counts have read that task in: a count
+    that would go below zero stays at zero until the recount (it showed -1 queued)."""
+    url = f"sqlite:///{tmp_path / 'actorq.db'}"
+    node = worker(url, "a")
+    seen: list[dict[str, int]] = []
+    async with node, actorq.App(database_url=url) as client:
+        runtime = await node.start()
+
+        async def watch() -> None:
+            while True:
+                seen.append(dict((await runtime.stats())["tasks"]))
+                await asyncio.sleep(0.002)
+
+        watching = asyncio.ensure_future(watch())
+        try:
+            submitted = [await client.enqueue("a", {"n": i}) for i in range(20)]
+            for task in submitted:
+                assert (await runtime.wait_for(task.id, timeout=10)).state is TaskState.SUCCEEDED
+        finally:
+            watching.cancel()
+    assert len(seen) >= 5  # the counts were read while the node worked
+    assert [t for t in seen if min(t.values()) < 0] == []
+
+
 async def test_a_sqlite_nodes_live_feed_carries_what_another_process_commits(
     tmp_path: Path,
 ) -> None:

@@ -281,10 +281,11 @@ class StatsAggregator(Actor):
         left the projection)."""
         if before is not None:
             key = (queue, before)
-            self._counts[key] -= 1
-            self._moved.add(key)
-            if self._counts[key] < 0:  # a task these counts never saw: read them
+            if self._counts[key] > 0:
+                self._counts[key] -= 1
+            else:  # a task these counts never saw (another process's): zero, read them again
                 self._recount_soon()
+            self._moved.add(key)
         if after is not None:
             key = (queue, after)
             self._counts[key] += 1
