@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import random
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -1087,3 +1089,30 @@ async def test_a_claim_walks_the_ready_index_even_before_the_table_is_analyzed(
         await conn.close()
     assert "Index Scan using tasks_ready" in plan, plan
     assert "Sort" not in plan, plan
+
+
+async def test_a_journal_opens_while_another_process_holds_the_new_files_lock(
+    tmp_path: Path,
+) -> None:
+    """Two processes starting together on one new file: while one holds its lock (here a
+    write transaction of a bare connection, the file still in its first journal mode), the
+    other's switch to WAL is refused at once by SQLite, busy timeout or not. The journal asks
+    again until the lock is gone (it failed to open: "database is locked")."""
+    path = tmp_path / "actorq.db"
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("CREATE TABLE elsewhere (x)")
+        release = threading.Timer(0.3, other.execute, ["COMMIT"])
+        release.start()
+        async with opened(f"sqlite:///{path}") as journal:
+            (task,) = await submit(journal, NewTask("job"))
+            assert (await journal.get(task.id)).state is _S.QUEUED
+        release.join()
+    finally:
+        other.close()
+    fresh = sqlite3.connect(path)
+    try:
+        assert fresh.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    finally:
+        fresh.close()

@@ -14,6 +14,7 @@ import json
 import logging
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
@@ -161,9 +162,26 @@ class SqliteJournal:
         db = sqlite3.connect(
             self._target, uri=self._uri, isolation_level=None, check_same_thread=False
         )
-        for pragma in self._pragmas():
+        wal, *others = self._pragmas()
+        self._switch_to_wal(db, wal)
+        for pragma in others:
             db.execute(pragma)
         return db
+
+    def _switch_to_wal(self, db: sqlite3.Connection, pragma: str) -> None:
+        """The journal mode, asked again while another process holds the new file's lock:
+        SQLite refuses a change of journal mode at once then, without waiting as the busy
+        timeout waits for other locks (two processes starting together on one new file)."""
+        deadline = time.monotonic() + self._busy_ms / 1000
+        while True:
+            try:
+                db.execute(pragma)
+                return
+            except sqlite3.OperationalError as exc:
+                busy = getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY
+                if not busy or time.monotonic() >= deadline:
+                    raise
+            time.sleep(0.01)
 
     async def open(self) -> None:
         try:
