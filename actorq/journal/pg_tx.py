@@ -113,8 +113,7 @@ class PgTx:
     async def finished(
         self, cutoff: float, limit: int, only: Sequence[str] | None, exclude: Sequence[str]
     ) -> list[Task]:
-        only_list = array(only)
-        return await self._tasks("finished", cutoff, only_list, list(exclude), limit)
+        return await self._tasks("finished", cutoff, array(only), list(exclude), limit)
 
     async def remove(self, task_ids: Sequence[str], seq: int) -> None:
         await self._conn.execute(Q["remove"], list(task_ids), seq)

@@ -150,8 +150,8 @@ class SqliteJournal:
         self._shared = SharedCommits(self._run_now)  # concurrent callers share a commit
 
     def _pragmas(self) -> list[str]:
+        """Each connection's settings; the writer first switches the file to WAL."""
         return [
-            "PRAGMA journal_mode = WAL",
             "PRAGMA synchronous = FULL",  # fsync at every commit: acknowledged means durable
             f"PRAGMA busy_timeout = {self._busy_ms}",
             "PRAGMA cache_size = -65536",
@@ -162,24 +162,22 @@ class SqliteJournal:
         db = sqlite3.connect(
             self._target, uri=self._uri, isolation_level=None, check_same_thread=False
         )
-        wal, *others = self._pragmas()
-        self._switch_to_wal(db, wal)
-        for pragma in others:
+        self._switch_to_wal(db)
+        for pragma in self._pragmas():
             db.execute(pragma)
         return db
 
-    def _switch_to_wal(self, db: sqlite3.Connection, pragma: str) -> None:
+    def _switch_to_wal(self, db: sqlite3.Connection) -> None:
         """The journal mode, asked again while another process holds the new file's lock:
         SQLite refuses a change of journal mode at once then, without waiting as the busy
         timeout waits for other locks (two processes starting together on one new file)."""
         deadline = time.monotonic() + self._busy_ms / 1000
         while True:
             try:
-                db.execute(pragma)
+                db.execute("PRAGMA journal_mode = WAL")
                 return
             except sqlite3.OperationalError as exc:
-                busy = getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY
-                if not busy or time.monotonic() >= deadline:
+                if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
                     raise
             time.sleep(0.01)
 
@@ -191,7 +189,7 @@ class SqliteJournal:
             self._reader = await _daemonic(
                 aiosqlite.connect(self._target, uri=self._uri, isolation_level=None)
             )
-            for pragma in [*self._pragmas()[1:], "PRAGMA query_only = ON"]:
+            for pragma in [*self._pragmas(), "PRAGMA query_only = ON"]:
                 await self._reader.execute(pragma)
         except sqlite3.Error as exc:
             await self.close()
